@@ -1,0 +1,161 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/recoverpasscode/recoverpasscode/graph"
+	"github.com/recoverpasscode/recoverpasscode/internal/envflag"
+	"github.com/recoverpasscode/recoverpasscode/queue"
+	"github.com/recoverpasscode/recoverpasscode/ratelimit"
+)
+
+// config is everything the worker reads from flags and the environment.
+type config struct {
+	Dev    bool
+	DevDir string
+
+	NATS       queue.Conn
+	Prefix     string
+	Replicas   int
+	Credential graph.CredentialConfig
+	GraphURL   string
+
+	Tenants        []string
+	Rate           ratelimit.Rate
+	Concurrency    int
+	HTTPAddr       string
+	KeysTTL        time.Duration
+	Lease          time.Duration
+	AttemptTimeout time.Duration
+	MaxAttempts    int
+	DrainTimeout   time.Duration
+	Name           string
+	LogFormat      string
+	LogLevel       string
+
+	// httpClient, when set, carries Graph and Entra ID requests; --dev sets
+	// it to trust the double's certificate. Production trusts the system
+	// pool, which honours SSL_CERT_FILE.
+	httpClient *http.Client
+}
+
+const usageHeader = `worker consumes recoverPasscode jobs from NATS JetStream and calls Microsoft Graph.
+
+Usage:
+  worker [flags]          run a worker against NATS and Graph
+  worker --dev [flags]    run an embedded nats-server and Graph double too, for trying it out
+
+Every flag can also be set by the environment variable in brackets; a flag wins.
+
+Flags:
+`
+
+// parseConfig reads args and the environment.
+func parseConfig(args []string) (*config, error) {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	s := envflag.New(fs)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usageHeader)
+		fs.PrintDefaults()
+	}
+	var c config
+	var tenants, rate string
+	fs.BoolVar(&c.Dev, "dev", false, "start an embedded nats-server (on NATS_URL's host and port) and a Graph and Entra ID double, and use them")
+	s.StringVar(&c.DevDir, "dev-dir", "RECOVER_DEV_DIR", defaultDevDir(), "with --dev: where the embedded nats-server keeps its data")
+	c.NATS.Flags(s)
+	s.StringVar(&c.Prefix, "prefix", "RECOVER_PREFIX", queue.DefaultPrefix, "first token of every subject, and base of stream and bucket names")
+	s.IntVar(&c.Replicas, "replicas", "RECOVER_REPLICAS", 1, "replicas of streams and buckets (3 on a NATS cluster)")
+	s.StringVar(&c.Credential.TenantID, "tenant-id", "AZURE_TENANT_ID", "", "default Entra ID tenant (required but with --dev)")
+	s.StringVar(&c.Credential.ClientID, "client-id", "AZURE_CLIENT_ID", "", "app registration (client) id (required but with --dev)")
+	s.SecretVar(&c.Credential.ClientSecret, "client-secret", "AZURE_CLIENT_SECRET", "app-only with a client secret; prefer the variable")
+	s.StringVar(&c.Credential.CertificatePath, "client-certificate-path", "AZURE_CLIENT_CERTIFICATE_PATH", "", "app-only with a certificate: PEM (certificate and key) or PKCS#12 file")
+	s.SecretVar(&c.Credential.CertificatePassword, "client-certificate-password", "AZURE_CLIENT_CERTIFICATE_PASSWORD", "password of the certificate file, if any")
+	s.StringVar(&c.Credential.FederatedTokenFile, "federated-token-file", "AZURE_FEDERATED_TOKEN_FILE", "", "app-only with workload identity: file holding the federated token (re-read on each use)")
+	s.StringVar(&c.Credential.AuthorityHost, "authority-host", "AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com", "Entra ID host; a non-default host turns MSAL instance discovery off")
+	s.StringVar(&c.GraphURL, "graph-base-url", "GRAPH_BASE_URL", graph.DefaultBaseURL, "Graph root including the version")
+	s.StringVar(&tenants, "tenants", "RECOVER_TENANTS", "", "comma-separated tenants jobs may target (defaults to AZURE_TENANT_ID)")
+	s.StringVar(&rate, "rate-limit", "RECOVER_RATE_LIMIT", "200/20s", "Graph calls allowed per app per tenant across all workers, N/duration, or unlimited")
+	s.IntVar(&c.Concurrency, "concurrency", "RECOVER_CONCURRENCY", 32, "jobs in flight in this process")
+	s.StringVar(&c.HTTPAddr, "http-addr", "RECOVER_HTTP_ADDR", "127.0.0.1:9464", "address of /healthz, /readyz and /metrics (empty: off)")
+	s.DurationVar(&c.KeysTTL, "keys-ttl", "RECOVER_KEYS_TTL", 24*time.Hour, "how long an idempotency record is kept after its last change")
+	s.DurationVar(&c.Lease, "lease", "RECOVER_LEASE", 30*time.Second, "how long a worker holds a key without renewing it before another may take over")
+	s.DurationVar(&c.AttemptTimeout, "attempt-timeout", "RECOVER_ATTEMPT_TIMEOUT", 30*time.Second, "deadline of one Graph call")
+	s.IntVar(&c.MaxAttempts, "max-attempts", "RECOVER_MAX_ATTEMPTS", 8, "Graph calls per job before it ends failed")
+	s.DurationVar(&c.DrainTimeout, "drain-timeout", "RECOVER_DRAIN_TIMEOUT", 30*time.Second, "on SIGTERM, how long jobs in flight may finish before they are handed back")
+	s.StringVar(&c.Name, "name", "RECOVER_WORKER_NAME", defaultName(), "this worker's name in results, logs and leases")
+	s.StringVar(&c.LogFormat, "log-format", "RECOVER_LOG_FORMAT", "json", "json, or console for people")
+	s.StringVar(&c.LogLevel, "log-level", "RECOVER_LOG_LEVEL", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
+	}
+	var errs []error
+	if err := s.Err(); err != nil {
+		errs = append(errs, err)
+	}
+	r, err := ratelimit.ParseRate(rate)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("RECOVER_RATE_LIMIT: %w", err))
+	}
+	c.Rate = r
+	c.Tenants = splitList(tenants)
+	c.Credential.GraphBaseURL = c.GraphURL
+	if err := c.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return &c, nil
+}
+
+func (c *config) validate() error {
+	var errs []error
+	if !queue.ValidToken(c.Prefix) {
+		errs = append(errs, fmt.Errorf("RECOVER_PREFIX %q: want one subject token (letters, digits, '-', '_')", c.Prefix))
+	}
+	if c.Concurrency < 1 {
+		errs = append(errs, errors.New("RECOVER_CONCURRENCY: want at least 1"))
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		errs = append(errs, errors.New("RECOVER_REPLICAS: want 1 to 5"))
+	}
+	if c.LogFormat != "json" && c.LogFormat != "console" {
+		errs = append(errs, fmt.Errorf("RECOVER_LOG_FORMAT %q: want json or console", c.LogFormat))
+	}
+	if err := c.NATS.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if !c.Dev {
+		if err := c.Credential.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func defaultName() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "worker"
+	}
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
+}

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/rs/zerolog"
+
+	"github.com/recoverpasscode/recoverpasscode/devserver"
+	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
+)
+
+// The --dev stack's tenant and app registration. Fixed, so that jobs naming
+// the tenant keep working across restarts.
+const (
+	devTenant = "11111111-1111-4111-8111-111111111111"
+	devClient = "22222222-2222-4222-8222-222222222222"
+)
+
+// devStack is what --dev starts: an embedded nats-server and a Graph and
+// Entra ID double.
+type devStack struct {
+	nats  *devserver.Server
+	graph *graphsim.Server
+}
+
+func (d *devStack) Close() {
+	d.graph.Close()
+	d.nats.Shutdown()
+}
+
+func defaultDevDir() string {
+	return filepath.Join(os.TempDir(), "recoverpasscode-dev")
+}
+
+// startDev starts the dev stack and points cfg at it: the real token flow
+// and real TLS, against the double.
+func startDev(cfg *config, out io.Writer, log zerolog.Logger) (*devStack, error) {
+	host, port, err := natsListenAddr(cfg.NATS.URL)
+	if err != nil {
+		return nil, err
+	}
+	storeDir := filepath.Join(cfg.DevDir, "nats")
+	if err := os.MkdirAll(storeDir, 0o700); err != nil {
+		return nil, fmt.Errorf("--dev-dir: %w", err)
+	}
+	ns, err := devserver.Start(devserver.Config{Host: host, Port: port, StoreDir: storeDir})
+	if err != nil {
+		return nil, fmt.Errorf("--dev: %w (is another worker --dev or nats-server using %s:%d?)", err, host, port)
+	}
+	gs, err := graphsim.Start(graphsim.Config{})
+	if err != nil {
+		ns.Shutdown()
+		return nil, fmt.Errorf("--dev: graph double: %w", err)
+	}
+	secret := randomSecret()
+	gs.AddTenant(devTenant)
+	gs.AddApp(devClient, secret)
+	caFile := filepath.Join(cfg.DevDir, "graphsim-ca.pem")
+	if err := os.WriteFile(caFile, gs.CACertPEM(), 0o644); err != nil {
+		log.Warn().Err(err).Msg("could not write the Graph double's CA certificate")
+	}
+
+	cfg.NATS.URL = ns.URL()
+	cfg.GraphURL = gs.GraphURL()
+	cfg.Credential.TenantID = devTenant
+	cfg.Credential.ClientID = devClient
+	cfg.Credential.ClientSecret = secret
+	cfg.Credential.CertificatePath = ""
+	cfg.Credential.FederatedTokenFile = ""
+	cfg.Credential.AuthorityHost = gs.AuthorityHost()
+	cfg.Credential.GraphBaseURL = gs.GraphURL()
+	cfg.Tenants = nil
+
+	fmt.Fprintf(out, `recoverpasscode worker --dev
+  NATS (embedded, JetStream): %s   data in %s
+  Graph double:               %s
+  Entra ID double:            %s   tenant %s, app %s (CA: %s)
+  Rate limit:                 %s
+
+Submit a job from another shell:
+  go run ./cmd/enqueue --device 2d6a3d0e-8f5c-4d7a-9b1e-0b2f3c4d5e6f --wait
+or with any NATS client:
+  nats pub recoverpasscode.jobs.ticketing '{"managedDeviceId":"2d6a3d0e-8f5c-4d7a-9b1e-0b2f3c4d5e6f"}'
+
+`, ns.URL(), storeDir, gs.GraphURL(), gs.AuthorityHost(), devTenant, devClient, caFile, cfg.Rate)
+	return &devStack{nats: ns, graph: gs}, nil
+}
+
+// natsListenAddr is the host and port of the first NATS_URL, where --dev
+// listens.
+func natsListenAddr(raw string) (string, int, error) {
+	first := strings.TrimSpace(strings.Split(raw, ",")[0])
+	u, err := url.Parse(first)
+	if err != nil || u.Host == "" {
+		return "", 0, fmt.Errorf("--dev: NATS_URL %q: want nats://host:port", first)
+	}
+	host, portText, err := net.SplitHostPort(u.Host)
+	if err != nil {
+		return u.Host, 4222, nil
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil {
+		return "", 0, fmt.Errorf("--dev: NATS_URL %q: bad port", first)
+	}
+	return host, port, nil
+}
+
+func randomSecret() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,251 @@
+package job
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/rs/zerolog"
+
+	"github.com/recoverpasscode/recoverpasscode/graph"
+	"github.com/recoverpasscode/recoverpasscode/idempotency"
+)
+
+// Recoverer performs the Graph action. *graph.Client implements it.
+type Recoverer interface {
+	RecoverPasscode(ctx context.Context, t graph.Target) (graph.Response, error)
+}
+
+// Tokens refreshes a tenant's token after Graph answered 401.
+type Tokens interface {
+	Refresh(ctx context.Context, tenantID string) (string, error)
+}
+
+// Limiter is the fleet-wide rate limit. *ratelimit.Limiter implements it.
+type Limiter interface {
+	Wait(ctx context.Context, tenantID string) (time.Duration, error)
+	Pause(ctx context.Context, tenantID string, until time.Time) error
+	PausedUntil(tenantID string) (time.Time, bool)
+}
+
+// Ledger keeps the idempotency record of each key. *idempotency.Store
+// implements it.
+type Ledger interface {
+	Claim(ctx context.Context, key, jobID string) (idempotency.Claim, error)
+	Await(ctx context.Context, key string, c idempotency.Claim) (idempotency.Claim, error)
+	MarkCalling(ctx context.Context, c *idempotency.Claim) error
+	Complete(ctx context.Context, c *idempotency.Claim, status string, outcome []byte) error
+	Release(ctx context.Context, c *idempotency.Claim) error
+	KeepAlive(ctx context.Context, c *idempotency.Claim, every time.Duration) (stop func())
+}
+
+// Disposition says what the worker does with the job message.
+type Disposition int
+
+const (
+	// Ack: the job is finished and its result is in Outcome.Result.
+	Ack Disposition = iota
+	// Term: the job can never succeed (rejected or out of deliveries); its
+	// result is in Outcome.Result and it must not be redelivered.
+	Term
+	// Retry: the job is not finished; hand it back for redelivery after
+	// Outcome.Delay. There is no result yet.
+	Retry
+)
+
+// Outcome is what handling one delivery of a job produced.
+type Outcome struct {
+	Disposition Disposition
+	// Result is the job's result for Ack and Term.
+	Result *Result
+	// Delay before redelivery, for Retry.
+	Delay time.Duration
+	// DeadLetter, when not empty, is why a copy of the job goes to the DLQ.
+	DeadLetter string
+	// ReplyTo is the job's own reply subject, if it named a valid one.
+	ReplyTo string
+	// CredentialsBroken says no token could be had: the worker should stop
+	// taking jobs until one can. The job itself is fine and is retried.
+	CredentialsBroken bool
+}
+
+// Delivery is one delivery of a job message.
+type Delivery struct {
+	Data []byte
+	Meta Meta
+	// NumDelivered counts deliveries of this message, this one included.
+	NumDelivered uint64
+	// InProgress, if set, tells JetStream the job is still being worked on
+	// so its ack deadline is extended during long waits.
+	InProgress func()
+}
+
+// Handler processes jobs. Its zero value is not usable; set the required
+// fields. A Handler is safe for concurrent use once configured.
+type Handler struct {
+	Graph   Recoverer // required
+	Tokens  Tokens    // required
+	Limiter Limiter   // required
+	Ledger  Ledger    // required
+	Policy  Policy
+	// Worker names this worker in results. Required.
+	Worker string
+	// Backoff configures retries of 5xx, timeouts and 429s without
+	// Retry-After.
+	Backoff Backoff
+	// MaxInlineWait is the longest wait (rate-limit pause, backoff, another
+	// worker's lease) spent holding a job; longer waits hand it back with a
+	// delay so the slot serves other tenants. Defaults to 10s.
+	MaxInlineWait time.Duration
+	// KeepAliveEvery is how often a held job's ack deadline and lease are
+	// extended. Defaults to 5s.
+	KeepAliveEvery time.Duration
+	// MaxDeliveries bounds how often one job message is delivered before it
+	// ends failed. Defaults to 50.
+	MaxDeliveries uint64
+	Logger        zerolog.Logger
+	// Now returns the current time. Defaults to time.Now.
+	Now func() time.Time
+}
+
+// Backoff bounds retries of one job.
+type Backoff struct {
+	// Initial is the first delay. Defaults to 500ms.
+	Initial time.Duration
+	// Max caps one delay, including a server's Retry-After. Defaults to 60s.
+	Max time.Duration
+	// MaxAttempts bounds Graph calls per job. Defaults to 8.
+	MaxAttempts int
+	// MaxElapsed bounds the time from queueing to the last retry. Defaults
+	// to 15m.
+	MaxElapsed time.Duration
+}
+
+func (h *Handler) defaults() {
+	if h.MaxInlineWait == 0 {
+		h.MaxInlineWait = 10 * time.Second
+	}
+	if h.KeepAliveEvery == 0 {
+		h.KeepAliveEvery = 5 * time.Second
+	}
+	if h.MaxDeliveries == 0 {
+		h.MaxDeliveries = 50
+	}
+	if h.Backoff.Initial == 0 {
+		h.Backoff.Initial = 500 * time.Millisecond
+	}
+	if h.Backoff.Max == 0 {
+		h.Backoff.Max = 60 * time.Second
+	}
+	if h.Backoff.MaxAttempts == 0 {
+		h.Backoff.MaxAttempts = 8
+	}
+	if h.Backoff.MaxElapsed == 0 {
+		h.Backoff.MaxElapsed = 15 * time.Minute
+	}
+	if h.Now == nil {
+		h.Now = time.Now
+	}
+}
+
+// Init applies defaults; call it once before Handle.
+func (h *Handler) Init() { h.defaults() }
+
+// Handle processes one delivery of a job and says what to do with it.
+func (h *Handler) Handle(ctx context.Context, d Delivery) Outcome {
+	started := h.Now()
+	j, err := Decode(d.Data, d.Meta)
+	if err == nil {
+		err = h.Policy.Validate(&j)
+	}
+	res := newResult(&j, d.Meta, h.Worker, started)
+	log := h.Logger.With().Str("job_id", j.ID).Str("source", d.Meta.Source).Logger()
+	if err != nil {
+		log.Info().Str("status", string(Rejected)).Str("reason", err.Error()).Msg("job rejected")
+		out := h.finish(&res, Rejected, err.Error(), Term, "rejected: "+err.Error())
+		if validSubject(j.ReplyTo) {
+			out.ReplyTo = j.ReplyTo
+		}
+		return out
+	}
+	log = log.With().Str("key", j.IdempotencyKey).Str("tenant_id", j.TenantID).Str("device_id", j.ManagedDeviceID).Logger()
+	var out Outcome
+	switch {
+	case h.expired(&j):
+		out = h.finish(&res, Expired, fmt.Sprintf("notAfter %s passed before the job could start", j.NotAfter.Format(time.RFC3339)), Ack, "")
+	case d.NumDelivered > h.MaxDeliveries:
+		msg := fmt.Sprintf("delivered %d times without finishing", d.NumDelivered)
+		out = h.finish(&res, Failed, msg, Term, "failed: "+msg)
+	default:
+		p := &process{h: h, d: d, job: &j, res: &res, log: log}
+		out = p.run(ctx)
+	}
+	out.ReplyTo = j.ReplyTo
+	return out
+}
+
+func (h *Handler) expired(j *Job) bool {
+	return j.NotAfter != nil && h.Now().After(*j.NotAfter)
+}
+
+// finish completes res and wraps it in an Outcome.
+func (h *Handler) finish(res *Result, st Status, why string, disp Disposition, deadLetter string) Outcome {
+	res.Status = st
+	res.Error = why
+	res.FinishedAt = h.Now()
+	return Outcome{Disposition: disp, Result: res, DeadLetter: deadLetter}
+}
+
+// LedgerKey is the idempotency record's key for a job: keys are scoped by
+// tenant, since the same text in two tenants names two different actions.
+func LedgerKey(j *Job) string {
+	return j.TenantID + "/" + j.IdempotencyKey
+}
+
+// replay answers a job from the stored outcome of its key.
+func (h *Handler) replay(res *Result, stored []byte) Outcome {
+	var prev Result
+	if err := json.Unmarshal(stored, &prev); err != nil {
+		msg := "the idempotency record of this key is unreadable; resubmit with a new idempotencyKey"
+		return h.finish(res, Failed, msg, Term, "failed: "+msg)
+	}
+	if prev.ManagedDeviceID != res.ManagedDeviceID || prev.UserID != res.UserID || prev.DetectedAppID != res.DetectedAppID {
+		msg := fmt.Sprintf("idempotencyKey %q was already used by job %s for device %s; use a new key for a different device", res.IdempotencyKey, prev.JobID, prev.ManagedDeviceID)
+		return h.finish(res, Rejected, msg, Term, "rejected: "+msg)
+	}
+	res.Replayed = true
+	res.Graph = prev.Graph
+	res.Uncertain, res.UncertainReason = prev.Uncertain, prev.UncertainReason
+	disp, dead := Ack, ""
+	if prev.Status == Failed {
+		dead = "failed: " + prev.Error
+	}
+	return h.finish(res, prev.Status, prev.Error, disp, dead)
+}
+
+// newBackOff is the exponential backoff with jitter used between attempts.
+func (h *Handler) newBackOff() *backoff.ExponentialBackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = h.Backoff.Initial
+	b.MaxInterval = h.Backoff.Max
+	b.Multiplier = 2
+	b.RandomizationFactor = 0.5
+	b.MaxElapsedTime = 0 // bounded by attempts and by MaxElapsed from queueing
+	b.Reset()
+	return b
+}
+
+// errorText is the person-readable text of a Graph error.
+func errorText(err error) string {
+	var apiErr *graph.APIError
+	if errors.As(err, &apiErr) && apiErr.Status != 0 {
+		if apiErr.Code != "" {
+			return fmt.Sprintf("graph answered %d %s: %s", apiErr.Status, apiErr.Code, truncate(apiErr.Message, 300))
+		}
+		return fmt.Sprintf("graph answered %d", apiErr.Status)
+	}
+	return truncate(err.Error(), 300)
+}

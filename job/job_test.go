@@ -1,0 +1,96 @@
+package job
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+const device = "2d6a3d0e-8f5c-4d7a-9b1e-0b2f3c4d5e6f"
+const tenant = "11111111-1111-4111-8111-111111111111"
+
+func TestDecodeDefaults(t *testing.T) {
+	meta := Meta{Source: "ticketing", Stream: "S", Sequence: 7, Timestamp: time.Unix(100, 5)}
+	t.Run("id from the message header", func(t *testing.T) {
+		j, err := Decode([]byte(`{"managedDeviceId":"`+device+`"}`), Meta{MsgID: "abc-1"})
+		if err != nil || j.ID != "abc-1" || j.IdempotencyKey != "abc-1" {
+			t.Fatalf("got %+v, %v", j, err)
+		}
+	})
+	t.Run("id derived from the stream position, stable", func(t *testing.T) {
+		a, err := Decode([]byte(`{"managedDeviceId":"`+device+`"}`), meta)
+		b, _ := Decode([]byte(`{"managedDeviceId":"`+device+`"}`), meta)
+		if err != nil || a.ID == "" || a.ID != b.ID {
+			t.Fatalf("ids %q and %q, err %v", a.ID, b.ID, err)
+		}
+		other := meta
+		other.Sequence++
+		c, _ := Decode([]byte(`{"managedDeviceId":"`+device+`"}`), other)
+		if c.ID == a.ID {
+			t.Fatal("two messages got the same derived id")
+		}
+	})
+	t.Run("explicit id and key win", func(t *testing.T) {
+		j, err := Decode([]byte(`{"id":"j1","idempotencyKey":"INC1/x","managedDeviceId":"`+device+`"}`), Meta{MsgID: "h"})
+		if err != nil || j.ID != "j1" || j.IdempotencyKey != "INC1/x" {
+			t.Fatalf("got %+v, %v", j, err)
+		}
+	})
+}
+
+func TestDecodeAndValidateRejections(t *testing.T) {
+	policy := Policy{DefaultTenant: tenant}
+	long := strings.Repeat("a", MaxSize)
+	tests := []struct {
+		name, data, want string
+	}{
+		{"empty", ``, "empty"},
+		{"not JSON", `{"managedDeviceId":`, "not valid JSON"},
+		{"array", `[1]`, "want a JSON object"},
+		{"unknown field", `{"managedDeviceId":"` + device + `","color":"red"}`, `unknown field "color"`},
+		{"trailing data", `{"managedDeviceId":"` + device + `"} {}`, "data after the object"},
+		{"wrong type", `{"managedDeviceId":42}`, "managedDeviceId"},
+		{"invalid UTF-8", "{\"managedDeviceId\":\"\xff\"}", "UTF-8"},
+		{"oversize", `{"ticket":"` + long + `"}`, "more than the"},
+		{"missing device", `{}`, "managedDeviceId"},
+		{"device not a GUID", `{"managedDeviceId":"not-a-guid"}`, "managedDeviceId"},
+		{"userId path traversal", `{"managedDeviceId":"` + device + `","userId":"a/../b"}`, "userId"},
+		{"userId query", `{"managedDeviceId":"` + device + `","userId":"x?y"}`, "userId"},
+		{"user and detected app", `{"managedDeviceId":"` + device + `","userId":"` + device + `","detectedAppId":"app1"}`, "together with userId"},
+		{"tenant not allowed", `{"managedDeviceId":"` + device + `","tenantId":"22222222-2222-4222-8222-222222222222"}`, "RECOVER_TENANTS"},
+		{"bad notAfter", `{"managedDeviceId":"` + device + `","notAfter":"tomorrow"}`, "notAfter"},
+		{"control char in ticket", `{"managedDeviceId":"` + device + `","ticket":"INC1\r\nX-Evil: 1"}`, "ticket"},
+		{"bad reply subject", `{"managedDeviceId":"` + device + `","replyTo":"a.>"}`, "replyTo"},
+		{"bad id", `{"id":"a.b","managedDeviceId":"` + device + `"}`, "id:"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j, err := Decode([]byte(tt.data), Meta{MsgID: "m1"})
+			if err == nil {
+				err = policy.Validate(&j)
+			}
+			if err == nil {
+				t.Fatalf("accepted %s", tt.data)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %q does not mention %q", err, tt.want)
+			}
+			if j.ID == "" {
+				t.Fatal("a rejected job has no id to answer with")
+			}
+		})
+	}
+}
+
+func TestValidateFillsDefaultTenant(t *testing.T) {
+	j, err := Decode([]byte(`{"managedDeviceId":"`+device+`","userId":"helpdesk@contoso.com"}`), Meta{MsgID: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := (Policy{DefaultTenant: tenant}).Validate(&j); err != nil {
+		t.Fatal(err)
+	}
+	if j.TenantID != tenant {
+		t.Fatalf("tenant %q", j.TenantID)
+	}
+}

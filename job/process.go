@@ -1,0 +1,243 @@
+package job
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/rs/zerolog"
+
+	"github.com/recoverpasscode/recoverpasscode/graph"
+	"github.com/recoverpasscode/recoverpasscode/idempotency"
+)
+
+// process carries one valid job through its idempotency record and its
+// Graph attempts.
+type process struct {
+	h     *Handler
+	d     Delivery
+	job   *Job
+	res   *Result
+	log   zerolog.Logger
+	claim idempotency.Claim
+}
+
+func (p *process) run(ctx context.Context) Outcome {
+	h := p.h
+	key := LedgerKey(p.job)
+	claim, err := h.Ledger.Claim(ctx, key, p.job.ID)
+	if err != nil {
+		return p.handBack(ctx, time.Second, fmt.Errorf("claim idempotency key: %w", err), false)
+	}
+	if claim.State == idempotency.Busy {
+		waitCtx, cancel := context.WithTimeout(ctx, h.MaxInlineWait)
+		stop := p.keepDeliveryAlive(waitCtx)
+		claim, err = h.Ledger.Await(waitCtx, key, claim)
+		stop()
+		cancel()
+		if err != nil || claim.State == idempotency.Busy {
+			// Another worker still holds the key: come back when its lease
+			// ends rather than hold this slot.
+			delay := time.Until(claim.LeaseUntil)
+			if ctx.Err() == nil && err != nil && !errors.Is(err, context.DeadlineExceeded) {
+				p.log.Warn().Err(err).Msg("waiting for the key's owner failed")
+			}
+			return Outcome{Disposition: Retry, Delay: max(delay, time.Second)}
+		}
+	}
+	switch claim.State {
+	case idempotency.Done:
+		return h.replay(p.res, claim.Outcome)
+	case idempotency.Acquired:
+	default:
+		return p.handBack(ctx, time.Second, fmt.Errorf("unexpected claim state %v", claim.State), false)
+	}
+	p.claim = claim
+	if claim.TakenOver && claim.PreviousCalling {
+		p.res.Uncertain = true
+		p.res.UncertainReason = fmt.Sprintf("took over the key from worker %s, which stopped after it may have called Graph", claim.PreviousOwner)
+	}
+	stopLease := h.Ledger.KeepAlive(ctx, &p.claim, h.KeepAliveEvery)
+	defer stopLease()
+	stopAck := p.keepDeliveryAlive(ctx)
+	defer stopAck()
+	return p.attempts(ctx)
+}
+
+// attempts calls Graph until it answers for good, the retry bounds are
+// spent, or a wait is long enough to hand the job back.
+func (p *process) attempts(ctx context.Context) Outcome {
+	h := p.h
+	bo := h.newBackOff()
+	refreshed := false
+	target := p.job.Target()
+	for {
+		if h.expired(p.job) {
+			p.release(ctx)
+			return h.finish(p.res, Expired, fmt.Sprintf("notAfter %s passed before Graph answered", p.job.NotAfter.Format(time.RFC3339)), Ack, "")
+		}
+		if until, paused := h.Limiter.PausedUntil(p.job.TenantID); paused {
+			if wait := time.Until(until); wait > h.MaxInlineWait {
+				return p.handBack(ctx, wait+jitter(time.Second), errors.New("tenant is paused by Graph throttling"), false)
+			}
+		}
+		if _, err := h.Limiter.Wait(ctx, p.job.TenantID); err != nil {
+			return p.handBack(ctx, 0, fmt.Errorf("rate limit: %w", err), false)
+		}
+		if err := h.Ledger.MarkCalling(ctx, &p.claim); err != nil {
+			return p.handBack(ctx, time.Second, fmt.Errorf("mark idempotency record: %w", err), false)
+		}
+		p.res.Attempts++
+		resp, err := h.Graph.RecoverPasscode(ctx, target)
+		p.recordGraph(resp, err)
+		p.log.Debug().Int("attempt", p.res.Attempts).Int("status", resp.Status).Str("request_id", resp.RequestID).Str("client_request_id", resp.ClientRequestID).Err(err).Msg("graph call")
+		if err == nil {
+			return p.complete(ctx, Succeeded, "", "")
+		}
+		if ctx.Err() != nil {
+			return p.handBack(ctx, 0, ctx.Err(), errors.Is(err, graph.ErrUnknownOutcome))
+		}
+		switch {
+		case errors.Is(err, graph.ErrUnauthorized) && !refreshed:
+			refreshed = true
+			if _, rerr := h.Tokens.Refresh(ctx, p.job.TenantID); rerr != nil {
+				return p.credentialsBroken(ctx, rerr)
+			}
+			continue
+		case errors.Is(err, graph.ErrUnauthorized), errors.Is(err, graph.ErrCredential):
+			return p.credentialsBroken(ctx, err)
+		case errors.Is(err, graph.ErrPermanent):
+			msg := errorText(err)
+			return p.complete(ctx, Failed, msg, "failed: "+msg)
+		}
+		// Throttled, transient or unknown outcome: retry within bounds.
+		if errors.Is(err, graph.ErrUnknownOutcome) {
+			p.res.Uncertain = true
+			p.res.UncertainReason = "an earlier attempt ended without a clear answer from Graph (" + errorText(err) + "); the action may have run before the final attempt"
+		}
+		delay := p.retryDelay(err, bo)
+		if p.res.Attempts >= h.Backoff.MaxAttempts || h.Now().Add(delay).Sub(p.d.Meta.Timestamp) > h.Backoff.MaxElapsed {
+			msg := fmt.Sprintf("gave up after %d attempts: %s", p.res.Attempts, errorText(err))
+			p.release(ctx)
+			return h.finish(p.res, Failed, msg, Ack, "failed: "+msg)
+		}
+		if errors.Is(err, graph.ErrThrottled) {
+			if perr := h.Limiter.Pause(ctx, p.job.TenantID, h.Now().Add(delay)); perr != nil {
+				p.log.Warn().Err(perr).Msg("could not share the throttling pause")
+			}
+			continue // the next Wait observes the pause
+		}
+		if delay > h.MaxInlineWait {
+			return p.handBack(ctx, delay, err, errors.Is(err, graph.ErrUnknownOutcome))
+		}
+		if !sleep(ctx, delay) {
+			return p.handBack(ctx, 0, ctx.Err(), false)
+		}
+	}
+}
+
+// retryDelay is the server's Retry-After, clamped, or the next backoff.
+func (p *process) retryDelay(err error, bo *backoff.ExponentialBackOff) time.Duration {
+	var apiErr *graph.APIError
+	if errors.As(err, &apiErr) && apiErr.HasRetryAfter {
+		return min(max(apiErr.RetryAfter, 0), p.h.Backoff.Max)
+	}
+	return bo.NextBackOff()
+}
+
+func (p *process) recordGraph(resp graph.Response, err error) {
+	g := &GraphOutcome{Status: resp.Status, RequestID: resp.RequestID, ClientRequestID: resp.ClientRequestID}
+	var apiErr *graph.APIError
+	if errors.As(err, &apiErr) {
+		g.ErrorCode = apiErr.Code
+		g.ErrorMessage = truncate(apiErr.Message, 300)
+		if g.Status == 0 {
+			g.Status = apiErr.Status
+		}
+	}
+	p.res.Graph = g
+}
+
+// complete stores the final outcome in the key's record, then answers.
+func (p *process) complete(ctx context.Context, st Status, why, deadLetter string) Outcome {
+	out := p.h.finish(p.res, st, why, Ack, deadLetter)
+	blob, err := json.Marshal(out.Result)
+	if err == nil {
+		err = p.h.Ledger.Complete(ctx, &p.claim, string(st), blob)
+	}
+	if err != nil {
+		// The job's own result still stands; a later job with this key will
+		// find the lease expired and treat the outcome as uncertain.
+		p.log.Warn().Err(err).Msg("could not store the outcome in the idempotency record")
+	}
+	return out
+}
+
+// handBack gives the job back for redelivery after delay, releasing the key.
+func (p *process) handBack(ctx context.Context, delay time.Duration, why error, uncertain bool) Outcome {
+	if !errors.Is(why, context.Canceled) {
+		p.log.Info().Err(why).Dur("delay", delay).Msg("job handed back")
+	}
+	p.release(ctx)
+	return Outcome{Disposition: Retry, Delay: delay}
+}
+
+func (p *process) credentialsBroken(ctx context.Context, err error) Outcome {
+	p.log.Error().Err(err).Msg("no usable token: the job goes back to the queue")
+	p.release(ctx)
+	return Outcome{Disposition: Retry, Delay: 5 * time.Second, CredentialsBroken: true}
+}
+
+func (p *process) release(ctx context.Context) {
+	if p.claim.State != idempotency.Acquired {
+		return
+	}
+	// Release even when ctx is done (shutdown), bounded.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if err := p.h.Ledger.Release(rctx, &p.claim); err != nil {
+		p.log.Warn().Err(err).Msg("could not release the idempotency key; it frees when its lease ends")
+	}
+}
+
+// keepDeliveryAlive extends the message's ack deadline until stopped.
+func (p *process) keepDeliveryAlive(ctx context.Context) (stop func()) {
+	if p.d.InProgress == nil {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(p.h.KeepAliveEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				p.d.InProgress()
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func jitter(d time.Duration) time.Duration {
+	return time.Duration(rand.Int64N(int64(d) + 1))
+}

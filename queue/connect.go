@@ -1,0 +1,126 @@
+package queue
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+
+	"github.com/recoverpasscode/recoverpasscode/internal/envflag"
+)
+
+// DefaultURL is where NATS is looked for when NATS_URL is not set.
+const DefaultURL = "nats://127.0.0.1:4222"
+
+// Conn holds the NATS connection settings (NATS_* variables).
+type Conn struct {
+	// URL is one or more server URLs, comma-separated. Defaults to
+	// nats://127.0.0.1:4222.
+	URL string
+	// Creds is a credentials file (JWT and nkey seed).
+	Creds string
+	// NKey is an nkey seed file.
+	NKey string
+	// User and Password authenticate with a username and password.
+	User, Password string
+	// CA, Cert and Key configure TLS: a CA to trust, and a client
+	// certificate and key for mutual TLS.
+	CA, Cert, Key string
+}
+
+// Flags defines the connection flags on s, defaulting to NATS_*.
+func (c *Conn) Flags(s *envflag.Set) {
+	s.StringVar(&c.URL, "nats-url", "NATS_URL", DefaultURL, "NATS server URL(s), comma-separated")
+	s.StringVar(&c.Creds, "nats-creds", "NATS_CREDS", "", "NATS credentials file")
+	s.StringVar(&c.NKey, "nats-nkey", "NATS_NKEY", "", "NATS nkey seed file")
+	s.StringVar(&c.User, "nats-user", "NATS_USER", "", "NATS user")
+	s.SecretVar(&c.Password, "nats-password", "NATS_PASSWORD", "NATS password; prefer the variable, flags show in process lists")
+	s.StringVar(&c.CA, "nats-ca", "NATS_CA", "", "CA certificate file to trust for NATS TLS")
+	s.StringVar(&c.Cert, "nats-cert", "NATS_CERT", "", "client certificate file for NATS TLS")
+	s.StringVar(&c.Key, "nats-key", "NATS_KEY", "", "client key file for NATS TLS")
+}
+
+// Validate reports settings that cannot work together.
+func (c Conn) Validate() error {
+	var errs []error
+	methods := 0
+	for _, set := range []bool{c.Creds != "", c.NKey != "", c.User != ""} {
+		if set {
+			methods++
+		}
+	}
+	if methods > 1 {
+		errs = append(errs, errors.New("choose one NATS authentication: NATS_CREDS, NATS_NKEY or NATS_USER/NATS_PASSWORD"))
+	}
+	if c.Password != "" && c.User == "" {
+		errs = append(errs, errors.New("NATS_PASSWORD is set without NATS_USER"))
+	}
+	if (c.Cert == "") != (c.Key == "") {
+		errs = append(errs, errors.New("NATS_CERT and NATS_KEY go together"))
+	}
+	return errors.Join(errs...)
+}
+
+// Options returns the nats.go options for these settings, plus sensible
+// reconnect behaviour: keep trying forever, logging each change.
+func (c Conn) Options(name string, log zerolog.Logger) ([]nats.Option, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.ReconnectJitter(500*time.Millisecond, time.Second),
+		nats.RetryOnFailedConnect(true),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn().Err(err).Msg("disconnected from NATS")
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info().Str("server", nc.ConnectedUrlRedacted()).Msg("reconnected to NATS")
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			ev := log.Warn().Err(err)
+			if sub != nil {
+				ev = ev.Str("subject", sub.Subject)
+			}
+			ev.Msg("NATS error")
+		}),
+	}
+	switch {
+	case c.Creds != "":
+		opts = append(opts, nats.UserCredentials(c.Creds))
+	case c.NKey != "":
+		opt, err := nats.NkeyOptionFromSeed(c.NKey)
+		if err != nil {
+			return nil, fmt.Errorf("NATS_NKEY: %w", err)
+		}
+		opts = append(opts, opt)
+	case c.User != "":
+		opts = append(opts, nats.UserInfo(c.User, c.Password))
+	}
+	if c.CA != "" {
+		opts = append(opts, nats.RootCAs(c.CA))
+	}
+	if c.Cert != "" {
+		opts = append(opts, nats.ClientCert(c.Cert, c.Key))
+	}
+	return opts, nil
+}
+
+// Connect connects to NATS. With RetryOnFailedConnect it returns at once
+// even when no server answers yet; the connection keeps trying.
+func (c Conn) Connect(name string, log zerolog.Logger) (*nats.Conn, error) {
+	opts, err := c.Options(name, log)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(strings.TrimSpace(c.URL), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("queue: connect to %s: %w", c.URL, err)
+	}
+	return nc, nil
+}

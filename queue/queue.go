@@ -1,0 +1,107 @@
+// Package queue names the NATS subjects, JetStream streams, consumer and
+// KeyValue buckets of recoverpasscode, creates them, and connects to NATS
+// with the NATS_* settings.
+package queue
+
+import (
+	"strings"
+)
+
+// DefaultPrefix is the first token of every subject and the base of every
+// stream and bucket name.
+const DefaultPrefix = "recoverpasscode"
+
+// ConsumerName is the durable pull consumer every worker shares.
+const ConsumerName = "worker"
+
+// Names derives every subject, stream and bucket name from one prefix. The
+// zero value uses DefaultPrefix.
+type Names struct {
+	// Prefix is a single subject token. Defaults to "recoverpasscode".
+	Prefix string
+}
+
+func (n Names) prefix() string {
+	if n.Prefix == "" {
+		return DefaultPrefix
+	}
+	return n.Prefix
+}
+
+func (n Names) stream(what string) string {
+	return strings.ToUpper(n.prefix()) + "_" + what
+}
+
+// JobsStream is the work-queue stream of jobs.
+func (n Names) JobsStream() string { return n.stream("JOBS") }
+
+// ResultsStream stores every result.
+func (n Names) ResultsStream() string { return n.stream("RESULTS") }
+
+// DLQStream stores jobs that could not be processed, with the reason.
+func (n Names) DLQStream() string { return n.stream("DLQ") }
+
+// AuditStream stores one event per Graph call and per terminal decision.
+func (n Names) AuditStream() string { return n.stream("AUDIT") }
+
+// KeysBucket holds the idempotency records.
+func (n Names) KeysBucket() string { return n.prefix() + "_keys" }
+
+// LimitsBucket holds the shared rate-limit state and pauses.
+func (n Names) LimitsBucket() string { return n.prefix() + "_limits" }
+
+// Jobs is the subject a source publishes its jobs to.
+func (n Names) Jobs(source string) string { return n.prefix() + ".jobs." + source }
+
+// JobsWildcard matches the jobs of every source.
+func (n Names) JobsWildcard() string { return n.prefix() + ".jobs.*" }
+
+// Result is the default reply subject of a job.
+func (n Names) Result(source, jobID string) string {
+	return n.prefix() + ".results." + source + "." + jobID
+}
+
+// ResultsWildcard matches every stored result.
+func (n Names) ResultsWildcard() string { return n.prefix() + ".results.>" }
+
+// IsResult reports whether subject is stored by the results stream.
+func (n Names) IsResult(subject string) bool {
+	return strings.HasPrefix(subject, n.prefix()+".results.")
+}
+
+// DLQ is the dead-letter subject of a source.
+func (n Names) DLQ(source string) string { return n.prefix() + ".dlq." + source }
+
+// DLQWildcard matches every dead letter.
+func (n Names) DLQWildcard() string { return n.prefix() + ".dlq.>" }
+
+// Audit is the audit subject of a source.
+func (n Names) Audit(source string) string { return n.prefix() + ".audit." + source }
+
+// AuditWildcard matches every audit event.
+func (n Names) AuditWildcard() string { return n.prefix() + ".audit.>" }
+
+// SourceOf returns the source token of a job subject, or "" when subject
+// is not a jobs subject of one token.
+func (n Names) SourceOf(subject string) string {
+	rest, ok := strings.CutPrefix(subject, n.prefix()+".jobs.")
+	if !ok || rest == "" || strings.Contains(rest, ".") {
+		return ""
+	}
+	return rest
+}
+
+// ValidToken reports whether s can be one subject token such as a source
+// name: letters, digits, '-' and '_'.
+func ValidToken(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		ok := r == '-' || r == '_' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9')
+		if !ok {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,145 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Setup describes the JetStream objects a worker creates or updates at
+// start. The zero value is usable on a single server.
+type Setup struct {
+	Names Names
+	// Replicas for every stream and bucket: 1 on a single server, 3 on a
+	// cluster. Defaults to 1.
+	Replicas int
+	// DuplicateWindow of the jobs stream: a job re-sent with the same
+	// Nats-Msg-Id within it is stored once. Defaults to 1h (the minimum).
+	DuplicateWindow time.Duration
+	// ResultsMaxAge is how long results are kept. Defaults to 30 days.
+	ResultsMaxAge time.Duration
+	// DLQMaxAge is how long dead letters are kept. Defaults to 30 days.
+	DLQMaxAge time.Duration
+	// AuditMaxAge is how long audit events are kept. Defaults to 400 days.
+	AuditMaxAge time.Duration
+	// AckWait is how long a job may go without an ack or progress signal
+	// before it is redelivered. Defaults to 30s.
+	AckWait time.Duration
+	// MaxAckPending bounds jobs in flight across the fleet. Defaults to
+	// 10000.
+	MaxAckPending int
+}
+
+func (s *Setup) defaults() {
+	if s.Replicas == 0 {
+		s.Replicas = 1
+	}
+	if s.DuplicateWindow < time.Hour {
+		s.DuplicateWindow = time.Hour
+	}
+	if s.ResultsMaxAge == 0 {
+		s.ResultsMaxAge = 30 * 24 * time.Hour
+	}
+	if s.DLQMaxAge == 0 {
+		s.DLQMaxAge = 30 * 24 * time.Hour
+	}
+	if s.AuditMaxAge == 0 {
+		s.AuditMaxAge = 400 * 24 * time.Hour
+	}
+	if s.AckWait == 0 {
+		s.AckWait = 30 * time.Second
+	}
+	if s.MaxAckPending == 0 {
+		s.MaxAckPending = 10000
+	}
+}
+
+// Streams returns the configuration of every stream.
+func (s Setup) Streams() []jetstream.StreamConfig {
+	s.defaults()
+	n := s.Names
+	return []jetstream.StreamConfig{
+		{
+			Name:        n.JobsStream(),
+			Description: "recoverPasscode jobs, consumed once by the worker fleet",
+			Subjects:    []string{n.JobsWildcard()},
+			Retention:   jetstream.WorkQueuePolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    s.Replicas,
+			Duplicates:  s.DuplicateWindow,
+			MaxMsgSize:  1 << 20,
+		},
+		{
+			Name:        n.ResultsStream(),
+			Description: "one result per recoverPasscode job",
+			Subjects:    []string{n.ResultsWildcard()},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    s.Replicas,
+			MaxAge:      s.ResultsMaxAge,
+			Duplicates:  s.DuplicateWindow,
+		},
+		{
+			Name:        n.DLQStream(),
+			Description: "recoverPasscode jobs that could not be processed, with the reason",
+			Subjects:    []string{n.DLQWildcard()},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    s.Replicas,
+			MaxAge:      s.DLQMaxAge,
+			Duplicates:  s.DuplicateWindow,
+		},
+		{
+			Name:        n.AuditStream(),
+			Description: "one event per Graph call and per terminal decision",
+			Subjects:    []string{n.AuditWildcard()},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    s.Replicas,
+			MaxAge:      s.AuditMaxAge,
+			Duplicates:  s.DuplicateWindow,
+		},
+	}
+}
+
+// Consumer returns the configuration of the workers' durable pull consumer.
+func (s Setup) Consumer() jetstream.ConsumerConfig {
+	s.defaults()
+	return jetstream.ConsumerConfig{
+		Durable:       ConsumerName,
+		Description:   "recoverpasscode workers",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       s.AckWait,
+		MaxDeliver:    -1, // the handler bounds deliveries and ends the job with a result
+		MaxAckPending: s.MaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+}
+
+// Ensure creates or updates every stream, the workers' consumer and the
+// given KeyValue buckets. It is idempotent and safe to run from every
+// worker at start.
+func (s Setup) Ensure(ctx context.Context, js jetstream.JetStream, buckets ...jetstream.KeyValueConfig) (jetstream.Consumer, error) {
+	for _, cfg := range s.Streams() {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return nil, fmt.Errorf("queue: stream %s: %w", cfg.Name, err)
+		}
+	}
+	for _, cfg := range buckets {
+		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
+			return nil, fmt.Errorf("queue: bucket %s: %w", cfg.Bucket, err)
+		}
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, s.Names.JobsStream(), s.Consumer())
+	if err != nil {
+		return nil, fmt.Errorf("queue: consumer %s: %w", ConsumerName, err)
+	}
+	return cons, nil
+}
+
+// ErrNoStream is returned by lookups when the worker has not created the
+// streams yet.
+var ErrNoStream = errors.New("queue: streams not found: start a worker first (it creates them)")

@@ -1,0 +1,156 @@
+package worker
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/recoverpasscode/recoverpasscode/job"
+)
+
+// publishTimeout bounds each publish of a result or dead letter.
+const publishTimeout = 10 * time.Second
+
+// DeadLetter is what the DLQ stores for a job that could not be processed.
+type DeadLetter struct {
+	JobID    string `json:"jobId"`
+	Source   string `json:"source"`
+	Reason   string `json:"reason"`
+	Subject  string `json:"subject"`
+	Sequence uint64 `json:"sequence"`
+	// Job is the original message as text, or JobBase64 when it was not
+	// valid UTF-8.
+	Job       string      `json:"job,omitempty"`
+	JobBase64 string      `json:"jobBase64,omitempty"`
+	Headers   nats.Header `json:"headers,omitempty"`
+	Result    *job.Result `json:"result"`
+	At        time.Time   `json:"at"`
+}
+
+// handle processes one message end to end: handler, result, dead letter,
+// acknowledgement.
+func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		w.log.Error().Err(err).Msg("job message without JetStream metadata; terminating it")
+		_ = msg.Term()
+		return
+	}
+	d := job.Delivery{
+		Data: msg.Data(),
+		Meta: job.Meta{
+			Source:    w.cfg.Names.SourceOf(msg.Subject()),
+			MsgID:     msg.Headers().Get(jetstream.MsgIDHeader),
+			Stream:    meta.Stream,
+			Sequence:  meta.Sequence.Stream,
+			Timestamp: meta.Timestamp,
+		},
+		NumDelivered: meta.NumDelivered,
+		InProgress:   func() { _ = msg.InProgress() },
+	}
+	out := w.cfg.Handler.Handle(ctx, d)
+	if out.CredentialsBroken {
+		select {
+		case w.credsBroken <- struct{}{}:
+		default:
+		}
+	}
+	if out.Disposition == job.Retry {
+		if err := msg.NakWithDelay(out.Delay); err != nil {
+			w.log.Warn().Err(err).Uint64("seq", d.Meta.Sequence).Msg("nak failed; the job is redelivered after its ack wait")
+		}
+		return
+	}
+	log := w.log.With().Str("job_id", out.Result.JobID).Str("status", string(out.Result.Status)).Logger()
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
+	defer cancel()
+	if err := w.publishResult(pctx, out); err != nil {
+		log.Error().Err(err).Msg("could not publish the result; the job will be redelivered")
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	if out.DeadLetter != "" {
+		if err := w.publishDeadLetter(pctx, msg, d, out); err != nil {
+			log.Error().Err(err).Msg("could not publish the dead letter; the job will be redelivered")
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+	}
+	if out.Disposition == job.Term {
+		err = msg.TermWithReason(out.DeadLetter)
+	} else {
+		err = msg.DoubleAck(pctx)
+	}
+	if err != nil {
+		log.Warn().Err(err).Msg("ack failed; a redelivery will be answered from the idempotency record")
+		return
+	}
+	log.Info().Bool("replayed", out.Result.Replayed).Int("attempts", out.Result.Attempts).Msg("job finished")
+}
+
+// publishResult stores the result in the results stream, deduplicated by
+// job, and sends it to a reply subject outside the stream if the job named
+// one.
+func (w *Worker) publishResult(ctx context.Context, out job.Outcome) error {
+	res := out.Result
+	data, err := json.Marshal(res)
+	if err != nil {
+		return fmt.Errorf("encode result: %w", err)
+	}
+	stored := w.cfg.Names.Result(res.Source, res.JobID)
+	if out.ReplyTo != "" && w.cfg.Names.IsResult(out.ReplyTo) {
+		stored = out.ReplyTo
+	}
+	m := nats.NewMsg(stored)
+	m.Data = data
+	m.Header.Set(jetstream.MsgIDHeader, res.JobID+"/result")
+	if _, err := w.cfg.JS.PublishMsg(ctx, m); err != nil {
+		return fmt.Errorf("store result on %s: %w", stored, err)
+	}
+	if out.ReplyTo == "" || out.ReplyTo == stored {
+		return nil
+	}
+	if err := w.cfg.NC.Publish(out.ReplyTo, data); err != nil {
+		return fmt.Errorf("send result to %s: %w", out.ReplyTo, err)
+	}
+	return nil
+}
+
+func (w *Worker) publishDeadLetter(ctx context.Context, msg jetstream.Msg, d job.Delivery, out job.Outcome) error {
+	dl := DeadLetter{
+		JobID:    out.Result.JobID,
+		Source:   out.Result.Source,
+		Reason:   out.DeadLetter,
+		Subject:  msg.Subject(),
+		Sequence: d.Meta.Sequence,
+		Headers:  msg.Headers(),
+		Result:   out.Result,
+		At:       time.Now().UTC(),
+	}
+	if utf8.Valid(d.Data) {
+		dl.Job = string(d.Data)
+	} else {
+		dl.JobBase64 = base64.StdEncoding.EncodeToString(d.Data)
+	}
+	data, err := json.Marshal(dl)
+	if err != nil {
+		return fmt.Errorf("encode dead letter: %w", err)
+	}
+	source := out.Result.Source
+	if source == "" {
+		source = "unknown"
+	}
+	m := nats.NewMsg(w.cfg.Names.DLQ(source))
+	m.Data = data
+	m.Header.Set(jetstream.MsgIDHeader, out.Result.JobID+"/dlq")
+	if _, err := w.cfg.JS.PublishMsg(ctx, m); err != nil {
+		return fmt.Errorf("publish dead letter: %w", err)
+	}
+	return nil
+}
