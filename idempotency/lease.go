@@ -1,0 +1,287 @@
+package idempotency
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// errFinished says the record is already done under this claim's token: an
+// earlier Complete landed although its reply was lost.
+var errFinished = errors.New("idempotency: already completed by this claim")
+
+// Renew extends the lease of an acquired claim to Config.Lease from now and
+// updates c.LeaseUntil. It returns ErrLost when another owner took the key,
+// and ErrNotHeld for a claim that is not acquired or already finished.
+func (s *Store) Renew(ctx context.Context, c *Claim) error {
+	rec, err := s.write(ctx, c.h, s.renewal, false)
+	if err != nil {
+		return fmt.Errorf("idempotency: renew: %w", err)
+	}
+	c.LeaseUntil = rec.LeaseUntil
+	return nil
+}
+
+// MarkCalling records, just before a Graph call, that the call may take
+// effect: it sets the sticky calling flag, counts the attempt and extends
+// the lease, then updates c.Attempts and c.LeaseUntil. Call Graph only after
+// it returned nil; on ErrLost another owner has the key and this worker must
+// not call. The Graph attempt's deadline should end well before the lease.
+func (s *Store) MarkCalling(ctx context.Context, c *Claim) error {
+	rec, err := s.write(ctx, c.h, func(r *record) {
+		s.renewal(r)
+		r.Calling = true
+		r.Attempts++
+	}, false)
+	if err != nil {
+		return fmt.Errorf("idempotency: mark calling: %w", err)
+	}
+	c.LeaseUntil = rec.LeaseUntil
+	c.Attempts = rec.Attempts
+	return nil
+}
+
+// Complete stores the job's outcome and turns the record into done, so that
+// every later Claim of the key returns Done with this outcome until the
+// record's TTL passes. status is a short word such as "succeeded" or
+// "failed"; outcome is a JSON document of at most MaxOutcomeLen bytes, or
+// nil. It returns ErrLost when the key is no longer ours: the caller still
+// answers its own job with its outcome but must not store it.
+func (s *Store) Complete(ctx context.Context, c *Claim, status string, outcome []byte) error {
+	switch {
+	case status == "":
+		return errors.New("idempotency: complete: empty status")
+	case len(outcome) > MaxOutcomeLen:
+		return fmt.Errorf("idempotency: complete: outcome of %d bytes exceeds %d", len(outcome), MaxOutcomeLen)
+	case outcome != nil && !json.Valid(outcome):
+		return errors.New("idempotency: complete: outcome is not valid JSON")
+	}
+	stored := json.RawMessage(append([]byte(nil), outcome...))
+	_, err := s.write(ctx, c.h, func(r *record) {
+		r.Phase = phaseDone
+		r.Status = status
+		r.Outcome = stored
+		r.CompletedAt = time.Now().UTC()
+		r.Released = false
+	}, true)
+	if err != nil && !errors.Is(err, errFinished) {
+		return fmt.Errorf("idempotency: complete: %w", err)
+	}
+	return nil
+}
+
+// Release gives an unfinished key back, for a job handed back to the queue
+// (NakWithDelay) or left alone because credentials are broken. If no Graph
+// call was marked, the record is deleted at its revision and the next Claim
+// starts afresh. If one was, the record stays and its lease ends at once, so
+// the next owner takes it over immediately and still sees PreviousCalling.
+// Waiters in Await wake up either way. It returns ErrLost when the key is no
+// longer ours.
+func (s *Store) Release(ctx context.Context, c *Claim) error {
+	h := c.h
+	if h == nil {
+		return fmt.Errorf("idempotency: release: %w", ErrNotHeld)
+	}
+	if err := h.lock(ctx); err != nil {
+		return fmt.Errorf("idempotency: release: %w", err)
+	}
+	defer h.unlock()
+	if err := h.usable(); err != nil {
+		return fmt.Errorf("idempotency: release: %w", err)
+	}
+	if err := s.release(ctx, h); err != nil {
+		return fmt.Errorf("idempotency: release: %w", err)
+	}
+	h.closed = true
+	return nil
+}
+
+func (s *Store) release(ctx context.Context, h *hold) error {
+	for range maxRounds {
+		if h.rec.Calling {
+			_, err := s.modify(ctx, h, func(r *record) {
+				r.Released = true
+				r.LeaseUntil = time.Now().UTC()
+			})
+			if errors.Is(err, errFinished) {
+				return ErrNotHeld
+			}
+			return err
+		}
+		s.deletes.Add(1)
+		err := s.kv.Delete(ctx, h.kvKey, jetstream.LastRevision(h.rev))
+		if !isRevisionConflict(err) {
+			return err
+		}
+		s.conflicts.Add(1)
+		err = s.adopt(ctx, h)
+		switch {
+		case errors.Is(err, errGone):
+			// Our delete landed and only its reply was lost.
+			return nil
+		case errors.Is(err, errFinished):
+			return ErrNotHeld
+		case err != nil:
+			return err
+		}
+	}
+	return fmt.Errorf("gave up after %d conflicting writes", maxRounds)
+}
+
+// KeepAlive renews the claim every interval (Config.Lease/3 when every is
+// zero) in a background goroutine, to hold the key through long waits such
+// as a rate-limit pause or a backoff. It stops when ctx ends, when the claim
+// is completed or released, or when a renewal finds the key lost; then
+// c.Lost reports true. Other renewal errors are logged and retried at the
+// next tick. The returned stop ends the goroutine and waits for it; it may
+// be called more than once. KeepAlive never writes c's exported fields, so
+// the caller may keep using c meanwhile.
+func (s *Store) KeepAlive(ctx context.Context, c *Claim, every time.Duration) (stop func()) {
+	if c.h == nil {
+		return func() {}
+	}
+	if every <= 0 {
+		every = s.lease / 3
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.keepAlive(ctx, c.h, every)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+func (s *Store) keepAlive(ctx context.Context, h *hold, every time.Duration) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		// A renewal slower than the lease is useless; give up on it then.
+		rctx, cancel := context.WithTimeout(ctx, s.lease)
+		_, err := s.write(rctx, h, s.renewal, false)
+		cancel()
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrLost), errors.Is(err, ErrNotHeld), ctx.Err() != nil:
+			return
+		default:
+			s.log.Warn().Err(err).Str("key", h.key).Msg("idempotency: renewing a lease failed; retrying")
+		}
+	}
+}
+
+// renewal extends a record's lease from now.
+func (s *Store) renewal(r *record) {
+	r.LeaseUntil = time.Now().Add(s.lease).UTC()
+}
+
+// usable reports whether the hold may still write; the caller holds its lock.
+func (h *hold) usable() error {
+	if h.closed {
+		return ErrNotHeld
+	}
+	if h.lost.Load() {
+		return ErrLost
+	}
+	return nil
+}
+
+// write applies change to the claim's record under the claim's lock, and
+// closes the claim afterwards when finish is set.
+func (s *Store) write(ctx context.Context, h *hold, change func(*record), finish bool) (record, error) {
+	if h == nil {
+		return record{}, ErrNotHeld
+	}
+	if err := h.lock(ctx); err != nil {
+		return record{}, err
+	}
+	defer h.unlock()
+	if err := h.usable(); err != nil {
+		return record{}, err
+	}
+	rec, err := s.modify(ctx, h, change)
+	if errors.Is(err, errFinished) && !finish {
+		err = ErrNotHeld
+	}
+	if err == nil && finish {
+		h.closed = true
+	}
+	return rec, err
+}
+
+// modify writes change(record) at the claim's revision. On a conflict it
+// re-reads: if the record still carries our token, an earlier write of ours
+// landed although its reply was lost, and we write again over it; otherwise
+// the claim is lost. The caller holds h's lock.
+func (s *Store) modify(ctx context.Context, h *hold, change func(*record)) (record, error) {
+	for range maxRounds {
+		next := h.rec
+		change(&next)
+		data, err := encodeRecord(&next)
+		if err != nil {
+			return record{}, err
+		}
+		s.updates.Add(1)
+		rev, err := s.kv.Update(ctx, h.kvKey, data, h.rev)
+		if err == nil {
+			h.rev, h.rec = rev, next
+			return next, nil
+		}
+		if !isRevisionConflict(err) {
+			return record{}, err
+		}
+		s.conflicts.Add(1)
+		err = s.adopt(ctx, h)
+		if errors.Is(err, errGone) {
+			return record{}, s.lose(h, "")
+		}
+		if err != nil {
+			return record{}, err
+		}
+	}
+	return record{}, fmt.Errorf("gave up after %d conflicting writes", maxRounds)
+}
+
+// adopt re-reads the record after a conflict and makes it the claim's base
+// if it still carries the claim's token. It returns errGone when the key was
+// removed, errFinished when it is done under our token, and ErrLost when
+// another claim holds it. The caller holds h's lock.
+func (s *Store) adopt(ctx context.Context, h *hold) error {
+	cur, rev, err := s.get(ctx, h.kvKey)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return errGone
+	}
+	if err != nil {
+		return err
+	}
+	if cur.Token != h.token {
+		return s.lose(h, cur.Owner)
+	}
+	h.rev, h.rec = rev, cur
+	if cur.Phase == phaseDone {
+		h.closed = true
+		return errFinished
+	}
+	return nil
+}
+
+// lose marks the claim lost and says so in the log.
+func (s *Store) lose(h *hold, newOwner string) error {
+	h.lost.Store(true)
+	s.log.Warn().Str("key", h.key).Str("job_id", h.rec.JobID).Str("new_owner", newOwner).
+		Int("attempt", h.rec.Attempts).Bool("calling", h.rec.Calling).
+		Msg("idempotency: lost a key to another owner")
+	return ErrLost
+}

@@ -1,0 +1,275 @@
+// Package idempotency keeps one record per idempotency key in a JetStream
+// KeyValue bucket, so that a key leads to at most one Graph call across any
+// number of workers, redeliveries and re-submissions while its record lives.
+//
+// A record is claimed by one owner under a lease, marked "calling" just
+// before each Graph call, and finally completed with the job's outcome,
+// which later jobs with the same key are answered from. Every write is a
+// compare-and-set on the key's revision (kv.Create, kv.Update, a delete at
+// a revision), so two workers can never both believe they own a key.
+//
+// Clock assumption: leases are wall-clock instants written into the record
+// by the owner and judged by the reader's clock. Workers' clocks must agree
+// to well within the lease (NTP keeps them within milliseconds; the default
+// lease is 30s): a reader whose clock runs ahead by d takes an expired lease
+// over d early. The clock only decides when a key may be taken over; the
+// compare-and-set decides who owns it, so an owner whose lease passed
+// unnoticed keeps the key until someone actually takes it. The lease also
+// bounds a Graph attempt: keep each attempt's deadline well below
+// Config.Lease, because MarkCalling extends the lease only once, just
+// before the call.
+//
+// The one window the record cannot close is a worker that dies after Graph
+// answered and before Complete. The next owner then sees
+// Claim.PreviousCalling and must mark its outcome uncertain.
+package idempotency
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// DefaultLease is the lease a claim holds when Config.Lease is zero.
+const DefaultLease = 30 * time.Second
+
+// maxRounds bounds the re-reads after compare-and-set conflicts in one call.
+// Each round follows a write by someone else, so the bound is only reached
+// under pathological contention; it turns a bug into an error, not a hang.
+const maxRounds = 32
+
+// Config configures a Store. The zero value works.
+type Config struct {
+	// Owner names this worker in the records it writes, for operators and
+	// for Busy claims elsewhere. Defaults to "hostname-pid".
+	Owner string
+	// Lease is how long a claim stays ours without Renew, MarkCalling or
+	// KeepAlive. Defaults to DefaultLease (30s).
+	Lease time.Duration
+	// Logger receives takeovers and lost claims. Defaults to no logging.
+	Logger zerolog.Logger
+}
+
+// Store reads and writes idempotency records in one bucket. It is safe for
+// concurrent use by any number of goroutines.
+type Store struct {
+	kv    jetstream.KeyValue
+	owner string
+	lease time.Duration
+	log   zerolog.Logger
+
+	creates, gets, updates, deletes, watches atomic.Uint64
+	conflicts, takeovers                     atomic.Uint64
+}
+
+// New returns a Store over kv, a bucket created with BucketConfig.
+func New(kv jetstream.KeyValue, cfg Config) *Store {
+	if cfg.Owner == "" {
+		host, _ := os.Hostname()
+		cfg.Owner = host + "-" + strconv.Itoa(os.Getpid())
+	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = DefaultLease
+	}
+	return &Store{kv: kv, owner: cfg.Owner, lease: cfg.Lease, log: cfg.Logger}
+}
+
+// Owner returns the name this Store writes into the records it owns.
+func (s *Store) Owner() string { return s.owner }
+
+// Stats counts the Store's KeyValue operations since New. Each counter is
+// one call on the bucket; a Create on a key that exists, or on a key whose
+// latest revision is a delete marker, takes one or two more round trips
+// inside nats.go than it counts here.
+type Stats struct {
+	Creates, Gets, Updates, Deletes, Watches uint64
+	// Conflicts counts compare-and-set writes that lost to another writer.
+	Conflicts uint64
+	// Takeovers counts expired or released leases this Store took over.
+	Takeovers uint64
+}
+
+// Ops returns the number of KeyValue operations.
+func (st Stats) Ops() uint64 {
+	return st.Creates + st.Gets + st.Updates + st.Deletes + st.Watches
+}
+
+// Stats returns the Store's counters. It is safe for concurrent use.
+func (s *Store) Stats() Stats {
+	return Stats{
+		Creates: s.creates.Load(), Gets: s.gets.Load(), Updates: s.updates.Load(),
+		Deletes: s.deletes.Load(), Watches: s.watches.Load(),
+		Conflicts: s.conflicts.Load(), Takeovers: s.takeovers.Load(),
+	}
+}
+
+// Reasons for another round of Claim: a compare-and-set lost, and the key
+// either still exists (read it again) or is gone (create it again).
+var (
+	errConflict = errors.New("idempotency: revision conflict")
+	errGone     = errors.New("idempotency: record vanished")
+)
+
+// Claim tries to take key for the job jobID. It returns Acquired when the
+// key was free, or held under a lease that expired or was released (then
+// TakenOver is set); Done with the stored outcome when the key was
+// completed; Busy when another claim, even one of this Store, holds a live
+// lease. A Busy caller waits with Await.
+//
+// Claim makes one KeyValue write when the key is new. It returns promptly
+// when ctx is cancelled and is safe for concurrent use.
+func (s *Store) Claim(ctx context.Context, key, jobID string) (Claim, error) {
+	if err := ValidateKey(key); err != nil {
+		return Claim{}, err
+	}
+	kvKey := KVKey(key)
+	tryCreate := true
+	for range maxRounds {
+		if err := ctx.Err(); err != nil {
+			return Claim{}, fmt.Errorf("idempotency: claim: %w", err)
+		}
+		c, err := s.claimRound(ctx, key, kvKey, jobID, tryCreate)
+		if errors.Is(err, errConflict) || errors.Is(err, errGone) {
+			s.conflicts.Add(1)
+			tryCreate = errors.Is(err, errGone)
+			continue
+		}
+		if err != nil {
+			return Claim{}, fmt.Errorf("idempotency: claim: %w", err)
+		}
+		return c, nil
+	}
+	return Claim{}, fmt.Errorf("idempotency: claim: gave up after %d conflicting writes", maxRounds)
+}
+
+// claimRound makes one attempt: create the record, else read it and answer
+// from it or take it over.
+func (s *Store) claimRound(ctx context.Context, key, kvKey, jobID string, tryCreate bool) (Claim, error) {
+	now := time.Now()
+	if tryCreate {
+		rec := s.newRecord(key, jobID, now)
+		c, err := s.create(ctx, kvKey, rec)
+		if !isRevisionConflict(err) {
+			return c, err
+		}
+	}
+	cur, rev, err := s.get(ctx, kvKey)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Claim{}, errGone
+	}
+	if err != nil {
+		return Claim{}, err
+	}
+	if cur.Key != key {
+		return Claim{}, fmt.Errorf("record %s holds another key", kvKey)
+	}
+	if cur.Phase == phaseDone {
+		return doneClaim(cur, jobID), nil
+	}
+	if cur.live(time.Now()) {
+		return busyClaim(cur, jobID), nil
+	}
+	return s.takeOver(ctx, kvKey, rev, cur, jobID)
+}
+
+func (s *Store) newRecord(key, jobID string, now time.Time) record {
+	return record{
+		Version: recordVersion, Key: key, Phase: phaseClaimed,
+		Owner: s.owner, JobID: jobID, Token: rand.Text(),
+		LeaseUntil: now.Add(s.lease).UTC(), ClaimedAt: now.UTC(),
+	}
+}
+
+func (s *Store) create(ctx context.Context, kvKey string, rec record) (Claim, error) {
+	data, err := encodeRecord(&rec)
+	if err != nil {
+		return Claim{}, err
+	}
+	s.creates.Add(1)
+	rev, err := s.kv.Create(ctx, kvKey, data)
+	if err != nil {
+		return Claim{}, err
+	}
+	return acquiredClaim(kvKey, rev, rec), nil
+}
+
+// takeOver replaces an expired or released claim with ours, keeping the
+// attempt count and the sticky calling flag.
+func (s *Store) takeOver(ctx context.Context, kvKey string, rev uint64, prev record, jobID string) (Claim, error) {
+	now := time.Now()
+	rec := s.newRecord(prev.Key, jobID, now)
+	rec.Attempts = prev.Attempts
+	rec.Calling = prev.Calling
+	rec.Takeovers = prev.Takeovers + 1
+	data, err := encodeRecord(&rec)
+	if err != nil {
+		return Claim{}, err
+	}
+	s.updates.Add(1)
+	newRev, err := s.kv.Update(ctx, kvKey, data, rev)
+	if isRevisionConflict(err) {
+		return Claim{}, errConflict
+	}
+	if err != nil {
+		return Claim{}, err
+	}
+	s.takeovers.Add(1)
+	c := acquiredClaim(kvKey, newRev, rec)
+	c.TakenOver = true
+	c.PreviousOwner = prev.Owner
+	c.PreviousJobID = prev.JobID
+	c.PreviousCalling = prev.Calling
+	ev := s.log.Info()
+	if prev.Calling {
+		ev = s.log.Warn()
+	}
+	ev.Str("key", prev.Key).Str("job_id", jobID).Str("previous_owner", prev.Owner).
+		Str("previous_job_id", prev.JobID).Bool("previous_calling", prev.Calling).
+		Bool("released", prev.Released).Int("attempt", prev.Attempts).
+		Msg("idempotency: took over a key from a previous owner")
+	return c, nil
+}
+
+func (s *Store) get(ctx context.Context, kvKey string) (record, uint64, error) {
+	s.gets.Add(1)
+	e, err := s.kv.Get(ctx, kvKey)
+	if err != nil {
+		return record{}, 0, err
+	}
+	rec, err := decodeRecord(e.Value())
+	if err != nil {
+		return record{}, 0, err
+	}
+	return rec, e.Revision(), nil
+}
+
+func acquiredClaim(kvKey string, rev uint64, rec record) Claim {
+	return Claim{
+		State: Acquired, Key: rec.Key, Owner: rec.Owner, JobID: rec.JobID,
+		LeaseUntil: rec.LeaseUntil, Attempts: rec.Attempts,
+		requester: rec.JobID, h: newHold(kvKey, rev, rec),
+	}
+}
+
+func doneClaim(rec record, requester string) Claim {
+	return Claim{
+		State: Done, Key: rec.Key, Owner: rec.Owner, JobID: rec.JobID, Attempts: rec.Attempts,
+		Outcome: rec.Outcome, OutcomeStatus: rec.Status, CompletedAt: rec.CompletedAt,
+		requester: requester,
+	}
+}
+
+func busyClaim(rec record, requester string) Claim {
+	return Claim{
+		State: Busy, Key: rec.Key, Owner: rec.Owner, JobID: rec.JobID,
+		LeaseUntil: rec.LeaseUntil, Attempts: rec.Attempts, requester: requester,
+	}
+}
