@@ -1,0 +1,125 @@
+package ratelimit
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// Config configures a Limiter. Only App is required.
+type Config struct {
+	// App is the application (client) id the calls are made as. It is part
+	// of every key, so two apps in one tenant have separate limits, as
+	// Intune counts them. Required.
+	App string
+
+	// Rate is the limit shared by every Limiter on the bucket for this App.
+	// Every Limiter of the fleet must use the same Rate: each one prunes the
+	// shared log to its own window, so a mix (during a rolling change) is
+	// bounded only by the shorter window. Defaults to DefaultRate (200/20s);
+	// use Unlimited for no limit.
+	Rate Rate
+
+	// Owner names this process in the state it writes to the bucket, for a
+	// person reading the bucket. Defaults to the host name and process id.
+	Owner string
+
+	// Batch is the most permits one KV update grants. A grant never exceeds
+	// the number of goroutines waiting in this process, so a larger Batch
+	// saves round trips under load without hoarding permits when idle.
+	// Defaults to max(1, N/20).
+	Batch int
+
+	// Validity is how long a granted permit may wait to be used. The log
+	// records each permit at grant time + Validity, the latest moment it can
+	// start a call, and a permit still unused then is discarded; see the
+	// package documentation. It must comfortably exceed a KV round trip.
+	// Defaults to min(Per/20, 250ms).
+	Validity time.Duration
+
+	// Margin lengthens the window this Limiter enforces beyond Rate.Per. It
+	// absorbs wall-clock skew between hosts (kept small by NTP) and the
+	// difference between when a call starts here and when Graph counts its
+	// arrival. Defaults to min(Per/100, 100ms).
+	Margin time.Duration
+
+	// Logger receives lifecycle events at info level and per-grant detail
+	// at debug level. The zero Logger discards everything.
+	Logger zerolog.Logger
+}
+
+// withDefaults returns c with every unset field filled in.
+func (c Config) withDefaults() Config {
+	if c.Rate == (Rate{}) {
+		c.Rate = DefaultRate
+	}
+	if c.Owner == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			host = "unknown"
+		}
+		c.Owner = host + "-" + strconv.Itoa(os.Getpid())
+	}
+	if c.Batch == 0 {
+		c.Batch = max(1, c.Rate.N/20)
+	}
+	if c.Validity == 0 {
+		c.Validity = min(c.Rate.Per/20, 250*time.Millisecond)
+	}
+	if c.Margin == 0 {
+		c.Margin = min(c.Rate.Per/100, 100*time.Millisecond)
+	}
+	return c
+}
+
+// Validate reports the first setting a Limiter cannot work with. It checks
+// c as given, after filling in defaults.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	if c.App == "" {
+		return errors.New("ratelimit: config: App (the application's client id) is required")
+	}
+	if err := c.Rate.validate(); err != nil {
+		return fmt.Errorf("ratelimit: config: rate %s: %w", c.Rate, err)
+	}
+	if c.Rate.Unlimited() {
+		return nil
+	}
+	switch {
+	case c.Batch < 0:
+		return fmt.Errorf("ratelimit: config: Batch %d must not be negative", c.Batch)
+	case c.Validity < 0 || c.Validity >= c.Rate.Per:
+		return fmt.Errorf("ratelimit: config: Validity %s must be positive and shorter than the window %s", c.Validity, c.Rate.Per)
+	case c.Validity == 0:
+		return fmt.Errorf("ratelimit: config: window %s is too short to derive a Validity; set one", c.Rate.Per)
+	case c.Margin < 0:
+		return fmt.Errorf("ratelimit: config: Margin %s must not be negative", c.Margin)
+	}
+	return nil
+}
+
+// BucketTTL is how long the bucket keeps a key after its last update. The
+// state of a tenant that stopped calling ages out after it, and it bounds
+// the longest pause the bucket can hold.
+const BucketTTL = 24 * time.Hour
+
+// BucketConfig is the KeyValue bucket the worker creates for Limiters (in
+// production "recoverpasscode_limits"). It keeps one revision per key, since
+// only the latest state matters, on file storage, so that pauses survive a
+// restart of the servers, and lets idle state age out after BucketTTL.
+// Replicas below one mean one.
+func BucketConfig(bucket string, replicas int) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      bucket,
+		Description: "recoverpasscode: shared rate-limit windows and cluster-wide pauses",
+		History:     1,
+		TTL:         BucketTTL,
+		Storage:     jetstream.FileStorage,
+		Replicas:    max(1, replicas),
+	}
+}

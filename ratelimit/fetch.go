@@ -1,0 +1,210 @@
+package ratelimit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// errConflict means another writer updated a key between our read and our
+// conditional write.
+var errConflict = errors.New("ratelimit: key changed by another writer")
+
+// watchLag is how long a fetch that lost a write race waits for the watch
+// to bring the winner's log before it reads the key itself.
+const watchLag = 20 * time.Millisecond
+
+// reservation is the outcome of one attempt to grant permits: n permits
+// usable until until, or none before retryAt. rev is the revision the
+// attempt started from.
+type reservation struct {
+	n       int
+	until   time.Time
+	retryAt time.Time
+	rev     uint64
+}
+
+// fetch serves the queue of t until it is empty: one goroutine per tenant
+// at a time, so that goroutines waiting together share KV round trips.
+func (l *Limiter) fetch(t *tenant) {
+	defer l.wg.Done()
+	conflicts := 0
+	for {
+		l.mu.Lock()
+		want := len(t.queue)
+		if want == 0 || l.closed {
+			t.fetching = false
+			l.mu.Unlock()
+			return
+		}
+		pausedUntil, pauseWake := l.pauses[t.token].until, l.pauseWake
+		l.mu.Unlock()
+
+		if d := time.Until(pausedUntil); d > 0 {
+			l.idle(d, t.wake, pauseWake)
+			continue
+		}
+		r, err := l.reserve(t, want)
+		switch {
+		case errors.Is(err, errConflict):
+			conflicts++
+			l.stats.conflicts.Add(1)
+			l.idle(l.spread(conflicts), nil, nil)
+			l.awaitNewer(t, r.rev)
+		case err != nil:
+			if l.ctx.Err() == nil {
+				l.log.Warn().Err(err).Str("tenant_id", t.id).Msg("rate limit window unavailable")
+			}
+			l.mu.Lock()
+			t.fail(err)
+			t.known = false
+			l.mu.Unlock()
+		case r.n == 0:
+			conflicts = 0
+			// Every Limiter waiting for this slot computed the same time;
+			// waking at random within a short spread lets the first take it
+			// and the others see that through the watch instead of
+			// colliding.
+			l.idle(time.Until(r.retryAt)+l.spread(1), t.wake, pauseWake)
+		default:
+			conflicts = 0
+			l.mu.Lock()
+			t.deliver(r.n, r.until)
+			l.mu.Unlock()
+		}
+	}
+}
+
+// spread is a random delay after the nth consecutive collision with other
+// writers: up to Validity/10 (at most 5ms), doubling with each collision.
+func (l *Limiter) spread(n int) time.Duration {
+	ceiling := min(l.cfg.Validity/5, 10*time.Millisecond) << min(n-1, 3)
+	if ceiling <= 0 {
+		return 0
+	}
+	return rand.N(ceiling)
+}
+
+// awaitNewer waits briefly for the watch to bring a log newer than rev.
+// If none comes, it drops the cache so that the next attempt reads the key.
+func (l *Limiter) awaitNewer(t *tenant, rev uint64) {
+	l.mu.Lock()
+	newer, fresh := t.known && t.rev > rev, t.fresh
+	l.mu.Unlock()
+	if newer {
+		return
+	}
+	l.idle(watchLag, fresh, nil)
+	l.mu.Lock()
+	if !t.known || t.rev <= rev {
+		t.known = false
+	}
+	l.mu.Unlock()
+}
+
+// reserve makes one attempt to grant up to want permits for t: it reads
+// the window log if the cache does not hold it, drops grants that can no
+// longer share a window with a call starting now, and, if there is room,
+// appends a grant stamped with the latest time its permits may be used,
+// written only if the log is still at the revision it read.
+func (l *Limiter) reserve(t *tenant, want int) (reservation, error) {
+	l.mu.Lock()
+	known, rev, cached := t.known, t.rev, t.grants
+	l.mu.Unlock()
+	if !known {
+		var err error
+		if rev, cached, err = l.load(t); err != nil {
+			return reservation{}, err
+		}
+	}
+	now := time.Now()
+	grants := live(cached, now, l.window)
+	free := l.cfg.Rate.N - permits(grants)
+	if free <= 0 {
+		return reservation{retryAt: freeAt(grants, l.cfg.Rate.N, l.window), rev: rev}, nil
+	}
+	n := min(want, free, l.cfg.Batch)
+	until := now.Add(l.cfg.Validity)
+	grants = append(grants, grant{Until: untilMillis(until), N: n})
+	value, err := json.Marshal(windowLog{Rate: l.cfg.Rate.String(), Owner: l.cfg.Owner, At: now.UTC(), Grants: grants})
+	if err != nil {
+		return reservation{}, fmt.Errorf("ratelimit: encode window log: %w", err)
+	}
+	next, err := l.write(l.ctx, t.key, value, rev)
+	if err != nil {
+		return reservation{rev: rev}, err
+	}
+	l.mu.Lock()
+	t.remember(next, grants)
+	l.mu.Unlock()
+	l.stats.granted.Add(uint64(n))
+	if late := time.Since(until); late > 0 {
+		l.log.Warn().Str("tenant_id", t.id).Dur("late", late).Dur("validity", l.cfg.Validity).
+			Msg("rate limit grant arrived after its permits expired; raise Validity")
+	}
+	l.log.Debug().Str("tenant_id", t.id).Int("permits", n).Int("used", l.cfg.Rate.N-free+n).Msg("permits granted")
+	return reservation{n: n, until: until, rev: rev}, nil
+}
+
+// load reads t's window log into its cache and returns it. A missing key
+// is an empty log at revision 0.
+func (l *Limiter) load(t *tenant) (uint64, []grant, error) {
+	l.stats.kvOps.Add(1)
+	var rev uint64
+	var grants []grant
+	entry, err := l.kv.Get(l.ctx, t.key)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+	case err != nil:
+		return 0, nil, fmt.Errorf("ratelimit: read %s: %w", t.key, err)
+	default:
+		w, err := l.decodeWindow(t, entry.Value())
+		if err != nil {
+			return 0, nil, err
+		}
+		rev, grants = entry.Revision(), w.Grants
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t.remember(rev, grants)
+	return t.rev, t.grants, nil
+}
+
+// decodeWindow reads a window log of t and warns, once per tenant, when
+// its writer used another rate.
+func (l *Limiter) decodeWindow(t *tenant, value []byte) (windowLog, error) {
+	w, err := decodeWindow(value)
+	if err != nil {
+		return windowLog{}, fmt.Errorf("ratelimit: read %s (delete the key to reset it): %w", t.key, err)
+	}
+	if w.Rate != l.cfg.Rate.String() && t.warnedRate.CompareAndSwap(false, true) {
+		l.log.Warn().Str("tenant_id", t.id).Str("rate", l.cfg.Rate.String()).Str("other_rate", w.Rate).
+			Str("other_owner", w.Owner).Msg("limiters sharing a window disagree on the rate")
+	}
+	return w, nil
+}
+
+// write stores value at key if the key is still at revision rev (absent
+// when rev is zero) and returns the new revision, or errConflict.
+func (l *Limiter) write(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	l.stats.kvOps.Add(1)
+	var err error
+	var next uint64
+	if rev == 0 {
+		next, err = l.kv.Create(ctx, key, value)
+	} else {
+		next, err = l.kv.Update(ctx, key, value, rev)
+	}
+	switch {
+	case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+		return 0, errConflict
+	case err != nil:
+		return 0, fmt.Errorf("ratelimit: write %s: %w", key, err)
+	}
+	return next, nil
+}

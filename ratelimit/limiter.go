@@ -1,0 +1,289 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// ErrClosed is returned by Wait and Pause once Close has been called,
+// including to calls that were blocked at the time.
+var ErrClosed = errors.New("ratelimit: limiter closed")
+
+// Limiter paces calls per (app, tenant) across every process that shares
+// its bucket. It is safe for concurrent use by any number of goroutines;
+// Close ends it.
+type Limiter struct {
+	kv     jetstream.KeyValue
+	cfg    Config
+	app    string        // key token of cfg.App
+	window time.Duration // Rate.Per + Margin: the window actually enforced
+	log    zerolog.Logger
+
+	ctx     context.Context // lives until Close; bounds background work
+	cancel  context.CancelFunc
+	watcher jetstream.KeyWatcher
+	wg      sync.WaitGroup // the bucket watch and the fetch goroutines
+	stats   counters
+
+	mu        sync.Mutex
+	closed    bool
+	tenants   map[string]*tenant // by tenant token
+	pauses    map[string]pause   // by tenant token, as last seen
+	pauseWake chan struct{}      // closed and replaced whenever pauses change
+}
+
+// Stats counts what a Limiter has done since New. The counts only grow.
+type Stats struct {
+	// Waits is the number of Wait calls that let a call start.
+	Waits uint64
+	// Granted is the number of permits the bucket granted this Limiter.
+	Granted uint64
+	// Discarded is the number of granted permits never used: they expired
+	// first (their waiters gave up, or the grant arrived late), or a pause
+	// arrived first.
+	Discarded uint64
+	// KVOps is the number of bucket calls (get, create, update); updates
+	// delivered by the watch are not calls and are not counted.
+	KVOps uint64
+	// Conflicts is the number of updates that lost a race with another
+	// writer and were retried.
+	Conflicts uint64
+}
+
+// counters backs Stats.
+type counters struct {
+	waits, granted, discarded, kvOps, conflicts atomic.Uint64
+}
+
+// New returns a Limiter for cfg.App on the bucket kv, which should be
+// created with BucketConfig. It starts watching the bucket for this app's
+// pauses and window logs and returns once it has read the pauses already
+// in force, or with ctx's error. Close releases the watch; the bucket and
+// its connection stay the caller's.
+func New(ctx context.Context, kv jetstream.KeyValue, cfg Config) (*Limiter, error) {
+	if kv == nil {
+		return nil, errors.New("ratelimit: new: a KeyValue bucket is required")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	base, cancel := context.WithCancel(context.Background())
+	l := &Limiter{
+		kv:        kv,
+		cfg:       cfg,
+		app:       keyToken(cfg.App),
+		window:    cfg.Rate.Per + cfg.Margin,
+		log:       cfg.Logger.With().Str("component", "ratelimit").Str("bucket", kv.Bucket()).Logger(),
+		ctx:       base,
+		cancel:    cancel,
+		tenants:   make(map[string]*tenant),
+		pauses:    make(map[string]pause),
+		pauseWake: make(chan struct{}),
+	}
+	if err := l.watchBucket(ctx); err != nil {
+		cancel()
+		return nil, err
+	}
+	l.log.Info().Str("rate", cfg.Rate.String()).Str("owner", cfg.Owner).Msg("rate limiter started")
+	return l, nil
+}
+
+// Wait blocks until this process may start one call for (App, tenantID)
+// and returns how long it blocked. It first waits out any pause of the
+// tenant, then takes a permit from the shared window (unless the rate is
+// unlimited). The call should start at once: a permit is only good for
+// Config.Validity after it was granted, and Wait discards one that is
+// older and waits for another.
+//
+// Wait returns ctx.Err() promptly when ctx ends, ErrClosed after Close, and
+// a wrapped bucket error when the bucket cannot be read or written; other
+// tenants are never held up by one tenant's window or pause.
+func (l *Limiter) Wait(ctx context.Context, tenantID string) (waited time.Duration, err error) {
+	start := time.Now()
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	t, err := l.tenant(tenantID)
+	if err != nil {
+		return 0, err
+	}
+	for {
+		if err := l.waitPause(ctx, t.token); err != nil {
+			return time.Since(start), err
+		}
+		if l.cfg.Rate.Unlimited() {
+			break
+		}
+		until, err := l.acquire(ctx, t)
+		if err != nil {
+			return time.Since(start), err
+		}
+		now := time.Now()
+		if _, paused := l.pausedUntil(t.token, now); paused || now.After(until) {
+			l.stats.discarded.Add(1)
+			continue
+		}
+		break
+	}
+	l.stats.waits.Add(1)
+	return time.Since(start), nil
+}
+
+// Stats returns the counts so far. It is safe to call at any time.
+func (l *Limiter) Stats() Stats {
+	return Stats{
+		Waits:     l.stats.waits.Load(),
+		Granted:   l.stats.granted.Load(),
+		Discarded: l.stats.discarded.Load(),
+		KVOps:     l.stats.kvOps.Load(),
+		Conflicts: l.stats.conflicts.Load(),
+	}
+}
+
+// Close stops the bucket watch and every background fetch, makes blocked
+// and later Wait and Pause calls return ErrClosed, and waits for its
+// goroutines to end. It does not close the bucket's connection. Calling it
+// again does nothing.
+func (l *Limiter) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	for _, t := range l.tenants {
+		t.fail(ErrClosed)
+	}
+	l.mu.Unlock()
+	l.cancel()
+	err := l.watcher.Stop()
+	l.wg.Wait()
+	if err != nil && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) {
+		return fmt.Errorf("ratelimit: close: stop bucket watch: %w", err)
+	}
+	l.log.Info().Msg("rate limiter closed")
+	return nil
+}
+
+// tenant returns the local state of tenantID, creating it on first use.
+// States are kept until Close: callers bound tenants to a configured list.
+func (l *Limiter) tenant(tenantID string) (*tenant, error) {
+	if tenantID == "" {
+		return nil, errors.New("ratelimit: a tenant id is required")
+	}
+	token := keyToken(tenantID)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil, ErrClosed
+	}
+	t, ok := l.tenants[token]
+	if !ok {
+		t = &tenant{
+			id:    tenantID,
+			token: token,
+			key:   windowKey(l.app, token),
+			wake:  make(chan struct{}, 1),
+			fresh: make(chan struct{}),
+		}
+		l.tenants[token] = t
+	}
+	return t, nil
+}
+
+// acquire hands the caller one permit for t, from the local pool if one is
+// left there, else by queueing for the tenant's fetch goroutine. It returns
+// the latest time the permit may be used.
+func (l *Limiter) acquire(ctx context.Context, t *tenant) (time.Time, error) {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return time.Time{}, ErrClosed
+	}
+	until, ok, expired := t.take(time.Now())
+	l.stats.discarded.Add(uint64(expired))
+	if ok {
+		l.mu.Unlock()
+		return until, nil
+	}
+	w := &waiter{done: make(chan struct{})}
+	t.queue = append(t.queue, w)
+	if !t.fetching {
+		t.fetching = true
+		l.wg.Add(1)
+		go l.fetch(t)
+	}
+	l.mu.Unlock()
+
+	select {
+	case <-w.done:
+		return w.until, w.err
+	case <-ctx.Done():
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	select {
+	case <-w.done:
+		// Granted while giving up: let the next waiter have the permit.
+		if w.err == nil {
+			t.putBack(w.until)
+		}
+	default:
+		t.leave(w)
+	}
+	return time.Time{}, ctx.Err()
+}
+
+// waitPause blocks while the tenant with token is paused, re-checking
+// whenever the pauses change, since a pause may be extended or lifted.
+func (l *Limiter) waitPause(ctx context.Context, token string) error {
+	for {
+		l.mu.Lock()
+		closed, until, wake := l.closed, l.pauses[token].until, l.pauseWake
+		l.mu.Unlock()
+		if closed {
+			return ErrClosed
+		}
+		d := time.Until(until)
+		if d <= 0 {
+			return nil
+		}
+		timer := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return ctx.Err()
+		case <-l.ctx.Done():
+			timer.Stop()
+			return ErrClosed
+		case <-wake:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+}
+
+// idle sleeps for d, or until a or b is closed or signalled, or the
+// Limiter closes. Nil channels are never ready.
+func (l *Limiter) idle(d time.Duration, a, b <-chan struct{}) {
+	if d <= 0 {
+		return
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+	case <-a:
+	case <-b:
+	case <-l.ctx.Done():
+	}
+}

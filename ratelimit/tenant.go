@@ -1,0 +1,123 @@
+package ratelimit
+
+import (
+	"slices"
+	"sync/atomic"
+	"time"
+)
+
+// tenant is a Limiter's local state for one tenant: the goroutines waiting
+// for a permit, the permits granted but not yet handed out, and a cache of
+// the shared window log.
+type tenant struct {
+	id    string // as the caller gave it, for logs
+	token string // key token of id
+	key   string // window key in the bucket
+
+	// Guarded by Limiter.mu.
+	queue    []*waiter     // goroutines waiting for a permit, first come first served
+	pool     []pooled      // permits granted but not handed out, soonest to expire first
+	fetching bool          // a fetch goroutine is serving queue
+	wake     chan struct{} // capacity 1; signalled when a waiter leaves queue
+
+	// The window log as last read, written or watched, newest revision
+	// wins. A stale cache costs one conflict, never a wrong grant, because
+	// every write is conditional on rev.
+	known      bool          // the cache holds the log (or its absence, rev 0)
+	rev        uint64        // revision of the log; 0 when the key is absent
+	grants     []grant       // the log's grants
+	fresh      chan struct{} // closed and replaced when the cache advances
+	warnedRate atomic.Bool   // a rate mismatch with other writers was logged
+}
+
+// remember records the window log at revision rev, unless the cache
+// already holds a newer one, and wakes a fetch waiting for news.
+func (t *tenant) remember(rev uint64, grants []grant) {
+	if t.known && rev <= t.rev {
+		return
+	}
+	t.known, t.rev, t.grants = true, rev, grants
+	close(t.fresh)
+	t.fresh = make(chan struct{})
+}
+
+// waiter is one goroutine blocked in Wait. The fetch goroutine sets until
+// or err, then closes done.
+type waiter struct {
+	done  chan struct{}
+	until time.Time
+	err   error
+}
+
+// pooled is n permits that may be used until until.
+type pooled struct {
+	n     int
+	until time.Time
+}
+
+// take removes one unexpired permit from the pool. It reports how many
+// expired permits it threw away on the way.
+func (t *tenant) take(now time.Time) (until time.Time, ok bool, expired int) {
+	for len(t.pool) > 0 {
+		p := &t.pool[0]
+		if !now.Before(p.until) {
+			expired += p.n
+			t.pool = t.pool[1:]
+			continue
+		}
+		p.n--
+		until = p.until
+		if p.n == 0 {
+			t.pool = t.pool[1:]
+		}
+		return until, true, expired
+	}
+	return time.Time{}, false, expired
+}
+
+// deliver hands n permits usable until until to the oldest waiters and
+// pools whatever is left.
+func (t *tenant) deliver(n int, until time.Time) {
+	for n > 0 && len(t.queue) > 0 {
+		w := t.queue[0]
+		t.queue[0] = nil
+		t.queue = t.queue[1:]
+		w.until = until
+		close(w.done)
+		n--
+	}
+	if n > 0 {
+		t.pool = append(t.pool, pooled{n: n, until: until})
+	}
+}
+
+// putBack returns one unused permit to the pool, keeping the pool in the
+// order the permits expire.
+func (t *tenant) putBack(until time.Time) {
+	i, _ := slices.BinarySearchFunc(t.pool, until, func(p pooled, u time.Time) int { return p.until.Compare(u) })
+	t.pool = slices.Insert(t.pool, i, pooled{n: 1, until: until})
+}
+
+// fail ends every queued wait with err.
+func (t *tenant) fail(err error) {
+	for _, w := range t.queue {
+		w.err = err
+		close(w.done)
+	}
+	t.queue = nil
+}
+
+// leave removes w from the queue and tells the fetch goroutine, which
+// stops when nobody is left waiting.
+func (t *tenant) leave(w *waiter) {
+	for i, q := range t.queue {
+		if q == w {
+			t.queue = append(t.queue[:i], t.queue[i+1:]...)
+			break
+		}
+	}
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
