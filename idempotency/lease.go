@@ -45,6 +45,23 @@ func (s *Store) MarkCalling(ctx context.Context, c *Claim) error {
 	return nil
 }
 
+// MarkAnswered records that the call marked by MarkCalling was answered
+// without taking effect (Graph refused it before acting: a 429, a 503, a
+// connection refused), so that an owner taking the key over later need not
+// treat it as possibly performed. The caller must not use it after any
+// attempt of this claim ended with an unknown outcome. A flag inherited from
+// an earlier owner (c.PreviousCalling) stays set: that call's fate is
+// unknown.
+func (s *Store) MarkAnswered(ctx context.Context, c *Claim) error {
+	if c.PreviousCalling {
+		return nil
+	}
+	if _, err := s.write(ctx, c.h, func(r *record) { r.Calling = false }, false); err != nil {
+		return fmt.Errorf("idempotency: mark answered: %w", err)
+	}
+	return nil
+}
+
 // Complete stores the job's outcome and turns the record into done, so that
 // every later Claim of the key returns Done with this outcome until the
 // record's TTL passes. status is a short word such as "succeeded" or

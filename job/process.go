@@ -31,7 +31,7 @@ func (p *process) run(ctx context.Context) Outcome {
 	key := LedgerKey(p.job)
 	claim, err := h.Ledger.Claim(ctx, key, p.job.ID)
 	if err != nil {
-		return p.handBack(ctx, time.Second, fmt.Errorf("claim idempotency key: %w", err), false)
+		return p.handBack(ctx, time.Second, fmt.Errorf("claim idempotency key: %w", err))
 	}
 	if claim.State == idempotency.Busy {
 		waitCtx, cancel := context.WithTimeout(ctx, h.MaxInlineWait)
@@ -54,7 +54,7 @@ func (p *process) run(ctx context.Context) Outcome {
 		return h.replay(p.res, claim.Outcome)
 	case idempotency.Acquired:
 	default:
-		return p.handBack(ctx, time.Second, fmt.Errorf("unexpected claim state %v", claim.State), false)
+		return p.handBack(ctx, time.Second, fmt.Errorf("unexpected claim state %v", claim.State))
 	}
 	p.claim = claim
 	if claim.TakenOver && claim.PreviousCalling {
@@ -82,14 +82,14 @@ func (p *process) attempts(ctx context.Context) Outcome {
 		}
 		if until, paused := h.Limiter.PausedUntil(p.job.TenantID); paused {
 			if wait := time.Until(until); wait > h.MaxInlineWait {
-				return p.handBack(ctx, wait+jitter(time.Second), errors.New("tenant is paused by Graph throttling"), false)
+				return p.handBack(ctx, wait+jitter(time.Second), errors.New("tenant is paused by Graph throttling"))
 			}
 		}
 		if _, err := h.Limiter.Wait(ctx, p.job.TenantID); err != nil {
-			return p.handBack(ctx, 0, fmt.Errorf("rate limit: %w", err), false)
+			return p.handBack(ctx, 0, fmt.Errorf("rate limit: %w", err))
 		}
 		if err := h.Ledger.MarkCalling(ctx, &p.claim); err != nil {
-			return p.handBack(ctx, time.Second, fmt.Errorf("mark idempotency record: %w", err), false)
+			return p.handBack(ctx, time.Second, fmt.Errorf("mark idempotency record: %w", err))
 		}
 		p.res.Attempts++
 		resp, err := h.Graph.RecoverPasscode(ctx, target)
@@ -99,7 +99,14 @@ func (p *process) attempts(ctx context.Context) Outcome {
 			return p.complete(ctx, Succeeded, "", "")
 		}
 		if ctx.Err() != nil {
-			return p.handBack(ctx, 0, ctx.Err(), errors.Is(err, graph.ErrUnknownOutcome))
+			return p.handBack(ctx, 0, ctx.Err())
+		}
+		if !errors.Is(err, graph.ErrUnknownOutcome) && !p.res.Uncertain {
+			// Graph answered without acting: a later owner of the key need
+			// not fear a double call.
+			if merr := h.Ledger.MarkAnswered(ctx, &p.claim); merr != nil {
+				p.log.Warn().Err(merr).Msg("could not record that Graph refused the call")
+			}
 		}
 		switch {
 		case errors.Is(err, graph.ErrUnauthorized) && !refreshed:
@@ -132,10 +139,10 @@ func (p *process) attempts(ctx context.Context) Outcome {
 			continue // the next Wait observes the pause
 		}
 		if delay > h.MaxInlineWait {
-			return p.handBack(ctx, delay, err, errors.Is(err, graph.ErrUnknownOutcome))
+			return p.handBack(ctx, delay, err)
 		}
 		if !sleep(ctx, delay) {
-			return p.handBack(ctx, 0, ctx.Err(), false)
+			return p.handBack(ctx, 0, ctx.Err())
 		}
 	}
 }
@@ -178,7 +185,7 @@ func (p *process) complete(ctx context.Context, st Status, why, deadLetter strin
 }
 
 // handBack gives the job back for redelivery after delay, releasing the key.
-func (p *process) handBack(ctx context.Context, delay time.Duration, why error, uncertain bool) Outcome {
+func (p *process) handBack(ctx context.Context, delay time.Duration, why error) Outcome {
 	if !errors.Is(why, context.Canceled) {
 		p.log.Info().Err(why).Dur("delay", delay).Msg("job handed back")
 	}

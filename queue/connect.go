@@ -77,7 +77,9 @@ func (c Conn) Options(name string, log zerolog.Logger) ([]nats.Option, error) {
 		nats.ReconnectJitter(500*time.Millisecond, time.Second),
 		nats.RetryOnFailedConnect(true),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			log.Warn().Err(err).Msg("disconnected from NATS")
+			if err != nil { // nil on a deliberate close
+				log.Warn().Err(err).Msg("disconnected from NATS")
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info().Str("server", nc.ConnectedUrlRedacted()).Msg("reconnected to NATS")

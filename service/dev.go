@@ -1,4 +1,4 @@
-package main
+package service
 
 import (
 	"crypto/rand"
@@ -12,8 +12,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/rs/zerolog"
-
 	"github.com/recoverpasscode/recoverpasscode/devserver"
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
 )
@@ -25,30 +23,34 @@ const (
 	devClient = "22222222-2222-4222-8222-222222222222"
 )
 
-// devStack is what --dev starts: an embedded nats-server and a Graph and
-// Entra ID double.
-type devStack struct {
-	nats  *devserver.Server
-	graph *graphsim.Server
+// Dev is what --dev starts: an embedded nats-server and a Graph and Entra
+// ID double.
+type Dev struct {
+	NATS  *devserver.Server
+	Graph *graphsim.Server
 }
 
-func (d *devStack) Close() {
-	d.graph.Close()
-	d.nats.Shutdown()
+// Close stops the double and the server.
+func (d *Dev) Close() {
+	d.Graph.Close()
+	d.NATS.Shutdown()
 }
 
-func defaultDevDir() string {
+// DefaultDevDir is where --dev keeps its data unless told otherwise.
+func DefaultDevDir() string {
 	return filepath.Join(os.TempDir(), "recoverpasscode-dev")
 }
 
-// startDev starts the dev stack and points cfg at it: the real token flow
-// and real TLS, against the double.
-func startDev(cfg *config, out io.Writer, log zerolog.Logger) (*devStack, error) {
+// StartDev starts the dev stack, with NATS data under dir, and points cfg
+// at it: the real token flow and real TLS, against the double. It prints
+// what it started, and how to submit a job, to out.
+func StartDev(cfg *Config, dir string, out io.Writer) (*Dev, error) {
+	cfg.defaults()
 	host, port, err := natsListenAddr(cfg.NATS.URL)
 	if err != nil {
 		return nil, err
 	}
-	storeDir := filepath.Join(cfg.DevDir, "nats")
+	storeDir := filepath.Join(dir, "nats")
 	if err := os.MkdirAll(storeDir, 0o700); err != nil {
 		return nil, fmt.Errorf("--dev-dir: %w", err)
 	}
@@ -64,9 +66,9 @@ func startDev(cfg *config, out io.Writer, log zerolog.Logger) (*devStack, error)
 	secret := randomSecret()
 	gs.AddTenant(devTenant)
 	gs.AddApp(devClient, secret)
-	caFile := filepath.Join(cfg.DevDir, "graphsim-ca.pem")
+	caFile := filepath.Join(dir, "graphsim-ca.pem")
 	if err := os.WriteFile(caFile, gs.CACertPEM(), 0o644); err != nil {
-		log.Warn().Err(err).Msg("could not write the Graph double's CA certificate")
+		caFile = "not written: " + err.Error()
 	}
 
 	cfg.NATS.URL = ns.URL()
@@ -79,6 +81,7 @@ func startDev(cfg *config, out io.Writer, log zerolog.Logger) (*devStack, error)
 	cfg.Credential.AuthorityHost = gs.AuthorityHost()
 	cfg.Credential.GraphBaseURL = gs.GraphURL()
 	cfg.Tenants = nil
+	cfg.HTTPClient = gs.Client()
 
 	fmt.Fprintf(out, `recoverpasscode worker --dev
   NATS (embedded, JetStream): %s   data in %s
@@ -92,7 +95,7 @@ or with any NATS client:
   nats pub recoverpasscode.jobs.ticketing '{"managedDeviceId":"2d6a3d0e-8f5c-4d7a-9b1e-0b2f3c4d5e6f"}'
 
 `, ns.URL(), storeDir, gs.GraphURL(), gs.AuthorityHost(), devTenant, devClient, caFile, cfg.Rate)
-	return &devStack{nats: ns, graph: gs}, nil
+	return &Dev{NATS: ns, Graph: gs}, nil
 }
 
 // natsListenAddr is the host and port of the first NATS_URL, where --dev

@@ -1,29 +1,29 @@
-package main
+package service_test
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
+	"github.com/recoverpasscode/recoverpasscode/internal/testsystem"
 	"github.com/recoverpasscode/recoverpasscode/job"
 )
 
 func TestEachPathFormSucceeds(t *testing.T) {
-	sys := startSystem(t, graphsim.Config{})
-	sys.startWorker(sys.config("w1"))
+	sys := testsystem.Start(t, graphsim.Config{})
+	sys.StartWorker(sys.Config("w1"))
 	jobs := []job.Job{
-		{ID: "form-device", ManagedDeviceID: testDevice, Ticket: "INC1", RequestedBy: "agent@contoso.com"},
-		{ID: "form-user-guid", ManagedDeviceID: testDevice, UserID: "6f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0"},
-		{ID: "form-user-upn", ManagedDeviceID: testDevice, UserID: "pat.doe@contoso.com"},
-		{ID: "form-app", ManagedDeviceID: testDevice, DetectedAppID: "0000a1b2c3d4e5f6"},
-		{ID: "form-other-tenant", ManagedDeviceID: testDevice, TenantID: otherTenant},
+		{ID: "form-device", ManagedDeviceID: testsystem.Device, Ticket: "INC1", RequestedBy: "agent@contoso.com"},
+		{ID: "form-user-guid", ManagedDeviceID: testsystem.Device, UserID: "6f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0"},
+		{ID: "form-user-upn", ManagedDeviceID: testsystem.Device, UserID: "pat.doe@contoso.com"},
+		{ID: "form-app", ManagedDeviceID: testsystem.Device, DetectedAppID: "0000a1b2c3d4e5f6"},
+		{ID: "form-other-tenant", ManagedDeviceID: testsystem.Device, TenantID: testsystem.OtherTenant},
 	}
 	for _, j := range jobs {
-		sys.submit("ticketing", j)
+		sys.Submit("ticketing", j)
 	}
-	results := sys.results("", len(jobs), 20*time.Second)
+	results := sys.Results("", len(jobs), 20*time.Second)
 	for _, j := range jobs {
 		r := results[j.ID]
 		if r.Status != job.Succeeded || r.Graph == nil || r.Graph.Status != 204 || r.Attempts != 1 {
@@ -39,42 +39,42 @@ func TestEachPathFormSucceeds(t *testing.T) {
 	}
 	forms := map[string]int{}
 	tenants := map[string]int{}
-	for _, c := range sys.gs.Calls() {
+	for _, c := range sys.GS.Calls() {
 		forms[c.Form]++
 		tenants[c.TenantID]++
 	}
 	if forms["managedDevice"] != 2 || forms["user"] != 2 || forms["detectedApp"] != 1 {
 		t.Errorf("graph saw forms %v", forms)
 	}
-	if tenants[otherTenant] != 1 {
+	if tenants[testsystem.OtherTenant] != 1 {
 		t.Errorf("the other tenant's job did not use a token of that tenant: %v", tenants)
 	}
 }
 
 func TestInvalidJobsAreRejectedWithoutCallingGraph(t *testing.T) {
-	sys := startSystem(t, graphsim.Config{})
-	sys.startWorker(sys.config("w1"))
+	sys := testsystem.Start(t, graphsim.Config{})
+	sys.StartWorker(sys.Config("w1"))
 	cases := []struct {
 		id, data, want string
 	}{
 		{"bad-json", `{"managedDeviceId":`, "not valid JSON"},
-		{"unknown-field", `{"managedDeviceId":"` + testDevice + `","colour":"red"}`, "unknown field"},
+		{"unknown-field", `{"managedDeviceId":"` + testsystem.Device + `","colour":"red"}`, "unknown field"},
 		{"non-guid-device", `{"managedDeviceId":"12345"}`, "managedDeviceId"},
-		{"user-path-trick", `{"managedDeviceId":"` + testDevice + `","userId":"a/../b"}`, "userId"},
-		{"user-query-trick", `{"managedDeviceId":"` + testDevice + `","userId":"x?y"}`, "userId"},
-		{"user-and-app", `{"managedDeviceId":"` + testDevice + `","userId":"pat@contoso.com","detectedAppId":"app"}`, "detectedAppId"},
-		{"tenant-not-allowed", `{"managedDeviceId":"` + testDevice + `","tenantId":"99999999-9999-4999-8999-999999999999"}`, "RECOVER_TENANTS"},
-		{"oversize", `{"managedDeviceId":"` + testDevice + `","ticket":"` + strings.Repeat("x", job.MaxSize) + `"}`, "more than the"},
+		{"user-path-trick", `{"managedDeviceId":"` + testsystem.Device + `","userId":"a/../b"}`, "userId"},
+		{"user-query-trick", `{"managedDeviceId":"` + testsystem.Device + `","userId":"x?y"}`, "userId"},
+		{"user-and-app", `{"managedDeviceId":"` + testsystem.Device + `","userId":"pat@contoso.com","detectedAppId":"app"}`, "detectedAppId"},
+		{"tenant-not-allowed", `{"managedDeviceId":"` + testsystem.Device + `","tenantId":"99999999-9999-4999-8999-999999999999"}`, "RECOVER_TENANTS"},
+		{"oversize", `{"managedDeviceId":"` + testsystem.Device + `","ticket":"` + strings.Repeat("x", job.MaxSize) + `"}`, "more than the"},
 	}
 	for _, c := range cases {
-		sys.publish("ticketing", c.id, []byte(c.data))
+		sys.Publish("ticketing", c.id, []byte(c.data))
 	}
-	results := sys.results("", len(cases), 20*time.Second)
-	dead := sys.deadLetters(len(cases), 10*time.Second)
+	results := sys.Results("", len(cases), 20*time.Second)
+	dead := sys.DeadLetters(len(cases), 10*time.Second)
 	for _, c := range cases {
 		r, ok := results[c.id]
 		if !ok {
-			t.Errorf("%s: no result (have %v)", c.id, keys(results))
+			t.Errorf("%s: no result (have %v)", c.id, testsystem.Keys(results))
 			continue
 		}
 		if r.Status != job.Rejected || !strings.Contains(r.Error, c.want) {
@@ -84,50 +84,50 @@ func TestInvalidJobsAreRejectedWithoutCallingGraph(t *testing.T) {
 			t.Errorf("%s: dead letter %+v", c.id, d)
 		}
 	}
-	if n := len(sys.gs.Calls()); n != 0 {
+	if n := len(sys.GS.Calls()); n != 0 {
 		t.Errorf("graph was called %d times for invalid jobs", n)
 	}
-	assertJobsStreamEmpty(t, sys)
+	sys.AssertJobsStreamEmpty()
 }
 
 func TestGraphNotFoundFailsWithGraphsCode(t *testing.T) {
-	sys := startSystem(t, graphsim.Config{})
+	sys := testsystem.Start(t, graphsim.Config{})
 	missing := "0e0e0e0e-0e0e-4e0e-8e0e-0e0e0e0e0e0e"
-	sys.gs.SetDeviceMissing(missing)
-	sys.startWorker(sys.config("w1"))
-	sys.submit("ticketing", job.Job{ID: "missing", ManagedDeviceID: missing})
-	r := sys.results("", 1, 20*time.Second)["missing"]
+	sys.GS.SetDeviceMissing(missing)
+	sys.StartWorker(sys.Config("w1"))
+	sys.Submit("ticketing", job.Job{ID: "missing", ManagedDeviceID: missing})
+	r := sys.Results("", 1, 20*time.Second)["missing"]
 	if r.Status != job.Failed || r.Graph == nil || r.Graph.Status != 404 || r.Graph.ErrorCode == "" || r.Graph.RequestID == "" {
 		t.Fatalf("result %+v graph %+v", r, r.Graph)
 	}
 	if r.Attempts != 1 {
 		t.Errorf("a 404 was retried: %d attempts", r.Attempts)
 	}
-	if d := sys.deadLetters(1, 5*time.Second); len(d) != 1 {
+	if d := sys.DeadLetters(1, 5*time.Second); len(d) != 1 {
 		t.Errorf("no dead letter for the failure")
 	}
 }
 
 func TestExpiredJobIsNotSentToGraph(t *testing.T) {
-	sys := startSystem(t, graphsim.Config{})
-	sys.startWorker(sys.config("w1"))
+	sys := testsystem.Start(t, graphsim.Config{})
+	sys.StartWorker(sys.Config("w1"))
 	past := time.Now().Add(-time.Minute)
-	sys.submit("batch", job.Job{ID: "late", ManagedDeviceID: testDevice, NotAfter: &past})
-	r := sys.results("", 1, 20*time.Second)["late"]
+	sys.Submit("batch", job.Job{ID: "late", ManagedDeviceID: testsystem.Device, NotAfter: &past})
+	r := sys.Results("", 1, 20*time.Second)["late"]
 	if r.Status != job.Expired || r.Attempts != 0 {
 		t.Fatalf("result %+v", r)
 	}
-	if n := len(sys.gs.Calls()); n != 0 {
+	if n := len(sys.GS.Calls()); n != 0 {
 		t.Fatalf("graph called %d times", n)
 	}
 }
 
 func TestBareJobFromAnyClientGetsAResultOnTheDefaultSubject(t *testing.T) {
-	sys := startSystem(t, graphsim.Config{})
-	sys.startWorker(sys.config("w1"))
+	sys := testsystem.Start(t, graphsim.Config{})
+	sys.StartWorker(sys.Config("w1"))
 	// As `nats pub` sends it: no id, no header.
-	sys.publish("ticketing", "", []byte(`{"managedDeviceId":"`+testDevice+`"}`))
-	results := sys.results("recoverpasscode.results.ticketing.*", 1, 20*time.Second)
+	sys.Publish("ticketing", "", []byte(`{"managedDeviceId":"`+testsystem.Device+`"}`))
+	results := sys.Results("recoverpasscode.results.ticketing.*", 1, 20*time.Second)
 	for id, r := range results {
 		if r.Status != job.Succeeded || id == "" || r.IdempotencyKey != id {
 			t.Fatalf("result %+v", r)
@@ -136,14 +136,14 @@ func TestBareJobFromAnyClientGetsAResultOnTheDefaultSubject(t *testing.T) {
 }
 
 func TestReplyToInboxAlsoStoresTheResult(t *testing.T) {
-	sys := startSystem(t, graphsim.Config{})
-	sys.startWorker(sys.config("w1"))
-	inbox := sys.nc.NewRespInbox()
-	sub, err := sys.nc.SubscribeSync(inbox)
+	sys := testsystem.Start(t, graphsim.Config{})
+	sys.StartWorker(sys.Config("w1"))
+	inbox := sys.NC.NewRespInbox()
+	sub, err := sys.NC.SubscribeSync(inbox)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sys.submit("automation", job.Job{ID: "inbox-job", ManagedDeviceID: testDevice, ReplyTo: inbox})
+	sys.Submit("automation", job.Job{ID: "inbox-job", ManagedDeviceID: testsystem.Device, ReplyTo: inbox})
 	msg, err := sub.NextMsg(20 * time.Second)
 	if err != nil {
 		t.Fatalf("no reply on the inbox: %v", err)
@@ -151,51 +151,7 @@ func TestReplyToInboxAlsoStoresTheResult(t *testing.T) {
 	if !strings.Contains(string(msg.Data), `"status":"succeeded"`) {
 		t.Fatalf("reply %s", msg.Data)
 	}
-	if r := sys.results("", 1, 5*time.Second)["inbox-job"]; r.Status != job.Succeeded {
+	if r := sys.Results("", 1, 5*time.Second)["inbox-job"]; r.Status != job.Succeeded {
 		t.Fatalf("stored result %+v", r)
 	}
-}
-
-// assertJobsStreamEmpty waits for every job to be acknowledged or
-// terminated: the work queue then holds nothing.
-func assertJobsStreamEmpty(t *testing.T, sys *system) {
-	t.Helper()
-	stream, err := sys.js.Stream(t.Context(), sys.names.JobsStream())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var left uint64
-	ok := eventually(10*time.Second, func() bool {
-		info, err := stream.Info(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		left = info.State.Msgs
-		return left == 0
-	})
-	if !ok {
-		t.Errorf("%d jobs left in the work queue", left)
-	}
-}
-
-// eventually checks cond every 20ms until it holds or timeout passes.
-func eventually(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func keys[T any](m map[string]T) string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	return fmt.Sprint(out)
 }

@@ -4,10 +4,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net/http"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/recoverpasscode/recoverpasscode/service"
 
 	"github.com/recoverpasscode/recoverpasscode/graph"
 	"github.com/recoverpasscode/recoverpasscode/internal/envflag"
@@ -15,34 +16,12 @@ import (
 	"github.com/recoverpasscode/recoverpasscode/ratelimit"
 )
 
-// config is everything the worker reads from flags and the environment.
+// config is what the worker reads from flags and the environment: the
+// service's configuration and how to start.
 type config struct {
 	Dev    bool
 	DevDir string
-
-	NATS       queue.Conn
-	Prefix     string
-	Replicas   int
-	Credential graph.CredentialConfig
-	GraphURL   string
-
-	Tenants        []string
-	Rate           ratelimit.Rate
-	Concurrency    int
-	HTTPAddr       string
-	KeysTTL        time.Duration
-	Lease          time.Duration
-	AttemptTimeout time.Duration
-	MaxAttempts    int
-	DrainTimeout   time.Duration
-	Name           string
-	LogFormat      string
-	LogLevel       string
-
-	// httpClient, when set, carries Graph and Entra ID requests; --dev sets
-	// it to trust the double's certificate. Production trusts the system
-	// pool, which honours SSL_CERT_FILE.
-	httpClient *http.Client
+	service.Config
 }
 
 const usageHeader = `worker consumes recoverPasscode jobs from NATS JetStream and calls Microsoft Graph.
@@ -66,8 +45,9 @@ func parseConfig(args []string) (*config, error) {
 	}
 	var c config
 	var tenants, rate string
+	c.NATS = queue.Conn{}
 	fs.BoolVar(&c.Dev, "dev", false, "start an embedded nats-server (on NATS_URL's host and port) and a Graph and Entra ID double, and use them")
-	s.StringVar(&c.DevDir, "dev-dir", "RECOVER_DEV_DIR", defaultDevDir(), "with --dev: where the embedded nats-server keeps its data")
+	s.StringVar(&c.DevDir, "dev-dir", "RECOVER_DEV_DIR", service.DefaultDevDir(), "with --dev: where the embedded nats-server keeps its data")
 	c.NATS.Flags(s)
 	s.StringVar(&c.Prefix, "prefix", "RECOVER_PREFIX", queue.DefaultPrefix, "first token of every subject, and base of stream and bucket names")
 	s.IntVar(&c.Replicas, "replicas", "RECOVER_REPLICAS", 1, "replicas of streams and buckets (3 on a NATS cluster)")
@@ -88,6 +68,7 @@ func parseConfig(args []string) (*config, error) {
 	s.DurationVar(&c.AttemptTimeout, "attempt-timeout", "RECOVER_ATTEMPT_TIMEOUT", 30*time.Second, "deadline of one Graph call")
 	s.IntVar(&c.MaxAttempts, "max-attempts", "RECOVER_MAX_ATTEMPTS", 8, "Graph calls per job before it ends failed")
 	s.DurationVar(&c.DrainTimeout, "drain-timeout", "RECOVER_DRAIN_TIMEOUT", 30*time.Second, "on SIGTERM, how long jobs in flight may finish before they are handed back")
+	s.DurationVar(&c.AckWait, "ack-wait", "RECOVER_ACK_WAIT", 30*time.Second, "how long a job may go without an ack or progress signal before JetStream redelivers it (a dead worker's jobs wait this long)")
 	s.StringVar(&c.Name, "name", "RECOVER_WORKER_NAME", defaultName(), "this worker's name in results, logs and leases")
 	s.StringVar(&c.LogFormat, "log-format", "RECOVER_LOG_FORMAT", "json", "json, or console for people")
 	s.StringVar(&c.LogLevel, "log-level", "RECOVER_LOG_LEVEL", "info", "debug, info, warn or error")
@@ -108,38 +89,15 @@ func parseConfig(args []string) (*config, error) {
 	c.Rate = r
 	c.Tenants = splitList(tenants)
 	c.Credential.GraphBaseURL = c.GraphURL
-	if err := c.validate(); err != nil {
-		errs = append(errs, err)
+	if !c.Dev { // --dev fills the credentials in later
+		if err := c.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	return &c, nil
-}
-
-func (c *config) validate() error {
-	var errs []error
-	if !queue.ValidToken(c.Prefix) {
-		errs = append(errs, fmt.Errorf("RECOVER_PREFIX %q: want one subject token (letters, digits, '-', '_')", c.Prefix))
-	}
-	if c.Concurrency < 1 {
-		errs = append(errs, errors.New("RECOVER_CONCURRENCY: want at least 1"))
-	}
-	if c.Replicas < 1 || c.Replicas > 5 {
-		errs = append(errs, errors.New("RECOVER_REPLICAS: want 1 to 5"))
-	}
-	if c.LogFormat != "json" && c.LogFormat != "console" {
-		errs = append(errs, fmt.Errorf("RECOVER_LOG_FORMAT %q: want json or console", c.LogFormat))
-	}
-	if err := c.NATS.Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	if !c.Dev {
-		if err := c.Credential.Validate(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
 }
 
 func splitList(s string) []string {

@@ -1,9 +1,14 @@
-package main
+// Package testsystem starts a whole recoverpasscode system inside a test: a
+// real nats-server with the streams set up, the Graph and Entra ID double
+// over TLS, and any number of workers running the production code, plus
+// helpers to submit jobs and read results, dead letters and state.
+package testsystem
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"sync"
 	"testing"
@@ -17,36 +22,43 @@ import (
 	"github.com/recoverpasscode/recoverpasscode/job"
 	"github.com/recoverpasscode/recoverpasscode/queue"
 	"github.com/recoverpasscode/recoverpasscode/ratelimit"
+	"github.com/recoverpasscode/recoverpasscode/service"
 	"github.com/recoverpasscode/recoverpasscode/worker"
 )
 
+// The system's directory: two tenants, one app registration, a device.
 const (
-	testTenant  = "33333333-3333-4333-8333-333333333333"
-	otherTenant = "44444444-4444-4444-8444-444444444444"
-	testClient  = "55555555-5555-4555-8555-555555555555"
-	testSecret  = "test-secret-value-0123456789"
-	testDevice  = "2d6a3d0e-8f5c-4d7a-9b1e-0b2f3c4d5e6f"
+	Tenant      = "33333333-3333-4333-8333-333333333333"
+	OtherTenant = "44444444-4444-4444-8444-444444444444"
+	Client      = "55555555-5555-4555-8555-555555555555"
+	Secret      = "test-secret-value-0123456789"
+	Device      = "2d6a3d0e-8f5c-4d7a-9b1e-0b2f3c4d5e6f"
 )
 
-// system is a real NATS server and a Graph and Entra ID double, with the
-// streams set up, for workers started by the test.
-type system struct {
-	t     *testing.T
-	ns    *devserver.Server
-	gs    *graphsim.Server
-	nc    *nats.Conn
-	js    jetstream.JetStream
-	names queue.Names
+// DeviceN is the n-th of many distinct device GUIDs.
+func DeviceN(n int) string { return fmt.Sprintf("2d6a3d0e-8f5c-4d7a-9b1e-%012d", n) }
+
+// System is a real NATS server and a Graph and Entra ID double, with the
+// streams set up, for workers started by the test. Its methods fail the
+// test on error and are safe for concurrent use.
+type System struct {
+	t     testing.TB
+	NS    *devserver.Server
+	GS    *graphsim.Server
+	NC    *nats.Conn
+	JS    jetstream.JetStream
+	Names queue.Names
 }
 
-func startSystem(t *testing.T, simCfg graphsim.Config) *system {
+// Start starts a system that ends with the test.
+func Start(t testing.TB, simCfg graphsim.Config) *System {
 	t.Helper()
 	ns := devserver.StartForTest(t)
 	gs := graphsim.New(simCfg)
 	t.Cleanup(gs.Close)
-	gs.AddTenant(testTenant)
-	gs.AddTenant(otherTenant)
-	gs.AddApp(testClient, testSecret)
+	gs.AddTenant(Tenant)
+	gs.AddTenant(OtherTenant)
+	gs.AddApp(Client, Secret)
 	nc, err := nats.Connect(ns.URL())
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +68,7 @@ func startSystem(t *testing.T, simCfg graphsim.Config) *system {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &system{t: t, ns: ns, gs: gs, nc: nc, js: js}
+	s := &System{t: t, NS: ns, GS: gs, NC: nc, JS: js}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := (queue.Setup{}).Ensure(ctx, js); err != nil {
@@ -65,12 +77,13 @@ func startSystem(t *testing.T, simCfg graphsim.Config) *system {
 	return s
 }
 
-// config is a worker configuration pointing at the system.
-func (s *system) config(name string) *config {
-	c := &config{
+// Config is a worker configuration pointing at the system, with short
+// leases and ack waits so that takeovers happen within a test.
+func (s *System) Config(name string) service.Config {
+	c := service.Config{
 		Prefix:         queue.DefaultPrefix,
 		Replicas:       1,
-		Tenants:        []string{testTenant, otherTenant},
+		Tenants:        []string{Tenant, OtherTenant},
 		Rate:           ratelimit.Rate{N: 200, Per: 20 * time.Second},
 		Concurrency:    8,
 		KeysTTL:        time.Hour,
@@ -78,29 +91,30 @@ func (s *system) config(name string) *config {
 		AttemptTimeout: 2 * time.Second,
 		MaxAttempts:    5,
 		DrainTimeout:   5 * time.Second,
+		AckWait:        3 * time.Second,
 		Name:           name,
 		LogFormat:      "json",
 		LogLevel:       "debug",
-		httpClient:     s.gs.Client(),
+		HTTPClient:     s.GS.Client(),
 	}
-	c.NATS.URL = s.ns.URL()
-	c.GraphURL = s.gs.GraphURL()
-	c.Credential.TenantID = testTenant
-	c.Credential.ClientID = testClient
-	c.Credential.ClientSecret = testSecret
-	c.Credential.AuthorityHost = s.gs.AuthorityHost()
-	c.Credential.GraphBaseURL = s.gs.GraphURL()
+	c.NATS.URL = s.NS.URL()
+	c.GraphURL = s.GS.GraphURL()
+	c.Credential.TenantID = Tenant
+	c.Credential.ClientID = Client
+	c.Credential.ClientSecret = Secret
+	c.Credential.AuthorityHost = s.GS.AuthorityHost()
+	c.Credential.GraphBaseURL = s.GS.GraphURL()
 	return c
 }
 
-// startWorker runs a worker until the test ends; its log is kept in the
-// returned buffer.
-func (s *system) startWorker(cfg *config) *syncBuffer {
+// StartWorker runs a worker in process until the test ends; its log is
+// kept in the returned buffer.
+func (s *System) StartWorker(cfg service.Config) *Buffer {
 	s.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	logs := &syncBuffer{}
+	logs := &Buffer{}
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, ctx, cfg, logs) }()
+	go func() { done <- service.Run(ctx, ctx, cfg, logs) }()
 	s.t.Cleanup(func() {
 		cancel()
 		select {
@@ -115,39 +129,41 @@ func (s *system) startWorker(cfg *config) *syncBuffer {
 	return logs
 }
 
-// publish submits raw job data on a source's subject with a message id.
-func (s *system) publish(source, msgID string, data []byte) {
+// Publish submits raw job data on a source's subject with a message id
+// ("" for none).
+func (s *System) Publish(source, msgID string, data []byte) {
 	s.t.Helper()
-	m := nats.NewMsg(s.names.Jobs(source))
+	m := nats.NewMsg(s.Names.Jobs(source))
 	m.Data = data
 	if msgID != "" {
 		m.Header.Set(jetstream.MsgIDHeader, msgID)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := s.js.PublishMsg(ctx, m); err != nil {
+	if _, err := s.JS.PublishMsg(ctx, m); err != nil {
 		s.t.Fatalf("publish: %v", err)
 	}
 }
 
-// submit publishes a job with its id as message id.
-func (s *system) submit(source string, j job.Job) {
+// Submit publishes a job with its id as message id.
+func (s *System) Submit(source string, j job.Job) {
 	s.t.Helper()
 	data, err := json.Marshal(j)
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	s.publish(source, j.ID, data)
+	s.Publish(source, j.ID, data)
 }
 
-// results reads stored results from the results stream until n have
-// arrived, keyed by job id; it fails the test after timeout.
-func (s *system) results(filter string, n int, timeout time.Duration) map[string]job.Result {
+// Results reads stored results matching filter ("" for all) from the
+// results stream until n have arrived, keyed by job id; it fails the test
+// after timeout or on a second result for one job.
+func (s *System) Results(filter string, n int, timeout time.Duration) map[string]job.Result {
 	s.t.Helper()
 	if filter == "" {
-		filter = s.names.ResultsWildcard()
+		filter = s.Names.ResultsWildcard()
 	}
-	return readStream(s.t, s.js, s.names.ResultsStream(), filter, n, timeout, func(data []byte) (string, job.Result) {
+	return readStream(s.t, s.JS, s.Names.ResultsStream(), filter, n, timeout, func(data []byte) (string, job.Result) {
 		var r job.Result
 		if err := json.Unmarshal(data, &r); err != nil {
 			s.t.Fatalf("result is not JSON: %v: %s", err, data)
@@ -156,10 +172,10 @@ func (s *system) results(filter string, n int, timeout time.Duration) map[string
 	})
 }
 
-// deadLetters reads n dead letters.
-func (s *system) deadLetters(n int, timeout time.Duration) map[string]worker.DeadLetter {
+// DeadLetters reads n dead letters, keyed by job id.
+func (s *System) DeadLetters(n int, timeout time.Duration) map[string]worker.DeadLetter {
 	s.t.Helper()
-	return readStream(s.t, s.js, s.names.DLQStream(), s.names.DLQWildcard(), n, timeout, func(data []byte) (string, worker.DeadLetter) {
+	return readStream(s.t, s.JS, s.Names.DLQStream(), s.Names.DLQWildcard(), n, timeout, func(data []byte) (string, worker.DeadLetter) {
 		var d worker.DeadLetter
 		if err := json.Unmarshal(data, &d); err != nil {
 			s.t.Fatalf("dead letter is not JSON: %v", err)
@@ -169,7 +185,7 @@ func (s *system) deadLetters(n int, timeout time.Duration) map[string]worker.Dea
 }
 
 // readStream collects n messages of a stream through an ordered consumer.
-func readStream[T any](t *testing.T, js jetstream.JetStream, stream, filter string, n int, timeout time.Duration, decode func([]byte) (string, T)) map[string]T {
+func readStream[T any](t testing.TB, js jetstream.JetStream, stream, filter string, n int, timeout time.Duration, decode func([]byte) (string, T)) map[string]T {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -197,22 +213,68 @@ func deadline(ctx context.Context) time.Time {
 	return d
 }
 
-// syncBuffer is an io.Writer safe for concurrent use, for captured logs.
-type syncBuffer struct {
+// Buffer is an io.Writer safe for concurrent use, for captured logs.
+type Buffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *Buffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
 
-var _ io.Writer = (*syncBuffer)(nil)
+var _ io.Writer = (*Buffer)(nil)
+
+// AssertJobsStreamEmpty waits for every job to be acknowledged or
+// terminated: the work queue then holds nothing.
+func (s *System) AssertJobsStreamEmpty() {
+	t := s.t
+	t.Helper()
+	stream, err := s.JS.Stream(t.Context(), s.Names.JobsStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left uint64
+	ok := Eventually(10*time.Second, func() bool {
+		info, err := stream.Info(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		left = info.State.Msgs
+		return left == 0
+	})
+	if !ok {
+		t.Errorf("%d jobs left in the work queue", left)
+	}
+}
+
+// Eventually checks cond every 20ms until it holds or timeout passes.
+func Eventually(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Keys lists a map's keys, for failure messages.
+func Keys[T any](m map[string]T) string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return fmt.Sprint(out)
+}

@@ -1,0 +1,93 @@
+package service_test
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
+	"github.com/recoverpasscode/recoverpasscode/internal/testsystem"
+	"github.com/recoverpasscode/recoverpasscode/job"
+)
+
+func TestSameKeyFromFiftyJobsAcrossFourWorkersCallsGraphOnce(t *testing.T) {
+	// Graph is slow, so the 50 jobs are all in flight while the first call runs.
+	sys := testsystem.Start(t, graphsim.Config{Latency: 300 * time.Millisecond})
+	for i := range 4 {
+		sys.StartWorker(sys.Config(fmt.Sprintf("w%d", i)))
+	}
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Go(func() {
+			sys.Submit("ticketing", job.Job{ID: fmt.Sprintf("dup-%02d", i), IdempotencyKey: "INC0012345/" + testsystem.Device, ManagedDeviceID: testsystem.Device})
+		})
+	}
+	wg.Wait()
+	results := sys.Results("", 50, 60*time.Second)
+	replayed := 0
+	for id, r := range results {
+		if r.Status != job.Succeeded {
+			t.Errorf("%s: %s %s", id, r.Status, r.Error)
+		}
+		if r.Replayed {
+			replayed++
+		}
+	}
+	if calls := len(sys.GS.Calls()); calls != 1 {
+		t.Errorf("graph called %d times for one key", calls)
+	}
+	if replayed != 49 {
+		t.Errorf("%d replayed results, want 49", replayed)
+	}
+}
+
+func TestResubmittedBatchIsAnsweredFromTheRecords(t *testing.T) {
+	sys := testsystem.Start(t, graphsim.Config{})
+	cfg := sys.Config("w1")
+	cfg.Concurrency = 32
+	sys.StartWorker(cfg)
+	// The two rounds come from two sources, so each has its own subjects.
+	submitBatch := func(round string) {
+		for i := range 200 {
+			sys.Submit(round, job.Job{
+				ID:              fmt.Sprintf("%s-%03d", round, i),
+				IdempotencyKey:  fmt.Sprintf("batch-7/%03d", i),
+				ManagedDeviceID: testsystem.DeviceN(i),
+			})
+		}
+	}
+	submitBatch("first")
+	first := sys.Results("recoverpasscode.results.first.*", 200, 60*time.Second)
+	calls := len(sys.GS.Calls())
+	if calls != 200 {
+		t.Fatalf("first round: %d graph calls, want 200", calls)
+	}
+	submitBatch("again")
+	again := sys.Results("recoverpasscode.results.again.*", 200, 60*time.Second)
+	if n := len(sys.GS.Calls()) - calls; n != 0 {
+		t.Errorf("re-submission made %d new graph calls", n)
+	}
+	for id, r := range again {
+		if r.Status != job.Succeeded || !r.Replayed {
+			t.Errorf("%s: status %s replayed %v", id, r.Status, r.Replayed)
+		}
+	}
+	for id, r := range first {
+		if r.Replayed {
+			t.Errorf("%s: first submission was replayed", id)
+		}
+	}
+}
+
+func TestKeyReusedForAnotherDeviceIsRejected(t *testing.T) {
+	sys := testsystem.Start(t, graphsim.Config{})
+	sys.StartWorker(sys.Config("w1"))
+	sys.Submit("ticketing", job.Job{ID: "one", IdempotencyKey: "INC9", ManagedDeviceID: testsystem.Device})
+	sys.Results("recoverpasscode.results.ticketing.one", 1, 20*time.Second)
+	sys.Submit("ticketing", job.Job{ID: "two", IdempotencyKey: "INC9", ManagedDeviceID: "0e0e0e0e-0e0e-4e0e-8e0e-0e0e0e0e0e0e"})
+	r := sys.Results("recoverpasscode.results.ticketing.two", 1, 20*time.Second)["two"]
+	if r.Status != job.Rejected || len(sys.GS.Calls()) != 1 {
+		t.Fatalf("result %+v after %d calls", r, len(sys.GS.Calls()))
+	}
+}

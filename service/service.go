@@ -1,0 +1,194 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/recoverpasscode/recoverpasscode/graph"
+	"github.com/recoverpasscode/recoverpasscode/idempotency"
+	"github.com/recoverpasscode/recoverpasscode/job"
+	"github.com/recoverpasscode/recoverpasscode/queue"
+	"github.com/recoverpasscode/recoverpasscode/ratelimit"
+	"github.com/recoverpasscode/recoverpasscode/worker"
+)
+
+// Run runs a worker until ctx is cancelled and the worker has drained (a
+// soft stop), or hard is cancelled (jobs in flight are handed back at
+// once). Logs go to logOut. It returns nil after a clean stop.
+func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log := NewLogger(cfg.LogFormat, cfg.LogLevel, logOut).With().Str("worker", cfg.Name).Logger()
+	cred, client, err := newGraph(&cfg)
+	if err != nil {
+		return err
+	}
+	nc, err := cfg.NATS.Connect("recoverpasscode worker "+cfg.Name, log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	health := worker.NewHealth(nc)
+	stopHTTP, err := serveHTTP(cfg.HTTPAddr, health.Handler(), log)
+	if err != nil {
+		return err
+	}
+	defer stopHTTP()
+
+	names := queue.Names{Prefix: cfg.Prefix}
+	cons, err := setUp(ctx, js, &cfg, names, log)
+	if err != nil {
+		return err
+	}
+	health.MarkStarted()
+	kvKeys, err := js.KeyValue(ctx, names.KeysBucket())
+	if err != nil {
+		return fmt.Errorf("bucket %s: %w", names.KeysBucket(), err)
+	}
+	kvLimits, err := js.KeyValue(ctx, names.LimitsBucket())
+	if err != nil {
+		return fmt.Errorf("bucket %s: %w", names.LimitsBucket(), err)
+	}
+	limiter, err := ratelimit.New(ctx, kvLimits, ratelimit.Config{App: cfg.Credential.ClientID, Rate: cfg.Rate, Owner: cfg.Name, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer limiter.Close()
+
+	handler := &job.Handler{
+		Graph:   client,
+		Tokens:  cred,
+		Limiter: limiter,
+		Ledger:  idempotency.New(kvKeys, idempotency.Config{Owner: cfg.Name, Lease: cfg.Lease, Logger: log}),
+		Policy:  job.Policy{DefaultTenant: cfg.Credential.TenantID, Tenants: cfg.Tenants},
+		Worker:  cfg.Name,
+		Backoff: job.Backoff{MaxAttempts: cfg.MaxAttempts},
+		// Renew well inside both deadlines so neither lapses while a job waits.
+		KeepAliveEvery: min(cfg.AckWait, cfg.Lease) / 3,
+		Logger:         log,
+	}
+	handler.Init()
+	w, err := worker.New(worker.Config{
+		NC: nc, JS: js, Consumer: cons, Names: names,
+		Handler: handler, Health: health,
+		Probe: func(ctx context.Context, refresh bool) error {
+			var err error
+			if refresh {
+				_, err = cred.Refresh(ctx, cfg.Credential.TenantID)
+			} else {
+				_, err = cred.Token(ctx, cfg.Credential.TenantID)
+			}
+			return err
+		},
+		Concurrency:  cfg.Concurrency,
+		DrainTimeout: cfg.DrainTimeout,
+		Logger:       log,
+	})
+	if err != nil {
+		return err
+	}
+	log.Info().Str("rate_limit", cfg.Rate.String()).Str("graph", cfg.GraphURL).Int("concurrency", cfg.Concurrency).Msg("worker started")
+	err = w.Run(ctx, hard)
+	log.Info().Msg("worker stopped")
+	if derr := nc.Drain(); derr != nil && !errors.Is(derr, nats.ErrConnectionClosed) {
+		log.Warn().Err(derr).Msg("draining the NATS connection")
+	}
+	return err
+}
+
+func newGraph(cfg *Config) (*graph.Credential, *graph.Client, error) {
+	credCfg := cfg.Credential
+	credCfg.HTTPClient = cfg.HTTPClient
+	cred, err := graph.NewCredential(credCfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	client, err := graph.New(graph.Config{BaseURL: cfg.GraphURL, HTTPClient: cfg.HTTPClient, Credential: cred, AttemptTimeout: cfg.AttemptTimeout})
+	if err != nil {
+		return nil, nil, err
+	}
+	return cred, client, nil
+}
+
+// setUp creates or updates streams, consumer and buckets, retrying while
+// NATS is unreachable so a worker may start before its servers.
+func setUp(ctx context.Context, js jetstream.JetStream, cfg *Config, names queue.Names, log zerolog.Logger) (jetstream.Consumer, error) {
+	setup := queue.Setup{Names: names, Replicas: cfg.Replicas, AckWait: cfg.AckWait}
+	buckets := []jetstream.KeyValueConfig{
+		idempotency.BucketConfig(names.KeysBucket(), cfg.KeysTTL, cfg.Replicas),
+		ratelimit.BucketConfig(names.LimitsBucket(), cfg.Replicas),
+	}
+	b := backoff.NewExponentialBackOff()
+	b.MaxInterval = 10 * time.Second
+	b.MaxElapsedTime = 0
+	for {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		cons, err := setup.Ensure(sctx, js, buckets...)
+		cancel()
+		if err == nil {
+			return cons, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		delay := b.NextBackOff()
+		log.Warn().Err(err).Dur("retry_in", delay).Msg("cannot set up JetStream yet")
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(delay):
+		}
+	}
+}
+
+// serveHTTP serves h on addr until stopped.
+func serveHTTP(addr string, h http.Handler, log zerolog.Logger) (stop func(), err error) {
+	if addr == "" {
+		return func() {}, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("RECOVER_HTTP_ADDR: %w", err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error().Err(err).Msg("http server stopped")
+		}
+	}()
+	log.Info().Str("addr", ln.Addr().String()).Msg("serving /healthz and /readyz")
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
+}
+
+// NewLogger returns a zerolog logger writing JSON, or a console format for
+// people, at the given level (info when unknown).
+func NewLogger(format, level string, out io.Writer) zerolog.Logger {
+	w := out
+	if format == "console" {
+		w = zerolog.ConsoleWriter{Out: out, TimeFormat: time.TimeOnly}
+	}
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil || level == "" {
+		lvl = zerolog.InfoLevel
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
+}
