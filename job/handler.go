@@ -118,10 +118,12 @@ type Backoff struct {
 	Initial time.Duration
 	// Max caps one delay, including a server's Retry-After. Defaults to 60s.
 	Max time.Duration
-	// MaxAttempts bounds Graph calls per job. Defaults to 8.
+	// MaxAttempts bounds the failed Graph calls (5xx, timeouts, connection
+	// errors) of one delivery; 429s do not count. Defaults to 8.
 	MaxAttempts int
-	// MaxElapsed bounds the time from queueing to the last retry. Defaults
-	// to 15m.
+	// MaxElapsed bounds the time from a delivery's start to its last retry
+	// (time spent queued, or handed back while a tenant is throttled, does
+	// not count: waiting for the limit is not failing). Defaults to 15m.
 	MaxElapsed time.Duration
 }
 
@@ -234,7 +236,7 @@ func (h *Handler) newBackOff() *backoff.ExponentialBackOff {
 	b.MaxInterval = h.Backoff.Max
 	b.Multiplier = 2
 	b.RandomizationFactor = 0.5
-	b.MaxElapsedTime = 0 // bounded by attempts and by MaxElapsed from queueing
+	b.MaxElapsedTime = 0 // bounded by MaxAttempts and MaxElapsed instead
 	b.Reset()
 	return b
 }

@@ -74,6 +74,7 @@ func (p *process) attempts(ctx context.Context) Outcome {
 	h := p.h
 	bo := h.newBackOff()
 	refreshed := false
+	failures := 0
 	target := p.job.Target()
 	for {
 		if h.expired(p.job) {
@@ -85,11 +86,15 @@ func (p *process) attempts(ctx context.Context) Outcome {
 				return p.handBack(ctx, wait+jitter(time.Second), errors.New("tenant is paused by Graph throttling"))
 			}
 		}
-		if _, err := h.Limiter.Wait(ctx, p.job.TenantID); err != nil {
-			return p.handBack(ctx, 0, fmt.Errorf("rate limit: %w", err))
-		}
+		// Mark the record before taking a permit, so nothing but the call
+		// itself lies between the permit and Graph: the limiter's bound is
+		// on when calls arrive, and a KV round trip here would blur it.
 		if err := h.Ledger.MarkCalling(ctx, &p.claim); err != nil {
 			return p.handBack(ctx, time.Second, fmt.Errorf("mark idempotency record: %w", err))
+		}
+		if _, err := h.Limiter.Wait(ctx, p.job.TenantID); err != nil {
+			p.unmark(ctx)
+			return p.handBack(ctx, 0, fmt.Errorf("rate limit: %w", err))
 		}
 		p.res.Attempts++
 		resp, err := h.Graph.RecoverPasscode(ctx, target)
@@ -101,12 +106,8 @@ func (p *process) attempts(ctx context.Context) Outcome {
 		if ctx.Err() != nil {
 			return p.handBack(ctx, 0, ctx.Err())
 		}
-		if !errors.Is(err, graph.ErrUnknownOutcome) && !p.res.Uncertain {
-			// Graph answered without acting: a later owner of the key need
-			// not fear a double call.
-			if merr := h.Ledger.MarkAnswered(ctx, &p.claim); merr != nil {
-				p.log.Warn().Err(merr).Msg("could not record that Graph refused the call")
-			}
+		if !errors.Is(err, graph.ErrUnknownOutcome) {
+			p.unmark(ctx) // Graph answered without acting
 		}
 		switch {
 		case errors.Is(err, graph.ErrUnauthorized) && !refreshed:
@@ -127,15 +128,21 @@ func (p *process) attempts(ctx context.Context) Outcome {
 			p.res.UncertainReason = "an earlier attempt ended without a clear answer from Graph (" + errorText(err) + "); the action may have run before the final attempt"
 		}
 		delay := p.retryDelay(err, bo)
-		if p.res.Attempts >= h.Backoff.MaxAttempts || h.Now().Add(delay).Sub(p.d.Meta.Timestamp) > h.Backoff.MaxElapsed {
+		if !errors.Is(err, graph.ErrThrottled) {
+			failures++ // being throttled is waiting our turn, not failing
+		}
+		if failures >= h.Backoff.MaxAttempts || h.Now().Add(delay).Sub(p.res.StartedAt) > h.Backoff.MaxElapsed {
 			msg := fmt.Sprintf("gave up after %d attempts: %s", p.res.Attempts, errorText(err))
 			p.release(ctx)
 			return h.finish(p.res, Failed, msg, Ack, "failed: "+msg)
 		}
-		if errors.Is(err, graph.ErrThrottled) {
+		if errors.Is(err, graph.ErrThrottled) || serverSaidWait(err) {
+			// The server speaks for the tenant, not for this job: every
+			// worker holds its calls for this tenant until then.
 			if perr := h.Limiter.Pause(ctx, p.job.TenantID, h.Now().Add(delay)); perr != nil {
 				p.log.Warn().Err(perr).Msg("could not share the throttling pause")
 			}
+			p.log.Info().Int("status", p.res.Graph.Status).Dur("pause", delay).Msg("graph asked to slow down: tenant paused")
 			continue // the next Wait observes the pause
 		}
 		if delay > h.MaxInlineWait {
@@ -147,6 +154,18 @@ func (p *process) attempts(ctx context.Context) Outcome {
 	}
 }
 
+// unmark records that the call marked by MarkCalling did not take effect
+// (it was refused, or never made), so a later owner of the key need not
+// fear a double call. After an unknown outcome the mark must stay.
+func (p *process) unmark(ctx context.Context) {
+	if p.res.Uncertain {
+		return
+	}
+	if err := p.h.Ledger.MarkAnswered(context.WithoutCancel(ctx), &p.claim); err != nil {
+		p.log.Warn().Err(err).Msg("could not record that the marked Graph call did not happen")
+	}
+}
+
 // retryDelay is the server's Retry-After, clamped, or the next backoff.
 func (p *process) retryDelay(err error, bo *backoff.ExponentialBackOff) time.Duration {
 	var apiErr *graph.APIError
@@ -154,6 +173,12 @@ func (p *process) retryDelay(err error, bo *backoff.ExponentialBackOff) time.Dur
 		return min(max(apiErr.RetryAfter, 0), p.h.Backoff.Max)
 	}
 	return bo.NextBackOff()
+}
+
+// serverSaidWait reports a response carrying Retry-After (a 503 or 504).
+func serverSaidWait(err error) bool {
+	var apiErr *graph.APIError
+	return errors.As(err, &apiErr) && apiErr.Status != 0 && apiErr.HasRetryAfter
 }
 
 func (p *process) recordGraph(resp graph.Response, err error) {

@@ -39,13 +39,13 @@ type Config struct {
 	// records each permit at grant time + Validity, the latest moment it can
 	// start a call, and a permit still unused then is discarded; see the
 	// package documentation. It must comfortably exceed a KV round trip.
-	// Defaults to min(Per/20, 250ms).
+	// Defaults to Per/80, at least 25ms (but at most Per/20) and at most 250ms.
 	Validity time.Duration
 
 	// Margin lengthens the window this Limiter enforces beyond Rate.Per. It
 	// absorbs wall-clock skew between hosts (kept small by NTP) and the
 	// difference between when a call starts here and when Graph counts its
-	// arrival. Defaults to min(Per/100, 100ms).
+	// arrival. Defaults to min(Per/50, 100ms).
 	Margin time.Duration
 
 	// Logger receives lifecycle events at info level and per-grant detail
@@ -69,10 +69,12 @@ func (c Config) withDefaults() Config {
 		c.Batch = max(1, c.Rate.N/20)
 	}
 	if c.Validity == 0 {
-		c.Validity = min(c.Rate.Per/20, 250*time.Millisecond)
+		// Short enough to waste little of a window (each permit's slot is
+		// busy for Per+Margin+Validity), long enough for a KV round trip.
+		c.Validity = min(max(c.Rate.Per/80, 25*time.Millisecond), c.Rate.Per/20, 250*time.Millisecond)
 	}
 	if c.Margin == 0 {
-		c.Margin = min(c.Rate.Per/100, 100*time.Millisecond)
+		c.Margin = min(c.Rate.Per/50, 100*time.Millisecond)
 	}
 	return c
 }

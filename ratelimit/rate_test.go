@@ -95,8 +95,10 @@ func TestConfigDefaults(t *testing.T) {
 		margin   time.Duration
 	}{
 		{Rate{}, 10, 250 * time.Millisecond, 100 * time.Millisecond},
-		{Rate{20, time.Second}, 1, 50 * time.Millisecond, 10 * time.Millisecond},
-		{Rate{50, 500 * time.Millisecond}, 2, 25 * time.Millisecond, 5 * time.Millisecond},
+		{Rate{20, time.Second}, 1, 25 * time.Millisecond, 20 * time.Millisecond},
+		{Rate{20, 2 * time.Second}, 1, 25 * time.Millisecond, 40 * time.Millisecond},
+		{Rate{50, 500 * time.Millisecond}, 2, 25 * time.Millisecond, 10 * time.Millisecond},
+		{Rate{10, 200 * time.Millisecond}, 1, 10 * time.Millisecond, 4 * time.Millisecond},
 	} {
 		t.Run(tc.rate.String(), func(t *testing.T) {
 			c := Config{App: testApp, Rate: tc.rate}.withDefaults()

@@ -31,9 +31,12 @@ func startChild(t *testing.T, s *testsystem.System, cfg service.Config) *child {
 	if err := os.WriteFile(caFile, s.GS.CACertPEM(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0])
+	bin, err := workerBinary()
+	if err != nil {
+		t.Fatalf("build the worker: %v", err)
+	}
+	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(),
-		childEnv+"=1",
 		"SSL_CERT_FILE="+caFile,
 		"NATS_URL="+cfg.NATS.URL,
 		"AZURE_TENANT_ID="+cfg.Credential.TenantID,
@@ -43,6 +46,7 @@ func startChild(t *testing.T, s *testsystem.System, cfg service.Config) *child {
 		"GRAPH_BASE_URL="+cfg.GraphURL,
 		"RECOVER_TENANTS="+testsystem.Tenant,
 		"RECOVER_CONCURRENCY="+fmt.Sprint(cfg.Concurrency),
+		"RECOVER_RATE_LIMIT="+cfg.Rate.String(),
 		"RECOVER_LEASE="+cfg.Lease.String(),
 		"RECOVER_ACK_WAIT="+cfg.AckWait.String(),
 		"RECOVER_HTTP_ADDR=",

@@ -10,6 +10,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -238,17 +240,9 @@ var _ io.Writer = (*Buffer)(nil)
 func (s *System) AssertJobsStreamEmpty() {
 	t := s.t
 	t.Helper()
-	stream, err := s.JS.Stream(t.Context(), s.Names.JobsStream())
-	if err != nil {
-		t.Fatal(err)
-	}
 	var left uint64
 	ok := Eventually(10*time.Second, func() bool {
-		info, err := stream.Info(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		left = info.State.Msgs
+		left = s.PendingJobs()
 		return left == 0
 	})
 	if !ok {
@@ -277,4 +271,52 @@ func Keys[T any](m map[string]T) string {
 		out = append(out, k)
 	}
 	return fmt.Sprint(out)
+}
+
+// PendingJobs is the number of jobs in the work queue.
+func (s *System) PendingJobs() uint64 {
+	s.t.Helper()
+	stream, err := s.JS.Stream(s.t.Context(), s.Names.JobsStream())
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	info, err := stream.Info(s.t.Context())
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+// FreeAddr returns a loopback address with a port free at the time of the
+// call, for a worker's HTTP server.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// WaitReadyz polls a worker's /readyz until it answers want, and returns
+// the last status and body.
+func WaitReadyz(t testing.TB, addr string, want int, timeout time.Duration) (int, string) {
+	t.Helper()
+	var status int
+	var body string
+	ok := Eventually(timeout, func() bool {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		status, body = resp.StatusCode, string(b)
+		return status == want
+	})
+	if !ok {
+		t.Fatalf("/readyz answered %d %q, want %d", status, body, want)
+	}
+	return status, body
 }
