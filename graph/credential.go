@@ -21,9 +21,10 @@ const DefaultAuthorityHost = "https://login.microsoftonline.com"
 // credentialTimeout bounds one request to Entra ID made with the default HTTP client.
 const credentialTimeout = 30 * time.Second
 
-// CredentialConfig configures an app-only [Credential]. Its fields mirror the AZURE_*
-// variables of the Azure SDKs; exactly one of ClientSecret, CertificatePath and
-// FederatedTokenFile must be set.
+// CredentialConfig configures a token source. Its fields mirror the AZURE_* variables
+// of the Azure SDKs. One of ClientSecret, CertificatePath and FederatedTokenFile
+// selects app-only tokens ([NewCredential]); with none of them, TokenCache selects
+// delegated tokens ([NewDelegated]).
 type CredentialConfig struct {
 	// TenantID is the default tenant (AZURE_TENANT_ID): a GUID or a domain name. Required.
 	TenantID string
@@ -48,7 +49,9 @@ type CredentialConfig struct {
 	// than the default, MSAL's instance discovery is off, since it would ask the public
 	// cloud. Defaults to https://login.microsoftonline.com.
 	AuthorityHost string
-	// Scope is the scope requested. Defaults to "<scheme>://<host of GraphBaseURL>/.default".
+	// Scope is the scope requested. Defaults to "<scheme>://<host of GraphBaseURL>/.default"
+	// for app-only tokens, and for delegated tokens to
+	// "<scheme>://<host of GraphBaseURL>/DeviceManagementManagedDevices.PrivilegedOperations.All".
 	Scope string
 	// GraphBaseURL is the Graph root (GRAPH_BASE_URL), used for the default Scope.
 	// Defaults to https://graph.microsoft.com/v1.0.
@@ -57,6 +60,17 @@ type CredentialConfig struct {
 	// its transport (by default the system pool, which honours SSL_CERT_FILE). Defaults
 	// to a client with a 30s limit per request.
 	HTTPClient *http.Client
+	// TokenCache is the file holding the MSAL token cache of the account `worker login`
+	// signed in (RECOVER_TOKEN_CACHE). It selects delegated tokens when none of
+	// ClientSecret, CertificatePath and FederatedTokenFile is set, and is ignored
+	// otherwise.
+	TokenCache string
+}
+
+// Delegated reports whether c selects delegated tokens: TokenCache is set and no
+// app-only credential is.
+func (c CredentialConfig) Delegated() bool {
+	return c.TokenCache != "" && c.ClientSecret == "" && c.CertificatePath == "" && c.FederatedTokenFile == ""
 }
 
 // Validate reports the first problem with c, naming the variable to fix.
@@ -84,8 +98,8 @@ func (c CredentialConfig) Validate() error {
 		}
 	}
 	switch {
-	case len(set) == 0:
-		return errors.New("graph: credential: set one of AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH or AZURE_FEDERATED_TOKEN_FILE")
+	case len(set) == 0 && c.TokenCache == "":
+		return errors.New("graph: credential: set one of AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH or AZURE_FEDERATED_TOKEN_FILE for app-only tokens, or RECOVER_TOKEN_CACHE (written by `worker login`) for delegated tokens")
 	case len(set) > 1:
 		return fmt.Errorf("graph: credential: %s are set; set only one", strings.Join(set, ", "))
 	}
@@ -132,8 +146,8 @@ func validTenant(s string) bool {
 
 // Credential is an app-only (confidential client) credential for one app registration,
 // for its default tenant and any other tenant a job names. It implements [TokenSource]
-// and is safe for concurrent use. A delegated credential (a public client whose tokens
-// live in a cache file) would be a second TokenSource beside it.
+// and is safe for concurrent use. [Delegated] is the TokenSource for a signed-in
+// account instead.
 //
 // Each tenant has its own MSAL client and token cache. Token calls for one tenant are
 // serialized: a cache hit costs microseconds, and a miss is fetched once rather than by
@@ -169,6 +183,9 @@ type tenantApp struct {
 func NewCredential(cfg CredentialConfig) (*Credential, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if cfg.Delegated() {
+		return nil, errors.New("graph: credential: no app-only credential is set (RECOVER_TOKEN_CACHE alone selects delegated tokens: use NewDelegated)")
 	}
 	host, _ := cfg.authorityHost()
 	scope, _ := cfg.scope()

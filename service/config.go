@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/recoverpasscode/recoverpasscode/graph"
@@ -26,7 +27,9 @@ type Config struct {
 	Prefix string
 	// Replicas of streams and buckets [RECOVER_REPLICAS]. Defaults to 1.
 	Replicas int
-	// Credential configures the app-only token source [AZURE_*].
+	// Credential configures the token source [AZURE_*, RECOVER_TOKEN_CACHE]:
+	// app-only, or, with only Credential.TokenCache set, delegated from the
+	// cache `worker login` wrote.
 	Credential graph.CredentialConfig
 	// GraphURL is the Graph root including its version [GRAPH_BASE_URL].
 	// Defaults to https://graph.microsoft.com/v1.0.
@@ -149,5 +152,24 @@ func (c *Config) Validate() error {
 	if err := c.Credential.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := c.delegatedTenants(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
+}
+
+// delegatedTenants refuses tenants a delegated account cannot serve: it
+// belongs to AZURE_TENANT_ID alone, so a job for any other tenant is
+// rejected by policy rather than stalling the worker on a token it cannot
+// have.
+func (c *Config) delegatedTenants() error {
+	if !c.Credential.Delegated() {
+		return nil
+	}
+	for _, t := range c.Tenants {
+		if !strings.EqualFold(t, c.Credential.TenantID) {
+			return fmt.Errorf("RECOVER_TENANTS: %q: delegated sign-in (RECOVER_TOKEN_CACHE) serves only AZURE_TENANT_ID %s; other tenants need app-only credentials", t, c.Credential.TenantID)
+		}
+	}
+	return nil
 }

@@ -30,7 +30,7 @@ func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
 		return err
 	}
 	log := NewLogger(cfg.LogFormat, cfg.LogLevel, logOut).With().Str("worker", cfg.Name).Logger()
-	cred, client, err := newGraph(&cfg)
+	cred, client, err := newGraph(&cfg, log)
 	if err != nil {
 		return err
 	}
@@ -111,12 +111,25 @@ func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
 	return err
 }
 
-func newGraph(cfg *Config) (*graph.Credential, *graph.Client, error) {
+// newGraph builds the token source cfg selects, app-only or delegated, and
+// the Graph client using it.
+func newGraph(cfg *Config, log zerolog.Logger) (graph.TokenSource, *graph.Client, error) {
 	credCfg := cfg.Credential
 	credCfg.HTTPClient = cfg.HTTPClient
-	cred, err := graph.NewCredential(credCfg)
-	if err != nil {
-		return nil, nil, err
+	var cred graph.TokenSource
+	if credCfg.Delegated() {
+		d, err := graph.NewDelegated(credCfg, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		log.Info().Str("token_cache", credCfg.TokenCache).Msg("delegated tokens: acting as the account `worker login` signed in")
+		cred = d
+	} else {
+		c, err := graph.NewCredential(credCfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		cred = c
 	}
 	client, err := graph.New(graph.Config{BaseURL: cfg.GraphURL, HTTPClient: cfg.HTTPClient, Credential: cred, AttemptTimeout: cfg.AttemptTimeout})
 	if err != nil {

@@ -29,6 +29,7 @@ const usageHeader = `worker consumes recoverPasscode jobs from NATS JetStream an
 Usage:
   worker [flags]          run a worker against NATS and Graph
   worker --dev [flags]    run an embedded nats-server and Graph double too, for trying it out
+  worker login [flags]    sign a service account in for delegated tokens (see worker login --help)
 
 Every flag can also be set by the environment variable in brackets; a flag wins.
 
@@ -57,6 +58,7 @@ func parseConfig(args []string) (*config, error) {
 	s.StringVar(&c.Credential.CertificatePath, "client-certificate-path", "AZURE_CLIENT_CERTIFICATE_PATH", "", "app-only with a certificate: PEM (certificate and key) or PKCS#12 file")
 	s.SecretVar(&c.Credential.CertificatePassword, "client-certificate-password", "AZURE_CLIENT_CERTIFICATE_PASSWORD", "password of the certificate file, if any")
 	s.StringVar(&c.Credential.FederatedTokenFile, "federated-token-file", "AZURE_FEDERATED_TOKEN_FILE", "", "app-only with workload identity: file holding the federated token (re-read on each use)")
+	s.StringVar(&c.Credential.TokenCache, "token-cache", "RECOVER_TOKEN_CACHE", "", "delegated tokens, when no app-only credential is set: file of the token cache that worker login wrote (re-read when it changes)")
 	s.StringVar(&c.Credential.AuthorityHost, "authority-host", "AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com", "Entra ID host; a non-default host turns MSAL instance discovery off")
 	s.StringVar(&c.GraphURL, "graph-base-url", "GRAPH_BASE_URL", graph.DefaultBaseURL, "Graph root including the version")
 	s.StringVar(&tenants, "tenants", "RECOVER_TENANTS", "", "comma-separated tenants jobs may target (defaults to AZURE_TENANT_ID)")

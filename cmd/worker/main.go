@@ -2,6 +2,8 @@
 // Microsoft Graph for each, with idempotency, a rate limit shared by the
 // whole fleet, and backoff. With --dev it also starts an embedded
 // nats-server and a Graph and Entra ID double, so it runs on a fresh clone.
+// `worker login` signs a service account in for delegated tokens instead of
+// app-only ones.
 package main
 
 import (
@@ -18,6 +20,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "login" {
+		os.Exit(login(os.Args[2:], os.Stdout, os.Stderr))
+	}
 	cfg, err := parseConfig(os.Args[1:])
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
