@@ -92,6 +92,8 @@ type Handler struct {
 	Limiter Limiter   // required
 	Ledger  Ledger    // required
 	Policy  Policy
+	// Observer learns of Graph calls, rate-limit waits and pauses. Optional.
+	Observer Observer
 	// Worker names this worker in results. Required.
 	Worker string
 	// Backoff configures retries of 5xx, timeouts and 429s without
@@ -152,6 +154,9 @@ func (h *Handler) defaults() {
 	if h.Now == nil {
 		h.Now = time.Now
 	}
+	if h.Observer == nil {
+		h.Observer = nopObserver{}
+	}
 }
 
 // Init applies defaults; call it once before Handle.
@@ -165,7 +170,11 @@ func (h *Handler) Handle(ctx context.Context, d Delivery) Outcome {
 		err = h.Policy.Validate(&j)
 	}
 	res := newResult(&j, d.Meta, h.Worker, started)
-	log := h.Logger.With().Str("job_id", j.ID).Str("source", d.Meta.Source).Logger()
+	logCtx := h.Logger.With().Str("job_id", j.ID).Str("source", d.Meta.Source)
+	if d.Meta.Traceparent != "" {
+		logCtx = logCtx.Str("traceparent", d.Meta.Traceparent)
+	}
+	log := logCtx.Logger()
 	if err != nil {
 		log.Info().Str("status", string(Rejected)).Str("reason", err.Error()).Msg("job rejected")
 		out := h.finish(&res, Rejected, err.Error(), Term, "rejected: "+err.Error())

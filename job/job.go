@@ -76,6 +76,8 @@ type Meta struct {
 	Stream    string
 	Sequence  uint64
 	Timestamp time.Time
+	// Traceparent is the message's valid W3C traceparent header, if any.
+	Traceparent string
 }
 
 // DerivedID is the job ID used when neither the job nor its message names

@@ -92,13 +92,19 @@ func (p *process) attempts(ctx context.Context) Outcome {
 		if err := h.Ledger.MarkCalling(ctx, &p.claim); err != nil {
 			return p.handBack(ctx, time.Second, fmt.Errorf("mark idempotency record: %w", err))
 		}
-		if _, err := h.Limiter.Wait(ctx, p.job.TenantID); err != nil {
+		waited, err := h.Limiter.Wait(ctx, p.job.TenantID)
+		if err != nil {
 			p.unmark(ctx)
 			return p.handBack(ctx, 0, fmt.Errorf("rate limit: %w", err))
 		}
+		h.Observer.RateLimited(p.job.TenantID, waited)
 		p.res.Attempts++
 		resp, err := h.Graph.RecoverPasscode(ctx, target)
 		p.recordGraph(resp, err)
+		call := NewAuditEvent(KindGraphCall, p.res, h.Now())
+		call.Form = target.Form()
+		call.DurationMS = float64(resp.Duration.Microseconds()) / 1000
+		h.Observer.GraphCalled(ctx, call, resp.Duration)
 		p.log.Debug().Int("attempt", p.res.Attempts).Int("status", resp.Status).Str("request_id", resp.RequestID).Str("client_request_id", resp.ClientRequestID).Err(err).Msg("graph call")
 		if err == nil {
 			return p.complete(ctx, Succeeded, "", "")
@@ -139,9 +145,11 @@ func (p *process) attempts(ctx context.Context) Outcome {
 		if errors.Is(err, graph.ErrThrottled) || serverSaidWait(err) {
 			// The server speaks for the tenant, not for this job: every
 			// worker holds its calls for this tenant until then.
-			if perr := h.Limiter.Pause(ctx, p.job.TenantID, h.Now().Add(delay)); perr != nil {
+			until := h.Now().Add(delay)
+			if perr := h.Limiter.Pause(ctx, p.job.TenantID, until); perr != nil {
 				p.log.Warn().Err(perr).Msg("could not share the throttling pause")
 			}
+			h.Observer.Paused(p.job.TenantID, until)
 			p.log.Info().Int("status", p.res.Graph.Status).Dur("pause", delay).Msg("graph asked to slow down: tenant paused")
 			continue // the next Wait observes the pause
 		}

@@ -51,6 +51,8 @@ type Result struct {
 	StartedAt  time.Time `json:"startedAt"`
 	FinishedAt time.Time `json:"finishedAt"`
 	Worker     string    `json:"worker"`
+	// Traceparent is the W3C trace context the job arrived with, if any.
+	Traceparent string `json:"traceparent,omitempty"`
 }
 
 // GraphOutcome records Graph's answer to the last call.
@@ -77,5 +79,6 @@ func newResult(j *Job, meta Meta, worker string, started time.Time) Result {
 		QueuedAt:        meta.Timestamp,
 		StartedAt:       started,
 		Worker:          worker,
+		Traceparent:     meta.Traceparent,
 	}
 }

@@ -12,11 +12,13 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/recoverpasscode/recoverpasscode/graph"
 	"github.com/recoverpasscode/recoverpasscode/idempotency"
 	"github.com/recoverpasscode/recoverpasscode/job"
+	"github.com/recoverpasscode/recoverpasscode/metrics"
 	"github.com/recoverpasscode/recoverpasscode/queue"
 	"github.com/recoverpasscode/recoverpasscode/ratelimit"
 	"github.com/recoverpasscode/recoverpasscode/worker"
@@ -39,12 +41,15 @@ func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
+	// Audit events are published asynchronously; bound what may be in flight.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	health := worker.NewHealth(nc)
-	stopHTTP, err := serveHTTP(cfg.HTTPAddr, health.Handler(), log)
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	stopHTTP, err := serveHTTP(cfg.HTTPAddr, httpHandler(health, reg, m), log)
 	if err != nil {
 		return err
 	}
@@ -70,14 +75,17 @@ func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
 	}
 	defer limiter.Close()
 
+	telemetry := worker.NewTelemetry(js, names, m, log)
+	m.OnScrape(telemetry.SampleConsumer(cons))
 	handler := &job.Handler{
-		Graph:   client,
-		Tokens:  cred,
-		Limiter: limiter,
-		Ledger:  idempotency.New(kvKeys, idempotency.Config{Owner: cfg.Name, Lease: cfg.Lease, Logger: log}),
-		Policy:  job.Policy{DefaultTenant: cfg.Credential.TenantID, Tenants: cfg.Tenants},
-		Worker:  cfg.Name,
-		Backoff: job.Backoff{MaxAttempts: cfg.MaxAttempts},
+		Observer: telemetry,
+		Graph:    client,
+		Tokens:   cred,
+		Limiter:  limiter,
+		Ledger:   idempotency.New(kvKeys, idempotency.Config{Owner: cfg.Name, Lease: cfg.Lease, Logger: log}),
+		Policy:   job.Policy{DefaultTenant: cfg.Credential.TenantID, Tenants: cfg.Tenants},
+		Worker:   cfg.Name,
+		Backoff:  job.Backoff{MaxAttempts: cfg.MaxAttempts},
 		// Renew well inside both deadlines so neither lapses while a job waits.
 		KeepAliveEvery: min(cfg.AckWait, cfg.Lease) / 3,
 		Logger:         log,
@@ -85,7 +93,7 @@ func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
 	handler.Init()
 	w, err := worker.New(worker.Config{
 		NC: nc, JS: js, Consumer: cons, Names: names,
-		Handler: handler, Health: health,
+		Handler: handler, Health: health, Telemetry: telemetry,
 		Probe: func(ctx context.Context, refresh bool) error {
 			var err error
 			if refresh {
@@ -169,6 +177,16 @@ func setUp(ctx context.Context, js jetstream.JetStream, cfg *Config, names queue
 	}
 }
 
+// httpHandler serves health and metrics; readiness is sampled into the
+// recoverpasscode_ready gauge at each scrape.
+func httpHandler(health *worker.Health, reg *prometheus.Registry, m *metrics.Metrics) http.Handler {
+	m.OnScrape(func(context.Context) { m.Ready(len(health.Problems()) == 0) })
+	mux := http.NewServeMux()
+	mux.Handle("/", health.Handler())
+	mux.Handle("GET /metrics", m.Handler(reg))
+	return mux
+}
+
 // serveHTTP serves h on addr until stopped.
 func serveHTTP(addr string, h http.Handler, log zerolog.Logger) (stop func(), err error) {
 	if addr == "" {
@@ -184,7 +202,7 @@ func serveHTTP(addr string, h http.Handler, log zerolog.Logger) (stop func(), er
 			log.Error().Err(err).Msg("http server stopped")
 		}
 	}()
-	log.Info().Str("addr", ln.Addr().String()).Msg("serving /healthz and /readyz")
+	log.Info().Str("addr", ln.Addr().String()).Msg("serving /healthz, /readyz and /metrics")
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -42,6 +42,8 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
+	w.cfg.Telemetry.metrics.InFlight(1)
+	defer w.cfg.Telemetry.metrics.InFlight(-1)
 	d := job.Delivery{
 		Data: msg.Data(),
 		Meta: job.Meta{
@@ -53,6 +55,9 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		},
 		NumDelivered: meta.NumDelivered,
 		InProgress:   func() { _ = msg.InProgress() },
+	}
+	if tp := msg.Headers().Get("traceparent"); job.ValidTraceparent(tp) {
+		d.Meta.Traceparent = tp
 	}
 	out := w.cfg.Handler.Handle(ctx, d)
 	if out.CredentialsBroken {
@@ -82,6 +87,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 			return
 		}
 	}
+	w.cfg.Telemetry.decided(out.Result, out.DeadLetter != "")
 	if out.Disposition == job.Term {
 		err = msg.TermWithReason(out.DeadLetter)
 	} else {
@@ -110,6 +116,9 @@ func (w *Worker) publishResult(ctx context.Context, out job.Outcome) error {
 	m := nats.NewMsg(stored)
 	m.Data = data
 	m.Header.Set(jetstream.MsgIDHeader, res.JobID+"/result")
+	if res.Traceparent != "" {
+		m.Header.Set("traceparent", res.Traceparent)
+	}
 	if _, err := w.cfg.JS.PublishMsg(ctx, m); err != nil {
 		return fmt.Errorf("store result on %s: %w", stored, err)
 	}

@@ -28,6 +28,8 @@ type Config struct {
 	Names    queue.Names
 	Handler  *job.Handler // required
 	Health   *Health      // required
+	// Telemetry records metrics and audit events. Required.
+	Telemetry *Telemetry
 	// Probe checks that a token can be had; refresh asks for a new one
 	// rather than the cache's. Required.
 	Probe func(ctx context.Context, refresh bool) error
@@ -53,8 +55,8 @@ type Worker struct {
 
 // New checks cfg and applies defaults.
 func New(cfg Config) (*Worker, error) {
-	if cfg.NC == nil || cfg.JS == nil || cfg.Consumer == nil || cfg.Handler == nil || cfg.Health == nil || cfg.Probe == nil {
-		return nil, errors.New("worker: NC, JS, Consumer, Handler, Health and Probe are required")
+	if cfg.NC == nil || cfg.JS == nil || cfg.Consumer == nil || cfg.Handler == nil || cfg.Health == nil || cfg.Probe == nil || cfg.Telemetry == nil {
+		return nil, errors.New("worker: NC, JS, Consumer, Handler, Health, Probe and Telemetry are required")
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 32
@@ -99,11 +101,14 @@ func (w *Worker) awaitCredentials(ctx context.Context, refresh bool) error {
 		if err == nil {
 			return nil
 		}
+		if ctx.Err() == nil {
+			w.cfg.Telemetry.metrics.TokenError()
+		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		delay := b.NextBackOff()
-		w.log.Error().Err(err).Dur("retry_in", delay).Msg("cannot get a token: not taking jobs until one can be had; check AZURE_* settings and the app registration")
+		w.log.Error().Err(err).Dur("retry_in", delay).Msg("cannot get a token: not taking jobs until one can be had")
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -121,6 +126,7 @@ func (w *Worker) consume(ctx, jobCtx context.Context, sem chan struct{}) {
 		case <-ctx.Done():
 			return
 		case <-w.credsBroken:
+			w.cfg.Telemetry.metrics.TokenError()
 			w.cfg.Health.SetCredentials(errors.New("graph refused the token or none could be had"))
 			return
 		case sem <- struct{}{}:

@@ -1,0 +1,101 @@
+package job
+
+import (
+	"context"
+	"regexp"
+	"time"
+)
+
+// Kinds of audit event.
+const (
+	// KindGraphCall is one call to Graph, whatever its answer.
+	KindGraphCall = "graph_call"
+	// KindDecision is a job's terminal decision: its result.
+	KindDecision = "decision"
+)
+
+// AuditEvent is one entry of the audit trail: who asked for what, which
+// call was made, and what came of it. Events go to
+// <prefix>.audit.<source>.
+type AuditEvent struct {
+	Kind            string        `json:"kind"`
+	JobID           string        `json:"jobId"`
+	IdempotencyKey  string        `json:"idempotencyKey"`
+	Source          string        `json:"source"`
+	RequestedBy     string        `json:"requestedBy,omitempty"`
+	Ticket          string        `json:"ticket,omitempty"`
+	TenantID        string        `json:"tenantId,omitempty"`
+	ManagedDeviceID string        `json:"managedDeviceId,omitempty"`
+	UserID          string        `json:"userId,omitempty"`
+	DetectedAppID   string        `json:"detectedAppId,omitempty"`
+	Form            string        `json:"form,omitempty"`
+	Attempt         int           `json:"attempt,omitempty"`
+	Graph           *GraphOutcome `json:"graph,omitempty"`
+	DurationMS      float64       `json:"durationMs,omitempty"`
+	Status          Status        `json:"status,omitempty"`
+	Replayed        bool          `json:"replayed,omitempty"`
+	Uncertain       bool          `json:"uncertain,omitempty"`
+	Error           string        `json:"error,omitempty"`
+	Worker          string        `json:"worker"`
+	Traceparent     string        `json:"traceparent,omitempty"`
+	At              time.Time     `json:"at"`
+}
+
+// NewAuditEvent describes res as an event of the given kind.
+func NewAuditEvent(kind string, res *Result, at time.Time) AuditEvent {
+	e := AuditEvent{
+		Kind:            kind,
+		JobID:           res.JobID,
+		IdempotencyKey:  res.IdempotencyKey,
+		Source:          res.Source,
+		RequestedBy:     res.RequestedBy,
+		Ticket:          res.Ticket,
+		TenantID:        res.TenantID,
+		ManagedDeviceID: res.ManagedDeviceID,
+		UserID:          res.UserID,
+		DetectedAppID:   res.DetectedAppID,
+		Attempt:         res.Attempts,
+		Worker:          res.Worker,
+		Traceparent:     res.Traceparent,
+		At:              at,
+	}
+	if res.Graph != nil {
+		g := *res.Graph
+		e.Graph = &g
+	}
+	if kind == KindDecision {
+		e.Status = res.Status
+		e.Replayed = res.Replayed
+		e.Uncertain = res.Uncertain
+		e.Error = res.Error
+	}
+	return e
+}
+
+// Observer learns what the handler does, for metrics and the audit trail.
+// Implementations must be safe for concurrent use and return quickly.
+type Observer interface {
+	// GraphCalled reports one Graph call (Kind KindGraphCall).
+	GraphCalled(ctx context.Context, e AuditEvent, latency time.Duration)
+	// RateLimited reports how long a call waited for the shared limit.
+	RateLimited(tenantID string, waited time.Duration)
+	// Paused reports a pause the handler set for a tenant after Graph
+	// asked to slow down.
+	Paused(tenantID string, until time.Time)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) GraphCalled(context.Context, AuditEvent, time.Duration) {}
+func (nopObserver) RateLimited(string, time.Duration)                      {}
+func (nopObserver) Paused(string, time.Time)                               {}
+
+// traceparentRE is the W3C Trace Context header, version 00: a non-zero
+// trace id and parent id.
+var traceparentRE = regexp.MustCompile(`^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$`)
+
+// ValidTraceparent reports whether v is a W3C traceparent worth carrying;
+// anything else is dropped rather than copied into results and logs.
+func ValidTraceparent(v string) bool {
+	return traceparentRE.MatchString(v) && v[3:35] != "00000000000000000000000000000000" && v[36:52] != "0000000000000000"
+}

@@ -1,0 +1,96 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/recoverpasscode/recoverpasscode/job"
+	"github.com/recoverpasscode/recoverpasscode/metrics"
+	"github.com/recoverpasscode/recoverpasscode/queue"
+)
+
+// Telemetry turns what the handler and the worker do into metrics and
+// audit events. It is safe for concurrent use.
+type Telemetry struct {
+	js      jetstream.JetStream
+	names   queue.Names
+	metrics *metrics.Metrics
+	log     zerolog.Logger
+}
+
+var _ job.Observer = (*Telemetry)(nil)
+
+// NewTelemetry publishes audit events through js and records metrics in m.
+func NewTelemetry(js jetstream.JetStream, names queue.Names, m *metrics.Metrics, log zerolog.Logger) *Telemetry {
+	return &Telemetry{js: js, names: names, metrics: m, log: log}
+}
+
+// GraphCalled records a Graph call and publishes its audit event.
+func (t *Telemetry) GraphCalled(_ context.Context, e job.AuditEvent, latency time.Duration) {
+	status := 0
+	if e.Graph != nil {
+		status = e.Graph.Status
+	}
+	t.metrics.GraphCall(status, latency)
+	t.audit(e, e.Graph.ClientRequestID)
+}
+
+// RateLimited records a wait for the shared limit.
+func (t *Telemetry) RateLimited(_ string, waited time.Duration) { t.metrics.RateLimitWait(waited) }
+
+// Paused records a pause set after Graph asked to slow down.
+func (t *Telemetry) Paused(tenantID string, until time.Time) { t.metrics.Paused(tenantID, until) }
+
+// decided records a job's terminal decision and publishes its audit event.
+func (t *Telemetry) decided(res *job.Result, deadLettered bool) {
+	t.metrics.JobFinished(string(res.Status), res.Source, deadLettered)
+	t.audit(job.NewAuditEvent(job.KindDecision, res, time.Now().UTC()), "decision")
+}
+
+// audit publishes e asynchronously, deduplicated by job and discriminator,
+// so a retried publish is stored once; a failure is logged, never fatal to
+// the job.
+func (t *Telemetry) audit(e job.AuditEvent, discriminator string) {
+	data, err := json.Marshal(e)
+	if err != nil {
+		t.log.Error().Err(err).Str("job_id", e.JobID).Msg("could not encode an audit event")
+		return
+	}
+	source := e.Source
+	if source == "" {
+		source = "unknown"
+	}
+	m := nats.NewMsg(t.names.Audit(source))
+	m.Data = data
+	m.Header.Set(jetstream.MsgIDHeader, e.JobID+"/"+e.Kind+"/"+discriminator)
+	if e.Traceparent != "" {
+		m.Header.Set("traceparent", e.Traceparent)
+	}
+	fut, err := t.js.PublishMsgAsync(m)
+	if err != nil {
+		t.log.Error().Err(err).Str("job_id", e.JobID).Msg("could not publish an audit event")
+		return
+	}
+	go func() {
+		select {
+		case <-fut.Ok():
+		case err := <-fut.Err():
+			t.log.Error().Err(err).Str("job_id", e.JobID).Str("kind", e.Kind).Msg("audit event not stored")
+		}
+	}()
+}
+
+// SampleConsumer records the jobs consumer's pending and redelivered
+// counts; it suits metrics.Metrics.OnScrape.
+func (t *Telemetry) SampleConsumer(cons jetstream.Consumer) func(context.Context) {
+	return func(ctx context.Context) {
+		if info, err := cons.Info(ctx); err == nil {
+			t.metrics.Consumer(info.NumPending, uint64(info.NumRedelivered))
+		}
+	}
+}
