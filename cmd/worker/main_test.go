@@ -17,11 +17,15 @@ var workerBinary = sync.OnceValues(func() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	builtIn = dir
 	bin := filepath.Join(dir, "worker")
 	cmd := exec.Command("go", "build", "-o", bin, ".")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	return bin, cmd.Run()
 })
+
+// builtIn is the directory of the built worker, once built.
+var builtIn string
 
 // childEnv makes the test binary run the worker's main instead of the
 // tests, for tests that need a worker process built with their own
@@ -34,8 +38,8 @@ func TestMain(m *testing.M) {
 		return
 	}
 	code := m.Run()
-	if bin, err := workerBinary(); err == nil {
-		os.RemoveAll(filepath.Dir(bin))
+	if builtIn != "" {
+		os.RemoveAll(builtIn)
 	}
 	os.Exit(code)
 }
