@@ -59,7 +59,7 @@ type Config struct {
 	// AttemptTimeout bounds one Graph call [RECOVER_ATTEMPT_TIMEOUT].
 	// Defaults to 30s.
 	AttemptTimeout time.Duration
-	// MaxAttempts bounds Graph calls per job [RECOVER_MAX_ATTEMPTS].
+	// MaxAttempts bounds failed Graph calls per job [RECOVER_MAX_ATTEMPTS].
 	// Defaults to 8.
 	MaxAttempts int
 	// DrainTimeout bounds a soft stop [RECOVER_DRAIN_TIMEOUT]. Defaults to

@@ -68,7 +68,7 @@ func parseConfig(args []string) (*config, error) {
 	s.DurationVar(&c.KeysTTL, "keys-ttl", "RECOVER_KEYS_TTL", 24*time.Hour, "how long an idempotency record is kept after its last change")
 	s.DurationVar(&c.Lease, "lease", "RECOVER_LEASE", 30*time.Second, "how long a worker holds a key without renewing it before another may take over")
 	s.DurationVar(&c.AttemptTimeout, "attempt-timeout", "RECOVER_ATTEMPT_TIMEOUT", 30*time.Second, "deadline of one Graph call")
-	s.IntVar(&c.MaxAttempts, "max-attempts", "RECOVER_MAX_ATTEMPTS", 8, "Graph calls per job before it ends failed")
+	s.IntVar(&c.MaxAttempts, "max-attempts", "RECOVER_MAX_ATTEMPTS", 8, "failed Graph calls (5xx, timeouts, connection errors; 429s do not count) before a job ends failed")
 	s.DurationVar(&c.DrainTimeout, "drain-timeout", "RECOVER_DRAIN_TIMEOUT", 30*time.Second, "on SIGTERM, how long jobs in flight may finish before they are handed back")
 	s.DurationVar(&c.AckWait, "ack-wait", "RECOVER_ACK_WAIT", 30*time.Second, "how long a job may go without an ack or progress signal before JetStream redelivers it (a dead worker's jobs wait this long)")
 	s.StringVar(&c.Name, "name", "RECOVER_WORKER_NAME", defaultName(), "this worker's name in results, logs and leases")
