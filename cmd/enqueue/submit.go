@@ -2,87 +2,111 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-	"github.com/rs/zerolog"
 
-	"github.com/recoverpasscode/recoverpasscode/internal/envflag"
 	"github.com/recoverpasscode/recoverpasscode/job"
-	"github.com/recoverpasscode/recoverpasscode/queue"
+	"github.com/recoverpasscode/recoverpasscode/ratelimit"
 )
 
-const submitUsage = `enqueue submits one recoverPasscode job and, with --wait, prints its result.
+const submitUsage = `enqueue submits one recoverPasscode job, or a batch of them from a file, and
+with --wait reports the results.
 
 Usage:
   enqueue --device GUID [--user ID | --detected-app ID] [--tenant GUID]
-          [--ticket T] [--requested-by P] [--key K] [--source S] [--wait] [--timeout D] [--json]
+          [--ticket T] [--requested-by P] [--key K] [--id ID] [--reply-to S]
+          [--not-after T] [--source S] [--wait] [--timeout D] [--json]
+  enqueue --file devices.csv|devices.jsonl|- [--batch NAME] [--dry-run] [--skip-invalid]
+          [--tenant GUID] [--ticket T] [--requested-by P] [--not-after T] [--source S]
+          [--wait] [--timeout D] [--output results.csv|results.jsonl]
+          [--progress auto|bar|lines|none] [--rate-limit N/D] [--max-pending N]
+  enqueue results --batch NAME ...   enqueue dlq list|replay ...   (each has --help)
 
-Exit status: 0 submitted (with --wait: succeeded), 2 the job ended otherwise, 1 the command failed.
-Every flag can also be set by the environment variable in brackets; a flag wins.
+A batch file is CSV with a header row, or JSON Lines. Its columns (JSON fields) are
+managedDeviceId (required), userId, detectedAppId, tenantId, ticket, requestedBy; case does
+not matter, other columns are an error. --tenant, --ticket and --requested-by fill the
+values a row leaves empty. Each row's job id is <batch>-<hash of tenant and device> and its
+idempotency key batch/<batch>/<hash>, so running the same batch again submits nothing twice:
+rows that already have a result are not sent again, and their results are collected.
+Rows naming a device an earlier row names are reported and submitted once.
+
+Every row is checked before anything is published. --dry-run lists the bad rows and
+publishes nothing; otherwise a file with bad rows is refused unless --skip-invalid is given.
+
+Exit status: 0 submitted (with --wait: every job succeeded), 2 a job ended otherwise,
+1 the command failed (bad rows, no connection, --timeout passed), 130 interrupted while
+waiting (the jobs go on; run the same command again to follow them).
+A flag with a variable in brackets can also be set by that variable; the flag wins.
 
 Flags:
 `
 
+// submitOptions are the flags of one job or of a batch file.
 type submitOptions struct {
-	nats    queue.Conn
-	prefix  string
+	conn    connFlags
 	source  string
 	job     job.Job
 	notAft  string
 	wait    bool
 	timeout time.Duration
 	json    bool
+	file    fileOptions
+}
+
+// fileOptions are the flags that only apply with --file.
+type fileOptions struct {
+	path        string
+	batch       string
+	dryRun      bool
+	skipInvalid bool
+	output      string
+	progress    string
+	rate        ratelimit.Rate
+	maxPending  int
 }
 
 func parseSubmit(args []string, stderr io.Writer) (*submitOptions, error) {
-	fs := flag.NewFlagSet("enqueue", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	s := envflag.New(fs)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), submitUsage)
-		fs.PrintDefaults()
-	}
+	fs, s := newFlagSet("enqueue", submitUsage, stderr)
 	o := &submitOptions{}
-	o.nats.Flags(s)
-	s.StringVar(&o.prefix, "prefix", "RECOVER_PREFIX", queue.DefaultPrefix, "first token of every subject")
-	s.StringVar(&o.source, "source", "RECOVER_SOURCE", "cli", "submitting system: the job goes to <prefix>.jobs.<source>")
-	fs.StringVar(&o.job.ManagedDeviceID, "device", "", "managed device id (GUID), required")
+	o.conn.define(s)
+	var rate string
+	s.StringVar(&o.source, "source", "RECOVER_SOURCE", "", `submitting system: jobs go to <prefix>.jobs.<source> (default "cli"; "batch" with --file)`)
+	fs.StringVar(&o.job.ManagedDeviceID, "device", "", "managed device id (GUID): submit one job")
 	fs.StringVar(&o.job.UserID, "user", "", "user id or UPN: use the /users/{id}/managedDevices form")
 	fs.StringVar(&o.job.DetectedAppID, "detected-app", "", "detected app id: use the /deviceManagement/detectedApps/{id} form")
-	fs.StringVar(&o.job.TenantID, "tenant", "", "tenant of the device (defaults to the worker's AZURE_TENANT_ID)")
-	fs.StringVar(&o.job.Ticket, "ticket", "", "ticket the job belongs to")
-	fs.StringVar(&o.job.RequestedBy, "requested-by", "", "person or system asking")
+	fs.StringVar(&o.job.TenantID, "tenant", "", "tenant of the device (defaults to the worker's AZURE_TENANT_ID); with --file, for rows without tenantId")
+	fs.StringVar(&o.job.Ticket, "ticket", "", "ticket the job belongs to; with --file, for rows without ticket")
+	fs.StringVar(&o.job.RequestedBy, "requested-by", "", "person or system asking; with --file, for rows without requestedBy")
 	fs.StringVar(&o.job.IdempotencyKey, "key", "", "idempotency key (defaults to the job id): one Graph call per key")
 	fs.StringVar(&o.job.ID, "id", "", "job id (defaults to a new UUID); re-sending the same id within an hour is stored once")
 	fs.StringVar(&o.job.ReplyTo, "reply-to", "", "subject for the result (defaults to <prefix>.results.<source>.<id>)")
-	fs.StringVar(&o.notAft, "not-after", "", "RFC 3339 time after which the job must not start")
-	fs.BoolVar(&o.wait, "wait", false, "wait for the result and print it")
-	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, "with --wait: how long to wait")
-	fs.BoolVar(&o.json, "json", false, "with --wait: print the result as JSON")
-	if err := fs.Parse(args); err != nil {
+	fs.StringVar(&o.notAft, "not-after", "", "RFC 3339 time after which the job (with --file: every job) must not start")
+	fs.BoolVar(&o.wait, "wait", false, "wait for the result(s) and report them")
+	fs.DurationVar(&o.timeout, "timeout", 0, "with --wait: how long to wait (default 2m for one job, no limit with --file)")
+	fs.BoolVar(&o.json, "json", false, "with --wait, one job: print the result as JSON")
+	fs.StringVar(&o.file.path, "file", "", "submit a batch: a CSV or JSON Lines file of devices, or - for standard input")
+	fs.StringVar(&o.file.batch, "batch", "", "with --file: batch name, 1-64 letters, digits, '-', '_' (default: auto-<hash of the file's devices>)")
+	fs.BoolVar(&o.file.dryRun, "dry-run", false, "with --file: check every row and say what would be submitted; publish nothing")
+	fs.BoolVar(&o.file.skipInvalid, "skip-invalid", false, "with --file: submit the valid rows of a file that has bad rows (they are listed)")
+	fs.StringVar(&o.file.output, "output", "", "with --file --wait: write every result to this file, as CSV or JSON Lines by its extension (.csv, .jsonl)")
+	fs.StringVar(&o.file.progress, "progress", "auto", "with --file --wait: bar (redrawn line), lines (a plain line every 10s), none, or auto (bar on a terminal, else lines); on standard error")
+	s.StringVar(&rate, "rate-limit", "RECOVER_RATE_LIMIT", "200/20s", "with --file --wait: the workers' rate limit per tenant, N/duration or unlimited, for the time estimate")
+	fs.IntVar(&o.file.maxPending, "max-pending", 256, "with --file: publish acknowledgements outstanding at once")
+	if err := parse(fs, s, args); err != nil {
 		return nil, err
 	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
+	src, err := sourceOrDefault(o.source, "cli")
+	if o.file.path != "" {
+		src, err = sourceOrDefault(o.source, "batch")
 	}
-	if err := s.Err(); err != nil {
+	if err != nil {
 		return nil, err
 	}
-	if o.job.ManagedDeviceID == "" {
-		return nil, errors.New("--device is required")
-	}
-	if !queue.ValidToken(o.source) {
-		return nil, fmt.Errorf("--source %q: want one subject token (letters, digits, '-', '_')", o.source)
-	}
+	o.source = src
 	if o.notAft != "" {
 		t, err := time.Parse(time.RFC3339, o.notAft)
 		if err != nil {
@@ -90,168 +114,46 @@ func parseSubmit(args []string, stderr io.Writer) (*submitOptions, error) {
 		}
 		o.job.NotAfter = &t
 	}
+	if o.timeout < 0 {
+		return nil, errors.New("--timeout must not be negative")
+	}
+	if o.file.path != "" {
+		if o.file.rate, err = ratelimit.ParseRate(rate); err != nil {
+			return nil, fmt.Errorf("--rate-limit: %w", err)
+		}
+		return o, o.checkFile()
+	}
+	return o, o.checkOne()
+}
+
+// checkOne refuses the flags of a batch without --file.
+func (o *submitOptions) checkOne() error {
+	if o.job.ManagedDeviceID == "" {
+		return errors.New("--device (one job) or --file (a batch) is required")
+	}
+	f := o.file
+	for flag, set := range map[string]bool{"--batch": f.batch != "", "--dry-run": f.dryRun, "--skip-invalid": f.skipInvalid, "--output": f.output != ""} {
+		if set {
+			return fmt.Errorf("%s needs --file", flag)
+		}
+	}
+	if o.timeout == 0 {
+		o.timeout = 2 * time.Minute
+	}
 	if o.job.ID == "" {
 		o.job.ID = uuid.NewString()
 	}
-	return o, nil
+	return nil
 }
 
-// submit publishes one job and, with --wait, prints its result.
+// submit publishes one job or a batch and, with --wait, reports results.
 func submit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o, err := parseSubmit(args, stderr)
 	if err != nil {
 		return err
 	}
-	// The worker validates too; checking here gives the person the error
-	// before anything is published.
-	if err := o.job.Target().Validate(); err != nil {
-		return err
+	if o.file.path != "" {
+		return submitFile(ctx, o, stdout, stderr)
 	}
-	nc, err := o.nats.Connect("recoverpasscode enqueue", zerolog.Nop())
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	names := queue.Names{Prefix: o.prefix}
-	resultSubject := o.job.ReplyTo
-	if resultSubject == "" {
-		resultSubject = names.Result(o.source, o.job.ID)
-	}
-	var results chan *nats.Msg
-	if o.wait {
-		results = make(chan *nats.Msg, 1)
-		sub, err := nc.ChanSubscribe(resultSubject, results)
-		if err != nil {
-			return fmt.Errorf("subscribe to %s: %w", resultSubject, err)
-		}
-		defer sub.Unsubscribe()
-	}
-	ack, err := publishJob(ctx, js, names.Jobs(o.source), &o.job)
-	if err != nil {
-		return err
-	}
-	if !o.wait {
-		fmt.Fprintf(stdout, "submitted job %s (stream %s, sequence %d%s); result on %s\n", o.job.ID, ack.Stream, ack.Sequence, dupNote(ack), resultSubject)
-		return nil
-	}
-	wctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
-	res, err := awaitResult(wctx, js, names, resultSubject, results)
-	if err != nil {
-		return fmt.Errorf("job %s submitted, but %w", o.job.ID, err)
-	}
-	printResult(stdout, res, o.json)
-	if res.Status != job.Succeeded {
-		return errNotSucceeded
-	}
-	return nil
-}
-
-func dupNote(ack *jetstream.PubAck) string {
-	if ack.Duplicate {
-		return ", a duplicate of an earlier submission"
-	}
-	return ""
-}
-
-// publishJob publishes j with Nats-Msg-Id set to its id, so a re-sent job is
-// stored once.
-func publishJob(ctx context.Context, js jetstream.JetStream, subject string, j *job.Job) (*jetstream.PubAck, error) {
-	data, err := json.Marshal(j)
-	if err != nil {
-		return nil, err
-	}
-	m := nats.NewMsg(subject)
-	m.Data = data
-	m.Header.Set(jetstream.MsgIDHeader, j.ID)
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	ack, err := js.PublishMsg(pctx, m)
-	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
-		return nil, fmt.Errorf("publish to %s: no stream answered: is a worker running? (it creates the streams): %w", subject, err)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("publish to %s: %w", subject, err)
-	}
-	return ack, nil
-}
-
-// awaitResult waits for the result on the subscription, or finds it already
-// stored (a re-sent job whose result exists).
-func awaitResult(ctx context.Context, js jetstream.JetStream, names queue.Names, subject string, live <-chan *nats.Msg) (*job.Result, error) {
-	if res, ok := storedResult(ctx, js, names, subject); ok {
-		return res, nil
-	}
-	select {
-	case m := <-live:
-		var res job.Result
-		if err := json.Unmarshal(m.Data, &res); err != nil {
-			return nil, fmt.Errorf("the result is not valid JSON: %w", err)
-		}
-		return &res, nil
-	case <-ctx.Done():
-		if res, ok := storedResult(context.WithoutCancel(ctx), js, names, subject); ok {
-			return res, nil
-		}
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return nil, errors.New("no result arrived in time; the job stays queued and its result will be stored in the results stream")
-		}
-		return nil, errors.New("stopped waiting; the job stays queued and its result will be stored in the results stream")
-	}
-}
-
-func storedResult(ctx context.Context, js jetstream.JetStream, names queue.Names, subject string) (*job.Result, bool) {
-	if !names.IsResult(subject) {
-		return nil, false
-	}
-	gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	stream, err := js.Stream(gctx, names.ResultsStream())
-	if err != nil {
-		return nil, false
-	}
-	m, err := stream.GetLastMsgForSubject(gctx, subject)
-	if err != nil {
-		return nil, false
-	}
-	var res job.Result
-	if json.Unmarshal(m.Data, &res) != nil {
-		return nil, false
-	}
-	return &res, true
-}
-
-func printResult(w io.Writer, res *job.Result, asJSON bool) {
-	if asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(res)
-		return
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s: device %s, job %s", res.Status, res.ManagedDeviceID, res.JobID)
-	if res.Replayed {
-		b.WriteString(", replayed from an earlier job with the same key")
-	}
-	if res.Graph != nil {
-		fmt.Fprintf(&b, ", graph %d", res.Graph.Status)
-		if res.Graph.ErrorCode != "" {
-			fmt.Fprintf(&b, " %s", res.Graph.ErrorCode)
-		}
-		if res.Graph.RequestID != "" {
-			fmt.Fprintf(&b, " (request-id %s)", res.Graph.RequestID)
-		}
-	}
-	fmt.Fprintf(&b, ", %d attempt(s)", res.Attempts)
-	if res.Error != "" {
-		fmt.Fprintf(&b, ": %s", res.Error)
-	}
-	if res.Uncertain {
-		fmt.Fprintf(&b, " [uncertain: %s]", res.UncertainReason)
-	}
-	fmt.Fprintln(w, b.String())
+	return submitOne(ctx, o, stdout, stderr)
 }

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/recoverpasscode/recoverpasscode/batch"
+	"github.com/recoverpasscode/recoverpasscode/job"
+	"github.com/recoverpasscode/recoverpasscode/queue"
+)
+
+// submitOne publishes one job and, with --wait, prints its result.
+func submitOne(ctx context.Context, o *submitOptions, stdout, stderr io.Writer) error {
+	// The worker validates too; checking here gives the person the error
+	// before anything is published.
+	if err := o.job.Target().Validate(); err != nil {
+		return err
+	}
+	nc, js, err := o.conn.connect(stderr)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	names := o.conn.names()
+	resultSubject := o.job.ReplyTo
+	if resultSubject == "" {
+		resultSubject = names.Result(o.source, o.job.ID)
+	}
+	var results chan *nats.Msg
+	if o.wait {
+		results = make(chan *nats.Msg, 1)
+		sub, err := nc.ChanSubscribe(resultSubject, results)
+		if err != nil {
+			return fmt.Errorf("subscribe to %s: %w", resultSubject, err)
+		}
+		defer sub.Unsubscribe()
+	}
+	ack, err := publishJob(ctx, js, names.Jobs(o.source), &o.job)
+	if err != nil {
+		return err
+	}
+	if !o.wait {
+		fmt.Fprintf(stdout, "submitted job %s (stream %s, sequence %d%s); result on %s\n", o.job.ID, ack.Stream, ack.Sequence, dupNote(ack), resultSubject)
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	res, err := awaitResult(wctx, js, names, resultSubject, results)
+	if err != nil {
+		return fmt.Errorf("job %s submitted, but %w", o.job.ID, err)
+	}
+	printResult(stdout, res, o.json)
+	if res.Status != job.Succeeded {
+		return errNotSucceeded
+	}
+	return nil
+}
+
+func dupNote(ack *jetstream.PubAck) string {
+	if ack.Duplicate {
+		return ", a duplicate of an earlier submission"
+	}
+	return ""
+}
+
+// publishJob publishes j with Nats-Msg-Id set to its id, so a re-sent job is
+// stored once.
+func publishJob(ctx context.Context, js jetstream.JetStream, subject string, j *job.Job) (*jetstream.PubAck, error) {
+	data, err := json.Marshal(j)
+	if err != nil {
+		return nil, err
+	}
+	m := nats.NewMsg(subject)
+	m.Data = data
+	m.Header.Set(jetstream.MsgIDHeader, j.ID)
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	ack, err := js.PublishMsg(pctx, m)
+	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
+		return nil, fmt.Errorf("publish to %s: no stream answered: is a worker running? (it creates the streams): %w", subject, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("publish to %s: %w", subject, err)
+	}
+	return ack, nil
+}
+
+// awaitResult waits for the result on the subscription, or finds it already
+// stored (a re-sent job whose result exists).
+func awaitResult(ctx context.Context, js jetstream.JetStream, names queue.Names, subject string, live <-chan *nats.Msg) (*job.Result, error) {
+	if res, ok := storedResult(ctx, js, names, subject); ok {
+		return res, nil
+	}
+	select {
+	case m := <-live:
+		var res job.Result
+		if err := json.Unmarshal(m.Data, &res); err != nil {
+			return nil, fmt.Errorf("the result is not valid JSON: %w", err)
+		}
+		return &res, nil
+	case <-ctx.Done():
+		if res, ok := storedResult(context.WithoutCancel(ctx), js, names, subject); ok {
+			return res, nil
+		}
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, errors.New("no result arrived in time; the job stays queued and its result will be stored in the results stream")
+		}
+		return nil, errors.New("stopped waiting; the job stays queued and its result will be stored in the results stream")
+	}
+}
+
+// storedResult reads the last result stored on subject through an ordered
+// consumer filtered on it, which a source's NATS user may create for its
+// own results (a direct get it may not make).
+func storedResult(ctx context.Context, js jetstream.JetStream, names queue.Names, subject string) (*job.Result, bool) {
+	if !names.IsResult(subject) {
+		return nil, false
+	}
+	gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	r, err := batch.OpenResults(gctx, js, names, subject)
+	if err != nil {
+		return nil, false
+	}
+	defer r.Close()
+	var last *job.Result
+	if _, err := r.ReadBacklog(gctx, func(res job.Result) { last = &res }); err != nil {
+		return nil, false
+	}
+	return last, last != nil
+}
+
+func printResult(w io.Writer, res *job.Result, asJSON bool) {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(res)
+		return
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: device %s, job %s", res.Status, res.ManagedDeviceID, res.JobID)
+	if res.Replayed {
+		b.WriteString(", replayed from an earlier job with the same key")
+	}
+	if res.Graph != nil {
+		fmt.Fprintf(&b, ", graph %d", res.Graph.Status)
+		if res.Graph.ErrorCode != "" {
+			fmt.Fprintf(&b, " %s", res.Graph.ErrorCode)
+		}
+		if res.Graph.RequestID != "" {
+			fmt.Fprintf(&b, " (request-id %s)", res.Graph.RequestID)
+		}
+	}
+	fmt.Fprintf(&b, ", %d attempt(s)", res.Attempts)
+	if res.Error != "" {
+		fmt.Fprintf(&b, ": %s", res.Error)
+	}
+	if res.Uncertain {
+		fmt.Fprintf(&b, " [uncertain: %s]", res.UncertainReason)
+	}
+	fmt.Fprintln(w, b.String())
+}
