@@ -3,6 +3,7 @@ package queue
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -122,7 +123,25 @@ func (c Conn) Connect(name string, log zerolog.Logger) (*nats.Conn, error) {
 	}
 	nc, err := nats.Connect(strings.TrimSpace(c.URL), opts...)
 	if err != nil {
-		return nil, fmt.Errorf("queue: connect to %s: %w", c.URL, err)
+		return nil, fmt.Errorf("queue: connect to %s: %w", RedactURLs(c.URL), err)
 	}
 	return nc, nil
+}
+
+// RedactURLs hides any user and password embedded in comma-separated
+// server URLs, for messages and logs.
+func RedactURLs(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		u, err := url.Parse(strings.TrimSpace(p))
+		if err != nil {
+			parts[i] = "(unparsable URL)"
+			continue
+		}
+		if u.User != nil {
+			u.User = url.User("redacted")
+		}
+		parts[i] = u.String()
+	}
+	return strings.Join(parts, ",")
 }

@@ -188,3 +188,10 @@ func pemKey(t *testing.T, k *ecdsa.PrivateKey) []byte {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})
 }
+
+func TestConnectErrorHidesCredentialsInTheURL(t *testing.T) {
+	got := RedactURLs("nats://worker:hunter2@nats-1:4222, nats://nats-2:4222")
+	if strings.Contains(got, "hunter2") || !strings.Contains(got, "nats-2:4222") {
+		t.Fatalf("RedactURLs = %q", got)
+	}
+}

@@ -195,9 +195,18 @@ func readStream[T any](t testing.TB, js jetstream.JetStream, stream, filter stri
 	if err != nil {
 		t.Fatal(err)
 	}
+	// One streaming iterator, not a fetch per message: reading 10,000
+	// results must take seconds, not minutes.
+	it, err := cons.Messages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
 	out := make(map[string]T)
 	for len(out) < n {
-		msg, err := cons.Next(jetstream.FetchMaxWait(time.Until(deadline(ctx))))
+		msg, err := it.Next()
 		if err != nil {
 			t.Fatalf("%s: %d of %d messages after %s: %v", stream, len(out), n, timeout, err)
 		}
@@ -208,11 +217,6 @@ func readStream[T any](t testing.TB, js jetstream.JetStream, stream, filter stri
 		out[id] = v
 	}
 	return out
-}
-
-func deadline(ctx context.Context) time.Time {
-	d, _ := ctx.Deadline()
-	return d
 }
 
 // Buffer is an io.Writer safe for concurrent use, for captured logs.
