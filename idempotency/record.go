@@ -12,8 +12,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// MaxKeyLen is the longest idempotency key, in bytes, that the store accepts.
-const MaxKeyLen = 256
+// MaxKeyLen is the longest idempotency key, in bytes, that the store
+// accepts: room for a 256-byte key from a job with a scope such as its
+// tenant in front.
+const MaxKeyLen = 512
 
 // MaxOutcomeLen is the largest outcome blob, in bytes, that Complete stores.
 // BucketConfig sets the bucket's MaxValueSize a little above it so that the

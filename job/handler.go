@@ -169,6 +169,11 @@ func (h *Handler) Handle(ctx context.Context, d Delivery) Outcome {
 	if err == nil {
 		err = h.Policy.Validate(&j)
 	}
+	if err != nil && !validID(j.ID) {
+		// The answer needs an id that is a subject token and a message id;
+		// the one the job named is not.
+		j.ID = d.Meta.DerivedID()
+	}
 	res := newResult(&j, d.Meta, h.Worker, started)
 	logCtx := h.Logger.With().Str("job_id", j.ID).Str("source", d.Meta.Source)
 	if d.Meta.Traceparent != "" {

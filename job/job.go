@@ -192,7 +192,7 @@ func (p Policy) Validate(j *Job) error {
 	if !validID(j.ID) {
 		return fmt.Errorf("id: %q is not usable as a job id: use 1 to 128 letters, digits, '-' or '_'", truncate(j.ID, 64))
 	}
-	if err := checkText("idempotencyKey", j.IdempotencyKey, 256); err != nil {
+	if err := checkKey(j.IdempotencyKey); err != nil {
 		return err
 	}
 	if err := checkText("requestedBy", j.RequestedBy, 256); err != nil {
@@ -239,6 +239,24 @@ func checkText(field, s string, max int) error {
 	for _, r := range s {
 		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
 			return fmt.Errorf("%s: contains the control character %U", field, r)
+		}
+	}
+	return nil
+}
+
+// MaxKeySize is the longest idempotency key a job may carry, in bytes.
+const MaxKeySize = 256
+
+// checkKey holds idempotency keys to what the idempotency store accepts
+// once the tenant is put in front: printable text of at most MaxKeySize
+// bytes.
+func checkKey(key string) error {
+	if len(key) > MaxKeySize {
+		return fmt.Errorf("idempotencyKey: %d bytes, more than the %d allowed", len(key), MaxKeySize)
+	}
+	for _, r := range key {
+		if !unicode.IsPrint(r) && r != ' ' {
+			return fmt.Errorf("idempotencyKey: contains the non-printable character %U", r)
 		}
 	}
 	return nil
