@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// bench is one run: its configuration, its temporary directory and how to
+// start its child processes.
+type bench struct {
+	cfg      config
+	dir      string
+	progress io.Writer
+	// workerCmd returns the command of one worker process.
+	workerCmd func() *exec.Cmd
+	// selfCmd returns a command running this program (for the raw
+	// consumer).
+	selfCmd func() *exec.Cmd
+}
+
+// newBench prepares a run: a temporary directory and a worker binary.
+func newBench(ctx context.Context, cfg config, progress io.Writer) (*bench, error) {
+	dir, err := os.MkdirTemp(cfg.Dir, "recoverpasscode-bench-")
+	if err != nil {
+		return nil, err
+	}
+	b := &bench{cfg: cfg, dir: dir, progress: progress, workerCmd: cfg.workerCommand, selfCmd: cfg.selfCommand}
+	if b.selfCmd == nil {
+		self, err := os.Executable()
+		if err != nil {
+			b.close()
+			return nil, fmt.Errorf("find this program: %w", err)
+		}
+		b.selfCmd = func() *exec.Cmd { return exec.Command(self) }
+	}
+	if b.workerCmd == nil {
+		bin := cfg.WorkerBin
+		if bin == "" {
+			if bin, err = b.buildWorker(ctx); err != nil {
+				b.close()
+				return nil, err
+			}
+		}
+		b.workerCmd = func() *exec.Cmd { return exec.Command(bin) }
+	}
+	return b, nil
+}
+
+// close removes the run's temporary files.
+func (b *bench) close() { _ = os.RemoveAll(b.dir) }
+
+// logf reports progress.
+func (b *bench) logf(format string, args ...any) {
+	fmt.Fprintf(b.progress, "%s  "+format+"\n", append([]any{time.Now().Format(time.TimeOnly)}, args...)...)
+}
+
+// buildWorker builds cmd/worker of the module the current directory is in,
+// as a release would, into the run's directory.
+func (b *bench) buildWorker(ctx context.Context) (string, error) {
+	root, err := moduleRoot(ctx)
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(b.dir, "worker")
+	b.logf("building %s", filepath.Join(root, "cmd", "worker"))
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/worker")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/worker: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// moduleRoot is the directory of the go.mod governing the current
+// directory.
+func moduleRoot(ctx context.Context) (string, error) {
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("not inside the recoverpasscode module: run from its root, or pass --worker-bin")
+	}
+	return filepath.Dir(gomod), nil
+}
+
+// measure runs every measurement in turn, each on a fresh stack.
+func (b *bench) measure(ctx context.Context) (*report, error) {
+	cfg := b.cfg
+	rep := &report{machine: describeMachine(), cfg: cfg}
+	started := time.Now()
+
+	b.logf("raw JetStream ceiling: %d jobs, 1 bare consumer process, %d in flight", cfg.Jobs, cfg.Concurrency)
+	raw, err := b.throughput(ctx, b.rawFleet(), cfg.Jobs)
+	if err != nil {
+		return nil, fmt.Errorf("raw ceiling: %w", err)
+	}
+	rep.raw = raw
+	for _, n := range cfg.Processes {
+		b.logf("worker throughput: %d jobs, %d worker process(es), unlimited, Graph at 0 ms", cfg.Jobs, n)
+		run, err := b.throughput(ctx, b.workerFleet(n, "unlimited"), cfg.Jobs)
+		if err != nil {
+			return nil, fmt.Errorf("%d worker(s): %w", n, err)
+		}
+		rep.workers = append(rep.workers, run)
+	}
+
+	b.logf("latency at idle: %d sequential jobs, 1 worker", cfg.LatencySamples)
+	if rep.latency, err = b.latency(ctx); err != nil {
+		return nil, fmt.Errorf("latency: %w", err)
+	}
+
+	for _, r := range cfg.Rates {
+		b.logf("rate-limited: %s, %d jobs, %d workers, Graph at %s", r, cfg.rateJobs(r), cfg.RateWorkers, cfg.RateLatency)
+		run, err := b.rateLimited(ctx, r)
+		if err != nil {
+			return nil, fmt.Errorf("rate %s: %w", r, err)
+		}
+		rep.rates = append(rep.rates, run)
+	}
+
+	if cfg.HandlerBench {
+		b.logf("job handler allocations: go test -bench BenchmarkHandle -benchmem ./job")
+		if rep.handler, err = b.handlerAllocs(ctx); err != nil {
+			return nil, fmt.Errorf("handler benchmark: %w", err)
+		}
+	}
+
+	for _, n := range cfg.Backlogs {
+		b.logf("peak RSS: %d jobs queued before 1 worker starts", n)
+		run, err := b.throughput(ctx, b.workerFleet(1, "unlimited"), n)
+		if err != nil {
+			return nil, fmt.Errorf("backlog %d: %w", n, err)
+		}
+		rep.backlogs = append(rep.backlogs, run)
+	}
+	rep.elapsed = time.Since(started)
+	b.logf("done in %s", rep.elapsed.Round(time.Second))
+	return rep, nil
+}

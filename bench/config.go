@@ -1,0 +1,240 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/recoverpasscode/recoverpasscode/ratelimit"
+)
+
+// config is what one run measures, and at what size.
+type config struct {
+	// Jobs is the number of jobs of each throughput run (raw consumer, 1 and
+	// 3 workers). Defaults to 10000; 2000 with --quick.
+	Jobs int
+	// Processes lists the fleet sizes of the unlimited throughput runs.
+	// Defaults to 1 and 3.
+	Processes []int
+	// Concurrency is RECOVER_CONCURRENCY of each worker, and the jobs the
+	// raw consumer keeps in flight. Defaults to 32, the worker's default.
+	Concurrency int
+	// LatencySamples is the number of sequential jobs timed at idle.
+	// Defaults to 200; 100 with --quick.
+	LatencySamples int
+	// Rates are the limits of the rate-limited runs, each enforced by the
+	// Graph double too. Defaults to Intune's 200/20s and the scaled 20/1s;
+	// 20/1s alone with --quick.
+	Rates []ratelimit.Rate
+	// RateTime is about how long each rate-limited run takes: its batch is
+	// the rate's burst plus RateTime's worth of jobs at the rate. Defaults
+	// to 60s; 20s with --quick.
+	RateTime time.Duration
+	// RateLatency is the Graph double's latency in the rate-limited runs.
+	// Defaults to 300ms.
+	RateLatency time.Duration
+	// RateWorkers is the number of worker processes sharing the limit.
+	// Defaults to 3.
+	RateWorkers int
+	// Backlogs are the queue depths at which a worker's peak RSS is
+	// compared. Defaults to 10000 and 100000; 2000 and 20000 with --quick.
+	Backlogs []int
+	// HandlerBench runs go test -bench of the job handler for allocations
+	// per job. Defaults to true.
+	HandlerBench bool
+	// HandlerBenchtime is its -benchtime. Defaults to 2000x; 300x with
+	// --quick.
+	HandlerBenchtime string
+	// WorkerBin is a built cmd/worker. Empty builds one from the module the
+	// current directory is in.
+	WorkerBin string
+	// Dir holds the run's temporary files. Defaults to the system's.
+	Dir string
+
+	// workerCommand, when set, replaces WorkerBin: it returns the command
+	// of one worker process, configured by the environment the run adds.
+	workerCommand func() *exec.Cmd
+	// selfCommand returns a command running this program, for the raw
+	// consumer role. Defaults to os.Executable.
+	selfCommand func() *exec.Cmd
+}
+
+// quickConfig and fullConfig are the two sizes; flags change either.
+func fullConfig() config {
+	return config{
+		Jobs:             10000,
+		Processes:        []int{1, 3},
+		Concurrency:      32,
+		LatencySamples:   200,
+		Rates:            []ratelimit.Rate{ratelimit.DefaultRate, {N: 20, Per: time.Second}},
+		RateTime:         60 * time.Second,
+		RateLatency:      300 * time.Millisecond,
+		RateWorkers:      3,
+		Backlogs:         []int{10000, 100000},
+		HandlerBench:     true,
+		HandlerBenchtime: "2000x",
+	}
+}
+
+func quickConfig() config {
+	c := fullConfig()
+	c.Jobs = 2000
+	c.LatencySamples = 100
+	c.Rates = []ratelimit.Rate{{N: 20, Per: time.Second}}
+	c.RateTime = 20 * time.Second
+	c.Backlogs = []int{2000, 20000}
+	c.HandlerBenchtime = "300x"
+	return c
+}
+
+const usageHeader = `bench measures the worker against the raw JetStream ceiling and the Graph
+rate limit, and prints a markdown table. Run it from the module root.
+
+Usage:
+  go run ./bench [--quick] [flags]
+
+Flags (each overrides the size --quick or the full run chose):
+`
+
+// parseConfig reads the flags. --quick picks the smaller sizes; any other
+// flag given overrides them.
+func parseConfig(args []string, usageOut io.Writer) (config, error) {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(usageOut)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usageHeader)
+		fs.PrintDefaults()
+	}
+	quick := fs.Bool("quick", false, "smaller sizes: under a minute instead of a few")
+	full := fullConfig()
+	jobs := fs.Int("jobs", full.Jobs, "jobs per throughput run (quick: 2000)")
+	procs := fs.String("processes", "1,3", "worker fleet sizes of the unlimited throughput runs")
+	conc := fs.Int("concurrency", full.Concurrency, "RECOVER_CONCURRENCY of each worker, and jobs in flight in the raw consumer")
+	samples := fs.Int("latency-samples", full.LatencySamples, "sequential jobs timed at idle (quick: 100)")
+	rates := fs.String("rates", "200/20s,20/1s", "limits of the rate-limited runs, comma-separated (quick: 20/1s)")
+	rateTime := fs.Duration("rate-time", full.RateTime, "about how long each rate-limited run takes (quick: 20s)")
+	rateLatency := fs.Duration("rate-latency", full.RateLatency, "Graph double latency in the rate-limited runs")
+	rateWorkers := fs.Int("rate-workers", full.RateWorkers, "worker processes sharing the limit")
+	backlogs := fs.String("backlogs", "10000,100000", "queue depths whose peak RSS is compared (quick: 2000,20000)")
+	handler := fs.Bool("handler-bench", true, "run go test -bench of the job handler for allocations per job")
+	benchtime := fs.String("handler-benchtime", full.HandlerBenchtime, "-benchtime of the handler benchmark (quick: 300x)")
+	workerBin := fs.String("worker-bin", "", "a built cmd/worker (default: build one)")
+	dir := fs.String("dir", "", "directory for temporary files (default: the system's)")
+	if err := fs.Parse(args); err != nil {
+		return config{}, err
+	}
+	if fs.NArg() > 0 {
+		return config{}, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
+	}
+	cfg := full
+	if *quick {
+		cfg = quickConfig()
+	}
+	var errs []error
+	fs.Visit(func(f *flag.Flag) {
+		var err error
+		switch f.Name {
+		case "jobs":
+			cfg.Jobs = *jobs
+		case "processes":
+			cfg.Processes, err = parseInts(*procs)
+		case "concurrency":
+			cfg.Concurrency = *conc
+		case "latency-samples":
+			cfg.LatencySamples = *samples
+		case "rates":
+			cfg.Rates, err = parseRates(*rates)
+		case "rate-time":
+			cfg.RateTime = *rateTime
+		case "rate-latency":
+			cfg.RateLatency = *rateLatency
+		case "rate-workers":
+			cfg.RateWorkers = *rateWorkers
+		case "backlogs":
+			cfg.Backlogs, err = parseInts(*backlogs)
+		case "handler-bench":
+			cfg.HandlerBench = *handler
+		case "handler-benchtime":
+			cfg.HandlerBenchtime = *benchtime
+		case "worker-bin":
+			cfg.WorkerBin = *workerBin
+		case "dir":
+			cfg.Dir = *dir
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--%s: %w", f.Name, err))
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return config{}, err
+	}
+	return cfg, cfg.validate()
+}
+
+// validate reports sizes that cannot be measured.
+func (c config) validate() error {
+	var errs []error
+	if c.Jobs < 10 {
+		errs = append(errs, errors.New("--jobs: want at least 10"))
+	}
+	if c.Concurrency < 1 || c.RateWorkers < 1 {
+		errs = append(errs, errors.New("--concurrency and --rate-workers: want at least 1"))
+	}
+	if c.RateTime < 0 || c.RateLatency < 0 {
+		errs = append(errs, errors.New("--rate-time and --rate-latency: want no negative duration"))
+	}
+	for _, r := range c.Rates {
+		if r.Unlimited() {
+			errs = append(errs, errors.New("--rates: a rate-limited run needs a limit"))
+		}
+	}
+	for _, n := range append(append([]int(nil), c.Processes...), c.Backlogs...) {
+		if n < 1 {
+			errs = append(errs, errors.New("--processes and --backlogs: want positive numbers"))
+			break
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// rateJobs is the batch of a rate-limited run: the burst an idle fleet may
+// start at once, plus RateTime's worth of jobs at the rate.
+func (c config) rateJobs(r ratelimit.Rate) int {
+	windows := max(1, int(c.RateTime/r.Per))
+	return r.N * (windows + 1)
+}
+
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a whole number", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func parseRates(s string) ([]ratelimit.Rate, error) {
+	var out []ratelimit.Rate
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		r, err := ratelimit.ParseRate(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}

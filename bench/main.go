@@ -1,0 +1,73 @@
+// Command bench measures the worker against the two ceilings that bound it,
+// in one run on one machine, and prints a markdown table of ratios that mean
+// something on any machine:
+//
+//  1. the raw JetStream ceiling: a bare pull consumer that publishes a
+//     result and acks each job, with no worker logic;
+//  2. the real worker (idempotency, the shared limiter set to unlimited, the
+//     Graph double at zero latency) in 1 and 3 processes, as jobs/s and as a
+//     share of (1);
+//  3. the latency of a single job at idle, enqueue to result, less the Graph
+//     double's own time;
+//  4. the rate-limited fleet against a Graph double enforcing the same
+//     limit at 300 ms per call: achieved ÷ allowed throughput, and 429s;
+//  5. allocations and bytes per job of the job handler (go test -benchmem)
+//     and the worker's peak RSS with 10k and 100k jobs queued.
+//
+// Everything runs on loopback: an embedded nats-server and the Graph and
+// Entra ID double live in this process; the workers are real processes of
+// cmd/worker, built by the run, configured through the environment and
+// trusting the double's CA through SSL_CERT_FILE. Run it from the module
+// root:
+//
+//	go run ./bench            # the full run, a few minutes on 2 cores
+//	go run ./bench --quick    # smaller sizes, under a minute
+//
+// Progress goes to stderr, the table to stdout.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	if os.Getenv(roleEnv) == roleRawConsumer {
+		os.Exit(rawConsumerMain())
+	}
+	cfg, err := parseConfig(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// run measures everything cfg asks for and writes the table to out and
+// progress to progress.
+func run(ctx context.Context, cfg config, out, progress io.Writer) error {
+	b, err := newBench(ctx, cfg, progress)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	rep, err := b.measure(ctx)
+	if err != nil {
+		return err
+	}
+	return rep.write(out)
+}

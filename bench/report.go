@@ -1,0 +1,177 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// machine is what the numbers ran on.
+type machine struct {
+	cpu       string
+	nproc     int
+	goVersion string
+	// load is the 1-minute load average when the run started: other work
+	// on the machine takes CPU from the run.
+	load string
+}
+
+// describeMachine names the CPU model, the CPUs this process may use, the
+// Go version and the load average.
+func describeMachine() machine {
+	m := machine{cpu: "unknown CPU", nproc: runtime.NumCPU(), goVersion: runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH}
+	if data, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(data)); len(f) > 0 {
+			m.load = f[0]
+		}
+	}
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.Lines(string(data)) {
+			if rest, ok := strings.CutPrefix(line, "model name"); ok {
+				m.cpu = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(rest), ":"))
+				break
+			}
+		}
+	}
+	return m
+}
+
+// report is everything one run measured.
+type report struct {
+	machine  machine
+	cfg      config
+	elapsed  time.Duration
+	raw      throughputRun
+	workers  []throughputRun
+	latency  latencyRun
+	rates    []rateRun
+	handler  []benchLine
+	backlogs []throughputRun
+}
+
+// row is one line of the table; ok is nil where there is no target.
+type row struct {
+	what, result, target string
+	ok                   *bool
+}
+
+// rows turns the measurements into the table's lines.
+func (r *report) rows() []row {
+	cfg := r.cfg
+	rows := []row{{
+		what:   fmt.Sprintf("raw JetStream ceiling: bare pull consumer stores a result and acks (1 process, %d in flight, %d jobs)", cfg.Concurrency, r.raw.jobs),
+		result: fmt.Sprintf("%s jobs/s; CPU per job %s", thousands(r.raw.jobsPerSec), cpuSplit(r.raw, "consumer")),
+	}}
+	for _, w := range r.workers {
+		share := w.jobsPerSec / r.raw.jobsPerSec
+		rw := row{
+			what: fmt.Sprintf("worker, %d process(es) × %d concurrency, unlimited, Graph 0 ms (%d jobs)", w.processes, cfg.Concurrency, w.jobs),
+			result: fmt.Sprintf("%s jobs/s = **%.0f%%** of raw; CPU per job %s (raw's total is %.0f%% of it); peak RSS %s",
+				thousands(w.jobsPerSec), 100*share, cpuSplit(w, "worker"), 100*cpuShare(r.raw, w), mib(w.peakRSS)),
+		}
+		if w.processes == 1 {
+			rw.target, rw.ok = "≥ 50% of raw", check(share >= 0.5)
+		}
+		rows = append(rows, rw)
+	}
+	l := r.latency
+	rows = append(rows, row{
+		what: fmt.Sprintf("single job at idle, enqueue → result, less Graph's own time (%d sequential jobs, 1 worker)", l.samples),
+		result: fmt.Sprintf("p50 **%s**, p99 **%s** (end to end p50 %s, p99 %s; Graph double p50 %s)",
+			ms(l.overhead(50)), ms(l.overhead(99)), ms(percentile(l.e2e, 50)), ms(percentile(l.e2e, 99)), ms(percentile(l.graph, 50))),
+		target: "p99 < 10 ms",
+		ok:     check(l.overhead(99) < 10*time.Millisecond),
+	})
+	for _, rr := range r.rates {
+		rows = append(rows, row{
+			what: fmt.Sprintf("rate-limited %s, %d workers, Graph %s per call (%d jobs)", rr.rate, rr.workers, cfg.RateLatency, rr.jobs),
+			result: fmt.Sprintf("**%.1f%%** of allowed in the steady state; the batch took %s (at best %s); **%d** 429s; at most %d calls in any %s",
+				100*rr.share, rr.span.Round(10*time.Millisecond), rr.least, rr.throttled, rr.maxInWindow, rr.rate.Per),
+			target: "≥ 97%, 0 429s",
+			ok:     check(rr.share >= 0.97 && rr.throttled == 0),
+		})
+	}
+	for _, h := range r.handler {
+		rows = append(rows, row{
+			what: fmt.Sprintf("job handler, per job: `go test -bench %s -benchmem ./job`", h.name),
+			result: fmt.Sprintf("%.0f allocs, %s, %.0f µs", h.metrics["allocs/op"], kib(h.metrics["B/op"]),
+				h.metrics["ns/op"]/1e3),
+		})
+	}
+	for i, bl := range r.backlogs {
+		rw := row{
+			what:   fmt.Sprintf("worker peak RSS (VmHWM) with %s jobs queued before it starts", thousands(float64(bl.jobs))),
+			result: fmt.Sprintf("**%s** (%s jobs/s)", mib(bl.peakRSS), thousands(bl.jobsPerSec)),
+		}
+		if i > 0 {
+			first := r.backlogs[0]
+			ratio := float64(bl.peakRSS) / float64(first.peakRSS)
+			rw.result += fmt.Sprintf(", ×%.2f of %s queued", ratio, thousands(float64(first.jobs)))
+			rw.target, rw.ok = "flat (within 10%)", check(ratio <= 1.1)
+		}
+		rows = append(rows, rw)
+	}
+	return rows
+}
+
+// write prints the table, with the machine and the run time above it.
+func (r *report) write(out io.Writer) error {
+	m := r.machine
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "Measured by `go run ./bench` on %d × %s, %s, load average %s at the start; the run took %s.\n\n",
+		m.nproc, m.cpu, m.goVersion, m.load, r.elapsed.Round(time.Second))
+	sb.WriteString("| measurement | result | target |\n|---|---|---|\n")
+	for _, rw := range r.rows() {
+		target := rw.target
+		switch {
+		case rw.ok == nil:
+			target = "—"
+		case *rw.ok:
+			target += " ✓"
+		default:
+			target += " ✗"
+		}
+		fmt.Fprintf(&sb, "| %s | %s | %s |\n", rw.what, rw.result, target)
+	}
+	_, err := io.WriteString(out, sb.String())
+	return err
+}
+
+func check(ok bool) *bool { return &ok }
+
+// cpuShare is the raw consumer's CPU per job, its server side included,
+// over the worker's: the ratio the throughputs approach when the machine's
+// CPUs are what limits them, and one that other work on the machine
+// disturbs less than the throughputs.
+func cpuShare(raw, w throughputRun) float64 {
+	total := w.cpu + w.serverCPU
+	if total <= 0 {
+		return 0
+	}
+	return float64(raw.cpu+raw.serverCPU) / float64(total)
+}
+
+// cpuSplit says where a job's CPU time went: the measured processes, and
+// nats-server with the Graph double, which share the machine with them.
+func cpuSplit(t throughputRun, who string) string {
+	return fmt.Sprintf("%s %s + %s nats-server and Graph double", us(t.cpu), who, us(t.serverCPU))
+}
+
+// thousands formats n rounded, with thousands separators.
+func thousands(n float64) string {
+	s := fmt.Sprintf("%.0f", n)
+	var out []byte
+	for i := range len(s) {
+		if i > 0 && (len(s)-i)%3 == 0 && s[i-1] != '-' {
+			out = append(out, ',')
+		}
+		out = append(out, s[i])
+	}
+	return string(out)
+}
+
+// kib formats bytes as KiB.
+func kib(n float64) string { return fmt.Sprintf("%.1f KiB", n/1024) }

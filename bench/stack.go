@@ -1,0 +1,279 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/recoverpasscode/recoverpasscode/devserver"
+	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
+	"github.com/recoverpasscode/recoverpasscode/job"
+	"github.com/recoverpasscode/recoverpasscode/queue"
+)
+
+// The directory of every stack: one tenant, one app registration.
+const (
+	benchTenant = "33333333-3333-4333-8333-333333333333"
+	benchClient = "55555555-5555-4555-8555-555555555555"
+	// source is the jobs subject's last token and the results' middle one.
+	source = "bench"
+)
+
+// stack is what one measurement runs against: an embedded nats-server with
+// the streams and the workers' consumer set up, and the Graph and Entra ID
+// double. Each measurement gets a fresh stack, so none inherits another's
+// records, streams or Graph limits.
+type stack struct {
+	dir     string
+	ns      *devserver.Server
+	gs      *graphsim.Server
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	names   queue.Names
+	secret  string
+	caFile  string
+	results jetstream.Stream
+	dlq     jetstream.Stream
+}
+
+// startStack starts a stack with its files in a new directory under root.
+func startStack(ctx context.Context, root string, sim graphsim.Config) (_ *stack, err error) {
+	dir, err := os.MkdirTemp(root, "stack-")
+	if err != nil {
+		return nil, fmt.Errorf("stack: %w", err)
+	}
+	s := &stack{dir: dir, secret: rand.Text()}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	if s.ns, err = devserver.Start(devserver.Config{StoreDir: filepath.Join(dir, "nats")}); err != nil {
+		return nil, err
+	}
+	if s.gs, err = graphsim.Start(sim); err != nil {
+		return nil, err
+	}
+	s.gs.AddTenant(benchTenant)
+	s.gs.AddApp(benchClient, s.secret)
+	s.caFile = filepath.Join(dir, "graphsim-ca.pem")
+	if err := os.WriteFile(s.caFile, s.gs.CACertPEM(), 0o600); err != nil {
+		return nil, fmt.Errorf("stack: %w", err)
+	}
+	if s.nc, err = nats.Connect(s.ns.URL(), nats.Name("recoverpasscode bench")); err != nil {
+		return nil, fmt.Errorf("stack: connect: %w", err)
+	}
+	if s.js, err = jetstream.New(s.nc, jetstream.WithPublishAsyncMaxPending(1024)); err != nil {
+		return nil, fmt.Errorf("stack: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := (queue.Setup{Names: s.names}).Ensure(sctx, s.js); err != nil {
+		return nil, err
+	}
+	if s.results, err = s.js.Stream(sctx, s.names.ResultsStream()); err != nil {
+		return nil, fmt.Errorf("stack: %w", err)
+	}
+	if s.dlq, err = s.js.Stream(sctx, s.names.DLQStream()); err != nil {
+		return nil, fmt.Errorf("stack: %w", err)
+	}
+	return s, nil
+}
+
+// close stops everything the stack started and removes its files.
+func (s *stack) close() {
+	if s.nc != nil {
+		s.nc.Close()
+	}
+	if s.gs != nil {
+		s.gs.Close()
+	}
+	if s.ns != nil {
+		s.ns.Shutdown()
+	}
+	_ = os.RemoveAll(s.dir)
+}
+
+// workerEnv is the environment of a worker process on this stack, as an
+// operator would configure one: NATS_*, AZURE_*, GRAPH_BASE_URL, RECOVER_*,
+// and trust for the double's CA through SSL_CERT_FILE.
+func (s *stack) workerEnv(name, rate string, concurrency int, httpAddr string) []string {
+	return []string{
+		"SSL_CERT_FILE=" + s.caFile,
+		"NATS_URL=" + s.ns.URL(),
+		"AZURE_TENANT_ID=" + benchTenant,
+		"AZURE_CLIENT_ID=" + benchClient,
+		"AZURE_CLIENT_SECRET=" + s.secret,
+		"AZURE_AUTHORITY_HOST=" + s.gs.AuthorityHost(),
+		"GRAPH_BASE_URL=" + s.gs.GraphURL(),
+		"RECOVER_TENANTS=" + benchTenant,
+		"RECOVER_RATE_LIMIT=" + rate,
+		"RECOVER_CONCURRENCY=" + fmt.Sprint(concurrency),
+		"RECOVER_HTTP_ADDR=" + httpAddr,
+		"RECOVER_WORKER_NAME=" + name,
+		"RECOVER_LOG_LEVEL=info",
+		"RECOVER_LOG_FORMAT=json",
+	}
+}
+
+// jobID and deviceID name the i-th job of a stack and its device.
+func jobID(i int) string    { return fmt.Sprintf("bench-%07d", i) }
+func deviceID(i int) string { return fmt.Sprintf("2d6a3d0e-8f5c-4d7a-9b1e-%012d", i) }
+
+// jobMsg is the i-th job, as a ticketing integration would publish it.
+func (s *stack) jobMsg(i int) (*nats.Msg, error) {
+	data, err := json.Marshal(job.Job{
+		ID:              jobID(i),
+		ManagedDeviceID: deviceID(i),
+		RequestedBy:     "helpdesk-agent@contoso.com",
+		Ticket:          fmt.Sprintf("INC%07d", i),
+	})
+	if err != nil {
+		return nil, err
+	}
+	m := nats.NewMsg(s.names.Jobs(source))
+	m.Data = data
+	m.Header.Set(jetstream.MsgIDHeader, jobID(i))
+	return m, nil
+}
+
+// publishJobs queues jobs from to from+n-1, a window of them at a time,
+// and returns once every one is stored.
+func (s *stack) publishJobs(ctx context.Context, from, n int) error {
+	const window = 1024
+	futures := make([]jetstream.PubAckFuture, 0, window)
+	flush := func() error {
+		for _, f := range futures {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				return fmt.Errorf("publish job: %w", err)
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		futures = futures[:0]
+		return nil
+	}
+	for i := from; i < from+n; i++ {
+		m, err := s.jobMsg(i)
+		if err != nil {
+			return err
+		}
+		f, err := s.js.PublishMsgAsync(m)
+		if err != nil {
+			return fmt.Errorf("publish job: %w", err)
+		}
+		if futures = append(futures, f); len(futures) == window {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
+}
+
+// resultCount is the number of results stored so far.
+func (s *stack) resultCount(ctx context.Context) (uint64, error) {
+	info, err := s.results.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("results stream: %w", err)
+	}
+	return info.State.Msgs, nil
+}
+
+// checkClean reports dead letters, and jobs Graph saw a number of times
+// other than once: a measurement is only valid when every job succeeded
+// with one call.
+func (s *stack) checkClean(ctx context.Context, jobs int) error {
+	info, err := s.dlq.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("dead-letter stream: %w", err)
+	}
+	if info.State.Msgs > 0 {
+		return fmt.Errorf("%d jobs went to the dead-letter stream", info.State.Msgs)
+	}
+	performed := 0
+	for _, c := range s.gs.Calls() {
+		if c.Performed {
+			performed++
+		}
+	}
+	if performed != jobs {
+		return fmt.Errorf("graph performed %d actions for %d jobs", performed, jobs)
+	}
+	return nil
+}
+
+// fill records how the results stream filled up: the count at each poll.
+type fill struct {
+	at []time.Time
+	n  []uint64
+}
+
+// awaitResults polls the results stream every 10ms until it
+// holds want results, and returns the record of it.
+func (s *stack) awaitResults(ctx context.Context, want uint64, exited <-chan error) (fill, error) {
+	var f fill
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		n, err := s.resultCount(ctx)
+		if err != nil {
+			return f, err
+		}
+		f.at, f.n = append(f.at, time.Now()), append(f.n, n)
+		if n >= want {
+			return f, nil
+		}
+		select {
+		case <-ctx.Done():
+			return f, fmt.Errorf("%d of %d results: %w", n, want, ctx.Err())
+		case err := <-exited:
+			return f, fmt.Errorf("%d of %d results: a process ended: %w", n, want, err)
+		case <-tick.C:
+		}
+	}
+}
+
+// crossing is when the count first reached k, interpolated between polls.
+func (f fill) crossing(k float64) (time.Time, bool) {
+	for i, n := range f.n {
+		if float64(n) < k {
+			continue
+		}
+		if i == 0 {
+			return f.at[0], true
+		}
+		prev := float64(f.n[i-1])
+		frac := (k - prev) / (float64(n) - prev)
+		span := f.at[i].Sub(f.at[i-1])
+		return f.at[i-1].Add(time.Duration(frac * float64(span))), true
+	}
+	return time.Time{}, false
+}
+
+// rate is the jobs per second while the count went from 10% to 90% of
+// total: the steady state, without process start-up and the last
+// stragglers. If the first poll already saw more than 10%, the window
+// starts there.
+func (f fill) rate(total int) (float64, error) {
+	if len(f.n) == 0 {
+		return 0, errors.New("no results")
+	}
+	lo, hi := max(0.1*float64(total), float64(f.n[0])), 0.9*float64(total)
+	t0, ok0 := f.crossing(lo)
+	t1, ok1 := f.crossing(hi)
+	if !ok0 || !ok1 || !t1.After(t0) {
+		return 0, errors.New("the results came too fast to time: queue more jobs")
+	}
+	return (hi - lo) / t1.Sub(t0).Seconds(), nil
+}
