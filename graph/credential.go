@@ -176,6 +176,21 @@ type tenantApp struct {
 	sem        chan struct{}
 	generation atomic.Uint64
 	app        confidential.Client
+	// cached is the last token and when to stop using it without asking
+	// MSAL, so the hot path neither queues on sem nor walks MSAL's cache.
+	cached atomic.Pointer[cachedToken]
+}
+
+// cachedToken is a token and the time to refresh it: five minutes before
+// it expires, as MSAL does.
+type cachedToken struct {
+	token     string
+	refreshAt time.Time
+}
+
+// remember keeps token for the hot path until five minutes before expires.
+func (t *tenantApp) remember(token string, expires time.Time) {
+	t.cached.Store(&cachedToken{token: token, refreshAt: expires.Add(-5 * time.Minute)})
 }
 
 // NewCredential returns a Credential for cfg. It reads the certificate file, if any,
@@ -260,11 +275,14 @@ func (c *Credential) Token(ctx context.Context, tenantID string) (string, error)
 	if err != nil {
 		return "", err
 	}
+	if ct := ta.cached.Load(); ct != nil && time.Now().Before(ct.refreshAt) {
+		return ct.token, nil
+	}
 	if err := ta.lock(ctx); err != nil {
 		return "", fmt.Errorf("graph: token for tenant %s: %w", ta.tenant, err)
 	}
 	defer ta.unlock()
-	return c.acquire(ctx, ta.tenant, ta.app)
+	return c.acquire(ctx, ta, ta.app)
 }
 
 // Refresh fetches a new access token for tenantID from Entra ID, bypassing the cache,
@@ -281,13 +299,13 @@ func (c *Credential) Refresh(ctx context.Context, tenantID string) (string, erro
 	}
 	defer ta.unlock()
 	if ta.generation.Load() != gen { // refreshed while we waited
-		return c.acquire(ctx, ta.tenant, ta.app)
+		return c.acquire(ctx, ta, ta.app)
 	}
 	app, err := c.newApp(ta.tenant)
 	if err != nil {
 		return "", err
 	}
-	token, err := c.acquire(ctx, ta.tenant, app)
+	token, err := c.acquire(ctx, ta, app)
 	if err != nil {
 		return "", err // keep the old client: its token may still be good
 	}
@@ -299,9 +317,11 @@ func (c *Credential) Refresh(ctx context.Context, tenantID string) (string, erro
 // acquire asks app for a token: MSAL's AcquireTokenByCredential reads the app-token
 // cache first and requests a token only on a miss (or when the token is due for a
 // proactive refresh).
-func (c *Credential) acquire(ctx context.Context, tenant string, app confidential.Client) (string, error) {
+func (c *Credential) acquire(ctx context.Context, ta *tenantApp, app confidential.Client) (string, error) {
+	tenant := ta.tenant
 	res, err := app.AcquireTokenByCredential(ctx, c.scopes)
 	if err == nil {
+		ta.remember(res.AccessToken, res.ExpiresOn)
 		return res.AccessToken, nil
 	}
 	if ctx.Err() != nil {

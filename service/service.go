@@ -42,7 +42,11 @@ func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
 	}
 	defer nc.Close()
 	// Audit events are published asynchronously; bound what may be in flight.
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	js, err := jetstream.New(nc,
+		jetstream.WithPublishAsyncMaxPending(4096),
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
+			log.Error().Err(err).Str("subject", m.Subject).Msg("audit event not stored")
+		}))
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}

@@ -91,7 +91,11 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	if out.Disposition == job.Term {
 		err = msg.TermWithReason(out.DeadLetter)
 	} else {
-		err = msg.DoubleAck(pctx)
+		// A plain ack: a lost one means a redelivery, which the idempotency
+		// record answers and the results stream deduplicates, so waiting
+		// for the server's confirmation would buy a log line for a round
+		// trip per job.
+		err = msg.Ack()
 	}
 	if err != nil {
 		log.Warn().Err(err).Msg("ack failed; a redelivery will be answered from the idempotency record")

@@ -71,18 +71,11 @@ func (t *Telemetry) audit(e job.AuditEvent, discriminator string) {
 	if e.Traceparent != "" {
 		m.Header.Set("traceparent", e.Traceparent)
 	}
-	fut, err := t.js.PublishMsgAsync(m)
-	if err != nil {
+	// The JetStream context's async error handler logs a publish the
+	// server did not confirm (see service.Run).
+	if _, err := t.js.PublishMsgAsync(m); err != nil {
 		t.log.Error().Err(err).Str("job_id", e.JobID).Msg("could not publish an audit event")
-		return
 	}
-	go func() {
-		select {
-		case <-fut.Ok():
-		case err := <-fut.Err():
-			t.log.Error().Err(err).Str("job_id", e.JobID).Str("kind", e.Kind).Msg("audit event not stored")
-		}
-	}()
 }
 
 // SampleConsumer records the jobs consumer's pending and redelivered
