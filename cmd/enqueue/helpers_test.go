@@ -38,16 +38,18 @@ func (inv invocation) String() string {
 }
 
 // fastWorker is a worker configuration that lets the Graph double go as
-// fast as the machine allows. Its lease and ack wait are the production
-// defaults rather than the test system's short ones: thousands of jobs on a
-// loaded machine under -race may take longer than a short lease, and a
-// takeover would call Graph again (the documented crash window).
+// fast as the machine allows. Its lease, ack wait and attempt timeout are
+// the production defaults rather than the test system's short ones:
+// thousands of jobs on a loaded machine under -race may take longer than a
+// short lease, and a takeover, like a retry after a call that timed out,
+// would call Graph again (an uncertain result, as documented).
 func fastWorker(sys *testsystem.System, name string) service.Config {
 	cfg := sys.Config(name)
 	cfg.Rate = ratelimit.Unlimited
 	cfg.Concurrency = 64
 	cfg.Lease = 30 * time.Second
 	cfg.AckWait = 30 * time.Second
+	cfg.AttemptTimeout = 30 * time.Second
 	cfg.LogLevel = "warn"
 	return cfg
 }
