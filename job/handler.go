@@ -169,6 +169,9 @@ func (h *Handler) Handle(ctx context.Context, d Delivery) Outcome {
 	if err == nil {
 		err = h.Policy.Validate(&j)
 	}
+	if err == nil {
+		err = h.Policy.CheckReplyTo(j.ReplyTo, d.Meta.Source)
+	}
 	if err != nil && !validID(j.ID) {
 		// The answer needs an id that is a subject token and a message id;
 		// the one the job named is not.
@@ -183,7 +186,7 @@ func (h *Handler) Handle(ctx context.Context, d Delivery) Outcome {
 	if err != nil {
 		log.Info().Str("status", string(Rejected)).Str("reason", err.Error()).Msg("job rejected")
 		out := h.finish(&res, Rejected, err.Error(), Term, "rejected: "+err.Error())
-		if validSubject(j.ReplyTo) {
+		if validSubject(j.ReplyTo) && h.Policy.CheckReplyTo(j.ReplyTo, d.Meta.Source) == nil {
 			out.ReplyTo = j.ReplyTo
 		}
 		return out

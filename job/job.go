@@ -172,6 +172,28 @@ type Policy struct {
 	// Tenants lists the tenants jobs may target (RECOVER_TENANTS). Empty
 	// allows only DefaultTenant.
 	Tenants []string
+	// Prefix is the service's subject prefix (RECOVER_PREFIX). Under it, a
+	// job may name only its own source's results as replyTo: a result on
+	// another source's subject would be read as theirs, and one on a jobs,
+	// DLQ or audit subject would forge an entry. Empty means
+	// "recoverpasscode".
+	Prefix string
+}
+
+// CheckReplyTo refuses a reply subject under the service's prefix other
+// than the job's own source's results.
+func (p Policy) CheckReplyTo(replyTo, source string) error {
+	prefix := p.Prefix
+	if prefix == "" {
+		prefix = "recoverpasscode"
+	}
+	if replyTo == prefix || strings.HasPrefix(replyTo, prefix+".") {
+		own := prefix + ".results." + source + "."
+		if !strings.HasPrefix(replyTo, own) {
+			return fmt.Errorf("replyTo: %q is a %s subject other than this source's results; use a subject under %s, or an inbox", truncate(replyTo, 64), prefix, own)
+		}
+	}
+	return nil
 }
 
 func (p Policy) allows(tenant string) bool {

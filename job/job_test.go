@@ -94,3 +94,17 @@ func TestValidateFillsDefaultTenant(t *testing.T) {
 		t.Fatalf("tenant %q", j.TenantID)
 	}
 }
+
+func TestReplyToStaysWithinTheSourcesResults(t *testing.T) {
+	p := Policy{DefaultTenant: tenant}
+	for _, ok := range []string{"", "_INBOX.abc", "recoverpasscode.results.ticketing.x", "recoverpasscode.results.ticketing.batch7.x", "other.subject"} {
+		if err := p.CheckReplyTo(ok, "ticketing"); err != nil {
+			t.Errorf("%q refused: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"recoverpasscode.results.batch.x", "recoverpasscode.jobs.ticketing", "recoverpasscode.dlq.ticketing", "recoverpasscode.audit.ticketing", "recoverpasscode", "recoverpasscode.results.ticketing"} {
+		if err := p.CheckReplyTo(bad, "ticketing"); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

@@ -14,6 +14,10 @@ import (
 	"github.com/recoverpasscode/recoverpasscode/job"
 )
 
+// MaxQuote is the most of a job a dead letter quotes: escaped as JSON or
+// base64 it stays far below NATS's 1 MiB message limit.
+const MaxQuote = 64 << 10
+
 // publishTimeout bounds each publish of a result or dead letter.
 const publishTimeout = 10 * time.Second
 
@@ -25,12 +29,16 @@ type DeadLetter struct {
 	Subject  string `json:"subject"`
 	Sequence uint64 `json:"sequence"`
 	// Job is the original message as text, or JobBase64 when it was not
-	// valid UTF-8.
-	Job       string      `json:"job,omitempty"`
-	JobBase64 string      `json:"jobBase64,omitempty"`
-	Headers   nats.Header `json:"headers,omitempty"`
-	Result    *job.Result `json:"result"`
-	At        time.Time   `json:"at"`
+	// valid UTF-8 or was cut: a message over MaxQuote bytes is quoted only
+	// up to it (JobTruncated, with its full JobSize), so that the dead
+	// letter itself always fits in a NATS message.
+	Job          string      `json:"job,omitempty"`
+	JobBase64    string      `json:"jobBase64,omitempty"`
+	JobTruncated bool        `json:"jobTruncated,omitempty"`
+	JobSize      int         `json:"jobSize"`
+	Headers      nats.Header `json:"headers,omitempty"`
+	Result       *job.Result `json:"result"`
+	At           time.Time   `json:"at"`
 }
 
 // handle processes one message end to end: handler, result, dead letter,
@@ -146,9 +154,14 @@ func (w *Worker) publishDeadLetter(ctx context.Context, msg jetstream.Msg, d job
 		Result:   out.Result,
 		At:       time.Now().UTC(),
 	}
-	if utf8.Valid(d.Data) {
+	dl.JobSize = len(d.Data)
+	switch {
+	case len(d.Data) > MaxQuote:
+		dl.JobTruncated = true
+		dl.JobBase64 = base64.StdEncoding.EncodeToString(d.Data[:MaxQuote])
+	case utf8.Valid(d.Data):
 		dl.Job = string(d.Data)
-	} else {
+	default:
 		dl.JobBase64 = base64.StdEncoding.EncodeToString(d.Data)
 	}
 	data, err := json.Marshal(dl)
