@@ -86,18 +86,18 @@ func (p *process) attempts(ctx context.Context) Outcome {
 				return p.handBack(ctx, wait+jitter(time.Second), errors.New("tenant is paused by Graph throttling"))
 			}
 		}
-		// Mark the record before taking a permit, so nothing but the call
-		// itself lies between the permit and Graph: the limiter's bound is
-		// on when calls arrive, and a KV round trip here would blur it.
-		if err := h.Ledger.MarkCalling(ctx, &p.claim); err != nil {
-			return p.handBack(ctx, time.Second, fmt.Errorf("mark idempotency record: %w", err))
-		}
 		waited, err := h.Limiter.Wait(ctx, p.job.TenantID)
 		if err != nil {
-			p.unmark(ctx)
 			return p.handBack(ctx, 0, fmt.Errorf("rate limit: %w", err))
 		}
 		h.Observer.RateLimited(p.job.TenantID, waited)
+		// Mark the record after the permit, however long the wait was: the
+		// mark is a compare-and-set at this claim's revision, so a worker
+		// whose lease lapsed meanwhile (NATS unreachable, a long pause)
+		// learns here that another took the key, and does not call.
+		if err := h.Ledger.MarkCalling(ctx, &p.claim); err != nil {
+			return p.handBack(ctx, time.Second, fmt.Errorf("mark idempotency record: %w", err))
+		}
 		p.res.Attempts++
 		resp, err := h.Graph.RecoverPasscode(ctx, target)
 		p.recordGraph(resp, err)
@@ -208,6 +208,13 @@ func (p *process) complete(ctx context.Context, st Status, why, deadLetter strin
 	blob, err := json.Marshal(out.Result)
 	if err == nil {
 		err = p.h.Ledger.Complete(ctx, &p.claim, string(st), blob)
+	}
+	if errors.Is(err, idempotency.ErrLost) {
+		// Another worker took the key over while this call ran (our lease
+		// lapsed): it may call Graph too, and either result may be the one
+		// stored for this job.
+		out.Result.Uncertain = true
+		out.Result.UncertainReason = "another worker took the key over while this worker's call ran; the action may have run twice"
 	}
 	if err != nil {
 		// The job's own result still stands; a later job with this key will
