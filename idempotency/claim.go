@@ -110,10 +110,26 @@ type hold struct {
 	// by sem.
 	closed bool
 	lost   atomic.Bool
+	// leaseUntil mirrors rec.LeaseUntil (UnixNano) for readers that must
+	// not wait for sem.
+	leaseUntil atomic.Int64
 }
 
 func newHold(kvKey string, rev uint64, rec record) *hold {
-	return &hold{sem: make(chan struct{}, 1), key: rec.Key, kvKey: kvKey, token: rec.Token, rev: rev, rec: rec}
+	h := &hold{sem: make(chan struct{}, 1), key: rec.Key, kvKey: kvKey, token: rec.Token, rev: rev, rec: rec}
+	h.leaseUntil.Store(rec.LeaseUntil.UnixNano())
+	return h
+}
+
+// HeldUntil is when this claim's lease ends as last confirmed by a write
+// of ours (including KeepAlive's renewals); zero for a claim not acquired.
+// Until then no other owner can take the key over (clocks agreeing), so a
+// caller may act on the key without a round trip; after it, Renew first.
+func (c *Claim) HeldUntil() time.Time {
+	if c.h == nil {
+		return time.Time{}
+	}
+	return time.Unix(0, c.h.leaseUntil.Load())
 }
 
 func (h *hold) lock(ctx context.Context) error {

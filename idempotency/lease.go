@@ -254,6 +254,7 @@ func (s *Store) modify(ctx context.Context, h *hold, change func(*record)) (reco
 		rev, err := s.kv.Update(ctx, h.kvKey, data, h.rev)
 		if err == nil {
 			h.rev, h.rec = rev, next
+			h.leaseUntil.Store(next.LeaseUntil.UnixNano())
 			return next, nil
 		}
 		if !isRevisionConflict(err) {
@@ -287,6 +288,7 @@ func (s *Store) adopt(ctx context.Context, h *hold) error {
 		return s.lose(h, cur.Owner)
 	}
 	h.rev, h.rec = rev, cur
+	h.leaseUntil.Store(cur.LeaseUntil.UnixNano())
 	if cur.Phase == phaseDone {
 		h.closed = true
 		return errFinished

@@ -37,6 +37,7 @@ type Ledger interface {
 	Claim(ctx context.Context, key, jobID string) (idempotency.Claim, error)
 	Await(ctx context.Context, key string, c idempotency.Claim) (idempotency.Claim, error)
 	MarkCalling(ctx context.Context, c *idempotency.Claim) error
+	Renew(ctx context.Context, c *idempotency.Claim) error
 	MarkAnswered(ctx context.Context, c *idempotency.Claim) error
 	Complete(ctx context.Context, c *idempotency.Claim, status string, outcome []byte) error
 	Release(ctx context.Context, c *idempotency.Claim) error

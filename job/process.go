@@ -86,17 +86,26 @@ func (p *process) attempts(ctx context.Context) Outcome {
 				return p.handBack(ctx, wait+jitter(time.Second), errors.New("tenant is paused by Graph throttling"))
 			}
 		}
+		// Mark the record before taking a permit, so that nothing but the
+		// call lies between the permit and Graph: the limit is on when calls
+		// arrive, and a KV round trip there would blur it.
+		if err := h.Ledger.MarkCalling(ctx, &p.claim); err != nil {
+			return p.handBack(ctx, time.Second, fmt.Errorf("mark idempotency record: %w", err))
+		}
 		waited, err := h.Limiter.Wait(ctx, p.job.TenantID)
 		if err != nil {
+			p.unmark(ctx)
 			return p.handBack(ctx, 0, fmt.Errorf("rate limit: %w", err))
 		}
 		h.Observer.RateLimited(p.job.TenantID, waited)
-		// Mark the record after the permit, however long the wait was: the
-		// mark is a compare-and-set at this claim's revision, so a worker
-		// whose lease lapsed meanwhile (NATS unreachable, a long pause)
-		// learns here that another took the key, and does not call.
-		if err := h.Ledger.MarkCalling(ctx, &p.claim); err != nil {
-			return p.handBack(ctx, time.Second, fmt.Errorf("mark idempotency record: %w", err))
+		// The lease must still be ours, as last confirmed by a write: if the
+		// keep-alive could not renew it during the wait (NATS unreachable),
+		// another worker may have taken the key. Renewing is a
+		// compare-and-set, so a lost key is found out here, before calling.
+		if time.Until(p.claim.HeldUntil()) < h.KeepAliveEvery {
+			if err := h.Ledger.Renew(ctx, &p.claim); err != nil {
+				return p.handBack(ctx, time.Second, fmt.Errorf("lease lapsed while waiting for the rate limit: %w", err))
+			}
 		}
 		p.res.Attempts++
 		resp, err := h.Graph.RecoverPasscode(ctx, target)
@@ -209,16 +218,15 @@ func (p *process) complete(ctx context.Context, st Status, why, deadLetter strin
 	if err == nil {
 		err = p.h.Ledger.Complete(ctx, &p.claim, string(st), blob)
 	}
-	if errors.Is(err, idempotency.ErrLost) {
-		// Another worker took the key over while this call ran (our lease
-		// lapsed): it may call Graph too, and either result may be the one
-		// stored for this job.
+	if err != nil && !out.Result.Uncertain {
+		// The key's record does not hold this outcome (another worker took
+		// the key over while the call ran, or NATS was unreachable): a
+		// later owner may call Graph again, and either result may be the
+		// one stored for this job.
 		out.Result.Uncertain = true
-		out.Result.UncertainReason = "another worker took the key over while this worker's call ran; the action may have run twice"
+		out.Result.UncertainReason = "the outcome could not be recorded for the idempotency key (" + truncate(err.Error(), 200) + "); another worker may act on the key again"
 	}
 	if err != nil {
-		// The job's own result still stands; a later job with this key will
-		// find the lease expired and treat the outcome as uncertain.
 		p.log.Warn().Err(err).Msg("could not store the outcome in the idempotency record")
 	}
 	return out

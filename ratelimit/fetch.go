@@ -80,6 +80,30 @@ func (l *Limiter) fetch(t *tenant) {
 	}
 }
 
+// validity is how long the permits of a grant made now stay usable:
+// Config.Validity, or three recent write round trips when the KV is slower
+// than that allows for, up to a tenth of the window. Unused permits are
+// discarded at the end of it, so a slow KV costs throughput, not the bound.
+func (l *Limiter) validity() time.Duration {
+	adaptive := min(3*time.Duration(l.writeRTT.Load()), l.cfg.Rate.Per/10)
+	return max(l.cfg.Validity, adaptive)
+}
+
+// noteWrite folds one write's latency into writeRTT: a slower write counts
+// at once, faster ones lower it by an eighth of the difference.
+func (l *Limiter) noteWrite(d time.Duration) {
+	for {
+		old := l.writeRTT.Load()
+		next := int64(d)
+		if next < old {
+			next = old - (old-next)/8
+		}
+		if l.writeRTT.CompareAndSwap(old, next) {
+			return
+		}
+	}
+}
+
 // spread is a random delay after the nth consecutive collision with other
 // writers: up to Validity/10 (at most 5ms), doubling with each collision.
 func (l *Limiter) spread(n int) time.Duration {
@@ -129,13 +153,15 @@ func (l *Limiter) reserve(t *tenant, want int) (reservation, error) {
 		return reservation{retryAt: freeAt(grants, l.cfg.Rate.N, l.window), rev: rev}, nil
 	}
 	n := min(want, free, l.cfg.Batch)
-	until := now.Add(l.cfg.Validity)
+	until := now.Add(l.validity())
 	grants = append(grants, grant{Until: untilMillis(until), N: n})
 	value, err := json.Marshal(windowLog{Rate: l.cfg.Rate.String(), Owner: l.cfg.Owner, At: now.UTC(), Grants: grants})
 	if err != nil {
 		return reservation{}, fmt.Errorf("ratelimit: encode window log: %w", err)
 	}
+	sent := time.Now()
 	next, err := l.write(l.ctx, t.key, value, rev)
+	l.noteWrite(time.Since(sent))
 	if err != nil {
 		return reservation{rev: rev}, err
 	}
@@ -144,7 +170,7 @@ func (l *Limiter) reserve(t *tenant, want int) (reservation, error) {
 	l.mu.Unlock()
 	l.stats.granted.Add(uint64(n))
 	if late := time.Since(until); late > 0 {
-		l.log.Warn().Str("tenant_id", t.id).Dur("late", late).Dur("validity", l.cfg.Validity).
+		l.log.Warn().Str("tenant_id", t.id).Dur("late", late).Dur("validity", until.Sub(now)).
 			Msg("rate limit grant arrived after its permits expired; raise Validity")
 	}
 	l.log.Debug().Str("tenant_id", t.id).Int("permits", n).Int("used", l.cfg.Rate.N-free+n).Msg("permits granted")

@@ -32,6 +32,10 @@ type Limiter struct {
 	watcher jetstream.KeyWatcher
 	wg      sync.WaitGroup // the bucket watch and the fetch goroutines
 	stats   counters
+	// writeRTT tracks recent window-log write latency (rising at once,
+	// decaying slowly), so that permits stay valid long enough to arrive
+	// when the KV is slow (a loaded host, a cluster election).
+	writeRTT atomic.Int64
 
 	mu        sync.Mutex
 	closed    bool
