@@ -27,7 +27,13 @@ func TestNATSOutage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(ns.Shutdown)
+	// Whichever server runs at the end stops after the workers have
+	// drained, as this cleanup is registered before theirs.
+	t.Cleanup(func() {
+		if ns != nil {
+			ns.Shutdown()
+		}
+	})
 	u, err := url.Parse(ns.URL())
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +57,6 @@ func TestNATSOutage(t *testing.T) {
 	if err != nil {
 		t.Fatalf("restart NATS on port %d: %v", port, err)
 	}
-	t.Cleanup(ns.Shutdown)
 	t.Logf("NATS was down for %s after %d Graph calls", outage, down)
 	r.settle(want, 120*time.Second)
 

@@ -45,6 +45,7 @@ type childSpec struct {
 	AttemptTimeout time.Duration
 	MaxAttempts    int
 	Name           string
+	HTTPAddr       string
 	// StatsFile, when set, receives a line of runtime figures every
 	// second (see soak_test.go).
 	StatsFile string
@@ -55,7 +56,7 @@ func specOf(cfg service.Config) childSpec {
 		NATSURL: cfg.NATS.URL, Replicas: cfg.Replicas, GraphURL: cfg.GraphURL,
 		AuthorityHost: cfg.Credential.AuthorityHost, Concurrency: cfg.Concurrency,
 		Lease: cfg.Lease, AckWait: cfg.AckWait, AttemptTimeout: cfg.AttemptTimeout,
-		MaxAttempts: cfg.MaxAttempts, Name: cfg.Name,
+		MaxAttempts: cfg.MaxAttempts, Name: cfg.Name, HTTPAddr: cfg.HTTPAddr,
 	}
 }
 
@@ -75,6 +76,7 @@ func (s childSpec) config() service.Config {
 		DrainTimeout:   15 * time.Second,
 		AckWait:        s.AckWait,
 		Name:           s.Name,
+		HTTPAddr:       s.HTTPAddr,
 		LogFormat:      "json",
 		LogLevel:       "info",
 	}
@@ -122,9 +124,11 @@ type proc struct {
 	exited chan struct{} // closed when the process has ended
 }
 
-// startProcess runs a real worker process configured like cfg.
+// startProcess runs a real worker process configured like cfg and returns
+// once it is ready.
 func (r *rig) startProcess(cfg service.Config, statsFile string) *proc {
 	r.t.Helper()
+	cfg.HTTPAddr = testsystem.FreeAddr(r.t)
 	caFile := filepath.Join(r.t.TempDir(), "ca.pem")
 	if err := os.WriteFile(caFile, r.gs.CACertPEM(), 0o600); err != nil {
 		r.t.Fatal(err)
@@ -145,6 +149,7 @@ func (r *rig) startProcess(cfg service.Config, statsFile string) *proc {
 	r.workers = append(r.workers, &workerLogs{name: cfg.Name, logs: logs})
 	p := &proc{name: cfg.Name, cmd: cmd, exited: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(p.exited) }()
+	defer waitReady(r.t, cfg.HTTPAddr)
 	r.t.Cleanup(func() {
 		p.kill()
 		// Under -race a worker process reports races on its output, and a

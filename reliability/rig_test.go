@@ -68,9 +68,8 @@ func newRig(t *testing.T, sim graphsim.Config, url string, replicas int) *rig {
 	r := &rig{t: t, gs: gs, url: url, replicas: replicas, nc: nc, js: js}
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	// The buckets too: two workers creating one R3 stream at the same
-	// moment can both time out (nats-io/nats.go#949), which would cost each
-	// fault test the worker's ten-second setup retry.
+	// The buckets too, for the same reason workers start one at a time
+	// (see waitReady).
 	buckets := []jetstream.KeyValueConfig{
 		idempotency.BucketConfig(r.names.KeysBucket(), time.Hour, replicas),
 		ratelimit.BucketConfig(r.names.LimitsBucket(), replicas),
@@ -129,15 +128,17 @@ func (r *rig) config(name string) service.Config {
 }
 
 // startWorker runs a worker in this process, on its own NATS connection,
-// until the test ends; a soft stop that fails (a drain that times out) fails
-// the test.
+// until the test ends, and returns once it is ready; a soft stop that fails
+// (a drain that times out) fails the test.
 func (r *rig) startWorker(cfg service.Config) {
 	r.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := &testsystem.Buffer{}
 	r.workers = append(r.workers, &workerLogs{name: cfg.Name, logs: logs})
+	cfg.HTTPAddr = testsystem.FreeAddr(r.t)
 	done := make(chan error, 1)
 	go func() { done <- service.Run(ctx, ctx, cfg, logs) }()
+	defer waitReady(r.t, cfg.HTTPAddr)
 	r.t.Cleanup(func() {
 		cancel()
 		select {
@@ -149,6 +150,15 @@ func (r *rig) startWorker(cfg service.Config) {
 			r.t.Errorf("worker %s did not stop", cfg.Name)
 		}
 	})
+}
+
+// waitReady waits until the worker serving addr answers /readyz with 200.
+// Workers are started one at a time: two setting up the same R3 stream at
+// once can both hang until their setup attempt times out
+// (nats-io/nats.go#949), leaving a fault test with one worker.
+func waitReady(t *testing.T, addr string) {
+	t.Helper()
+	testsystem.WaitReadyz(t, addr, 200, time.Minute)
 }
 
 // batch makes n jobs named prefix-i, each on its own device unless every
