@@ -76,6 +76,10 @@ type Config struct {
 	// LogLevel is debug, info, warn or error [RECOVER_LOG_LEVEL]. Defaults
 	// to info.
 	LogLevel string
+	// Pprof also serves Go's profiler under /debug/pprof/ on HTTPAddr
+	// [RECOVER_PPROF]. Off by default: profiles expose the process's
+	// memory, so turn it on only where HTTPAddr is not reachable by others.
+	Pprof bool
 }
 
 func (c *Config) defaults() {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -53,7 +54,7 @@ func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
 	health := worker.NewHealth(nc)
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg)
-	stopHTTP, err := serveHTTP(cfg.HTTPAddr, httpHandler(health, reg, m), log)
+	stopHTTP, err := serveHTTP(cfg.HTTPAddr, httpHandler(health, reg, m, cfg.Pprof), log)
 	if err != nil {
 		return err
 	}
@@ -181,13 +182,20 @@ func setUp(ctx context.Context, js jetstream.JetStream, cfg *Config, names queue
 	}
 }
 
-// httpHandler serves health and metrics; readiness is sampled into the
-// recoverpasscode_ready gauge at each scrape.
-func httpHandler(health *worker.Health, reg *prometheus.Registry, m *metrics.Metrics) http.Handler {
+// httpHandler serves health and metrics, and the profiler if asked;
+// readiness is sampled into the recoverpasscode_ready gauge at each scrape.
+func httpHandler(health *worker.Health, reg *prometheus.Registry, m *metrics.Metrics, profile bool) http.Handler {
 	m.OnScrape(func(context.Context) { m.Ready(len(health.Problems()) == 0) })
 	mux := http.NewServeMux()
 	mux.Handle("/", health.Handler())
 	mux.Handle("GET /metrics", m.Handler(reg))
+	if profile {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 

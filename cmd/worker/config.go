@@ -74,6 +74,7 @@ func parseConfig(args []string) (*config, error) {
 	s.StringVar(&c.Name, "name", "RECOVER_WORKER_NAME", defaultName(), "this worker's name in results, logs and leases")
 	s.StringVar(&c.LogFormat, "log-format", "RECOVER_LOG_FORMAT", "json", "json, or console for people")
 	s.StringVar(&c.LogLevel, "log-level", "RECOVER_LOG_LEVEL", "info", "debug, info, warn or error")
+	s.BoolVar(&c.Pprof, "pprof", "RECOVER_PPROF", false, "also serve Go's profiler under /debug/pprof/ on the HTTP address (keep that address private)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

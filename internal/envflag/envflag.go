@@ -84,6 +84,19 @@ func (s *Set) DurationVar(p *time.Duration, name, env string, def time.Duration,
 	s.FlagSet.DurationVar(p, name, def, usage(env, text))
 }
 
+// BoolVar defines a bool flag stored in p, defaulting to $env (true,
+// false, 1, 0 and the other forms strconv.ParseBool reads), else def.
+func (s *Set) BoolVar(p *bool, name, env string, def bool, text string) {
+	if v, ok := lookup(env); ok {
+		if b, err := strconv.ParseBool(v); err != nil {
+			s.bad(env, v, "true or false")
+		} else {
+			def = b
+		}
+	}
+	s.FlagSet.BoolVar(p, name, def, usage(env, text))
+}
+
 func (s *Set) bad(env, v, want string) {
 	s.errs = append(s.errs, fmt.Errorf("$%s=%q: want %s", env, v, want))
 }

@@ -42,3 +42,32 @@ func TestEnvironmentDefaultsAndFlagsOverride(t *testing.T) {
 		t.Fatalf("--help does not name the variable:\n%s", help.String())
 	}
 }
+
+func TestBoolFromEnvironment(t *testing.T) {
+	cases := []struct {
+		env     string
+		args    []string
+		want    bool
+		wantErr bool
+	}{
+		{env: "true", want: true},
+		{env: "0", want: false},
+		{env: "1", args: []string{"-b=false"}, want: false},
+		{env: "maybe", want: false, wantErr: true},
+	}
+	for _, c := range cases {
+		t.Run(c.env+strings.Join(c.args, ""), func(t *testing.T) {
+			t.Setenv("X_B", c.env)
+			fs := flag.NewFlagSet("t", flag.ContinueOnError)
+			s := New(fs)
+			var b bool
+			s.BoolVar(&b, "b", "X_B", false, "a switch")
+			if err := fs.Parse(c.args); err != nil {
+				t.Fatal(err)
+			}
+			if b != c.want || (s.Err() != nil) != c.wantErr {
+				t.Fatalf("b=%v err=%v, want b=%v and an error: %v", b, s.Err(), c.want, c.wantErr)
+			}
+		})
+	}
+}
