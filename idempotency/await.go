@@ -16,7 +16,8 @@ import (
 // Await does not poll. It watches the one key and acts on each change: a
 // completed record is returned as Done without another read; a deleted or
 // released record, or a lease that passes (by this worker's clock, see the
-// package documentation), makes it Claim for c's job. If that Claim finds
+// package documentation), makes it Claim for c's job (ClaimCalling, if that
+// is what returned c). If that Claim finds
 // the key Busy again, because another waiter won it, Await keeps waiting on
 // the new holder. Renewals by the holder only move the lease timer.
 //
@@ -75,7 +76,7 @@ func (s *Store) Await(ctx context.Context, key string, c Claim) (Claim, error) {
 		if !free {
 			continue
 		}
-		next, err := s.Claim(ctx, key, c.requester)
+		next, err := s.claim(ctx, key, c.requester, c.arm)
 		if err != nil {
 			return Claim{}, fmt.Errorf("idempotency: await: %w", err)
 		}

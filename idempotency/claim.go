@@ -83,8 +83,10 @@ type Claim struct {
 	// CompletedAt is when Complete wrote the outcome (Done only).
 	CompletedAt time.Time
 
-	// requester is the job that asked, so that Await can claim for it.
+	// requester is the job that asked, and arm whether it asked through
+	// ClaimCalling, so that Await can claim for it the same way.
 	requester string
+	arm       bool
 	// h is the lease of an acquired claim, nil otherwise.
 	h *hold
 }
@@ -109,7 +111,11 @@ type hold struct {
 	// closed is set once the claim completed or released the key; guarded
 	// by sem.
 	closed bool
-	lost   atomic.Bool
+	// armed says the record is marked calling, and its attempt counted, for
+	// a call not yet made (ClaimCalling before its first MarkCalling);
+	// inherited that an earlier owner had marked it. Guarded by sem.
+	armed, inherited bool
+	lost             atomic.Bool
 	// leaseUntil mirrors rec.LeaseUntil (UnixNano) for readers that must
 	// not wait for sem.
 	leaseUntil atomic.Int64

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/recoverpasscode/recoverpasscode/internal/timing"
 )
 
 // errFinished says the record is already done under this claim's token: an
@@ -31,8 +33,20 @@ func (s *Store) Renew(ctx context.Context, c *Claim) error {
 // the lease, then updates c.Attempts and c.LeaseUntil. Call Graph only after
 // it returned nil; on ErrLost another owner has the key and this worker must
 // not call. The Graph attempt's deadline should end well before the lease.
+//
+// After ClaimCalling, the first MarkCalling only takes up the mark the claim
+// wrote, with no round trip.
 func (s *Store) MarkCalling(ctx context.Context, c *Claim) error {
-	rec, err := s.write(ctx, c.h, func(r *record) {
+	rec, armed, err := s.takeArm(ctx, c.h)
+	if err != nil {
+		return fmt.Errorf("idempotency: mark calling: %w", err)
+	}
+	if armed {
+		c.LeaseUntil = rec.LeaseUntil
+		c.Attempts = rec.Attempts
+		return nil
+	}
+	rec, err = s.write(ctx, c.h, func(r *record) {
 		s.renewal(r)
 		r.Calling = true
 		r.Attempts++
@@ -53,6 +67,9 @@ func (s *Store) MarkCalling(ctx context.Context, c *Claim) error {
 // an earlier owner (c.PreviousCalling) stays set: that call's fate is
 // unknown.
 func (s *Store) MarkAnswered(ctx context.Context, c *Claim) error {
+	if _, _, err := s.takeArm(ctx, c.h); err != nil {
+		return fmt.Errorf("idempotency: mark answered: %w", err)
+	}
 	if c.PreviousCalling {
 		return nil
 	}
@@ -93,7 +110,8 @@ func (s *Store) Complete(ctx context.Context, c *Claim, status string, outcome [
 
 // Release gives an unfinished key back, for a job handed back to the queue
 // (NakWithDelay) or left alone because credentials are broken. If no Graph
-// call was marked, the record is deleted at its revision and the next Claim
+// call was marked (the mark of ClaimCalling counts only once MarkCalling
+// took it up), the record is deleted at its revision and the next Claim
 // starts afresh. If one was, the record stays and its lease ends at once, so
 // the next owner takes it over immediately and still sees PreviousCalling.
 // Waiters in Await wake up either way. It returns ErrLost when the key is no
@@ -118,11 +136,17 @@ func (s *Store) Release(ctx context.Context, c *Claim) error {
 }
 
 func (s *Store) release(ctx context.Context, h *hold) error {
+	// A mark ClaimCalling made for a call that never came is undone: alone,
+	// it does not make the record calling, and it counts no attempt.
+	unmade := h.armed
 	for range maxRounds {
-		if h.rec.Calling {
+		if h.rec.Calling && !(unmade && !h.inherited) {
 			_, err := s.modify(ctx, h, func(r *record) {
 				r.Released = true
 				r.LeaseUntil = time.Now().UTC()
+				if unmade {
+					r.Attempts--
+				}
 			})
 			if errors.Is(err, errFinished) {
 				return ErrNotHeld
@@ -149,14 +173,33 @@ func (s *Store) release(ctx context.Context, h *hold) error {
 	return fmt.Errorf("gave up after %d conflicting writes", maxRounds)
 }
 
+// takeArm consumes the mark ClaimCalling wrote, if it is still unused, and
+// returns the record as last written and whether there was one.
+func (s *Store) takeArm(ctx context.Context, h *hold) (record, bool, error) {
+	if h == nil {
+		return record{}, false, ErrNotHeld
+	}
+	if err := h.lock(ctx); err != nil {
+		return record{}, false, err
+	}
+	defer h.unlock()
+	if err := h.usable(); err != nil {
+		return record{}, false, err
+	}
+	armed := h.armed
+	h.armed = false
+	return h.rec, armed, nil
+}
+
 // KeepAlive renews the claim every interval (Config.Lease/3 when every is
-// zero) in a background goroutine, to hold the key through long waits such
-// as a rate-limit pause or a backoff. It stops when ctx ends, when the claim
-// is completed or released, or when a renewal finds the key lost; then
-// c.Lost reports true. Other renewal errors are logged and retried at the
-// next tick. The returned stop ends the goroutine and waits for it; it may
-// be called more than once. KeepAlive never writes c's exported fields, so
-// the caller may keep using c meanwhile.
+// zero) in the background, on a timer (no goroutine waits between
+// renewals), to hold the key through long waits such as a rate-limit pause
+// or a backoff. It stops when ctx ends, when the claim is completed or
+// released, or when a renewal finds the key lost; then c.Lost reports true.
+// Other renewal errors are logged and retried at the next tick. The
+// returned stop ends the renewals and waits for one in progress; it may be
+// called more than once. KeepAlive never writes c's exported fields, so the
+// caller may keep using c meanwhile.
 func (s *Store) KeepAlive(ctx context.Context, c *Claim, every time.Duration) (stop func()) {
 	if c.h == nil {
 		return func() {}
@@ -164,38 +207,25 @@ func (s *Store) KeepAlive(ctx context.Context, c *Claim, every time.Duration) (s
 	if every <= 0 {
 		every = s.lease / 3
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		s.keepAlive(ctx, c.h, every)
-	}()
-	return func() {
-		cancel()
-		<-done
-	}
+	return timing.Every(ctx, every, func(ctx context.Context) bool {
+		return s.keepAlive(ctx, c.h)
+	})
 }
 
-func (s *Store) keepAlive(ctx context.Context, h *hold, every time.Duration) {
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		// A renewal slower than the lease is useless; give up on it then.
-		rctx, cancel := context.WithTimeout(ctx, s.lease)
-		_, err := s.write(rctx, h, s.renewal, false)
-		cancel()
-		switch {
-		case err == nil:
-		case errors.Is(err, ErrLost), errors.Is(err, ErrNotHeld), ctx.Err() != nil:
-			return
-		default:
-			s.log.Warn().Err(err).Str("key", h.key).Msg("idempotency: renewing a lease failed; retrying")
-		}
+// keepAlive renews h's lease once and reports whether to go on.
+func (s *Store) keepAlive(ctx context.Context, h *hold) bool {
+	// A renewal slower than the lease is useless; give up on it then.
+	rctx, cancel := context.WithTimeout(ctx, s.lease)
+	_, err := s.write(rctx, h, s.renewal, false)
+	cancel()
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, ErrLost), errors.Is(err, ErrNotHeld), ctx.Err() != nil:
+		return false
+	default:
+		s.log.Warn().Err(err).Str("key", h.key).Msg("idempotency: renewing a lease failed; retrying")
+		return true
 	}
 }
 

@@ -4,7 +4,9 @@
 //
 // A record is claimed by one owner under a lease, marked "calling" just
 // before each Graph call, and finally completed with the job's outcome,
-// which later jobs with the same key are answered from. Every write is a
+// which later jobs with the same key are answered from. ClaimCalling claims
+// and marks in one write, for a caller that calls Graph right away: a job
+// then costs two writes, the claim and the outcome. Every write is a
 // compare-and-set on the key's revision (kv.Create, kv.Update, a delete at
 // a revision), so two workers can never both believe they own a key.
 //
@@ -127,6 +129,22 @@ var (
 // Claim makes one KeyValue write when the key is new. It returns promptly
 // when ctx is cancelled and is safe for concurrent use.
 func (s *Store) Claim(ctx context.Context, key, jobID string) (Claim, error) {
+	return s.claim(ctx, key, jobID, false)
+}
+
+// ClaimCalling is Claim for a caller about to call Graph: when it acquires
+// the key, the same write also marks the record calling, so the first
+// MarkCalling afterwards writes nothing. That saves one write per job; the
+// price is that a worker dying between ClaimCalling and its call looks to
+// the next owner like one that died during the call (PreviousCalling), as
+// with a death between MarkCalling and the call. Release and MarkAnswered
+// before the first MarkCalling undo the mark as if it had never been made.
+// A Busy claim from ClaimCalling keeps the mode through Await.
+func (s *Store) ClaimCalling(ctx context.Context, key, jobID string) (Claim, error) {
+	return s.claim(ctx, key, jobID, true)
+}
+
+func (s *Store) claim(ctx context.Context, key, jobID string, arm bool) (Claim, error) {
 	if err := ValidateKey(key); err != nil {
 		return Claim{}, err
 	}
@@ -136,7 +154,7 @@ func (s *Store) Claim(ctx context.Context, key, jobID string) (Claim, error) {
 		if err := ctx.Err(); err != nil {
 			return Claim{}, fmt.Errorf("idempotency: claim: %w", err)
 		}
-		c, err := s.claimRound(ctx, key, kvKey, jobID, tryCreate)
+		c, err := s.claimRound(ctx, key, kvKey, jobID, tryCreate, arm)
 		if errors.Is(err, errConflict) || errors.Is(err, errGone) {
 			s.conflicts.Add(1)
 			tryCreate = errors.Is(err, errGone)
@@ -151,12 +169,16 @@ func (s *Store) Claim(ctx context.Context, key, jobID string) (Claim, error) {
 }
 
 // claimRound makes one attempt: create the record, else read it and answer
-// from it or take it over.
-func (s *Store) claimRound(ctx context.Context, key, kvKey, jobID string, tryCreate bool) (Claim, error) {
+// from it or take it over. arm marks an acquired record calling.
+func (s *Store) claimRound(ctx context.Context, key, kvKey, jobID string, tryCreate, arm bool) (Claim, error) {
 	now := time.Now()
 	if tryCreate {
 		rec := s.newRecord(key, jobID, now)
-		c, err := s.create(ctx, kvKey, rec)
+		if arm {
+			rec.Calling = true
+			rec.Attempts = 1
+		}
+		c, err := s.create(ctx, kvKey, rec, arm)
 		if !isRevisionConflict(err) {
 			return c, err
 		}
@@ -175,9 +197,11 @@ func (s *Store) claimRound(ctx context.Context, key, kvKey, jobID string, tryCre
 		return doneClaim(cur, jobID), nil
 	}
 	if cur.live(time.Now()) {
-		return busyClaim(cur, jobID), nil
+		c := busyClaim(cur, jobID)
+		c.arm = arm
+		return c, nil
 	}
-	return s.takeOver(ctx, kvKey, rev, cur, jobID)
+	return s.takeOver(ctx, kvKey, rev, cur, jobID, arm)
 }
 
 func (s *Store) newRecord(key, jobID string, now time.Time) record {
@@ -188,7 +212,7 @@ func (s *Store) newRecord(key, jobID string, now time.Time) record {
 	}
 }
 
-func (s *Store) create(ctx context.Context, kvKey string, rec record) (Claim, error) {
+func (s *Store) create(ctx context.Context, kvKey string, rec record, armed bool) (Claim, error) {
 	data, err := encodeRecord(&rec)
 	if err != nil {
 		return Claim{}, err
@@ -198,16 +222,20 @@ func (s *Store) create(ctx context.Context, kvKey string, rec record) (Claim, er
 	if err != nil {
 		return Claim{}, err
 	}
-	return acquiredClaim(kvKey, rev, rec), nil
+	return acquiredClaim(kvKey, rev, rec, armed, false), nil
 }
 
 // takeOver replaces an expired or released claim with ours, keeping the
-// attempt count and the sticky calling flag.
-func (s *Store) takeOver(ctx context.Context, kvKey string, rev uint64, prev record, jobID string) (Claim, error) {
+// attempt count and the sticky calling flag; arm marks it calling too.
+func (s *Store) takeOver(ctx context.Context, kvKey string, rev uint64, prev record, jobID string, arm bool) (Claim, error) {
 	now := time.Now()
 	rec := s.newRecord(prev.Key, jobID, now)
 	rec.Attempts = prev.Attempts
 	rec.Calling = prev.Calling
+	if arm {
+		rec.Calling = true
+		rec.Attempts++
+	}
 	rec.Takeovers = prev.Takeovers + 1
 	data, err := encodeRecord(&rec)
 	if err != nil {
@@ -222,7 +250,7 @@ func (s *Store) takeOver(ctx context.Context, kvKey string, rev uint64, prev rec
 		return Claim{}, err
 	}
 	s.takeovers.Add(1)
-	c := acquiredClaim(kvKey, newRev, rec)
+	c := acquiredClaim(kvKey, newRev, rec, arm, prev.Calling)
 	c.TakenOver = true
 	c.PreviousOwner = prev.Owner
 	c.PreviousJobID = prev.JobID
@@ -251,11 +279,16 @@ func (s *Store) get(ctx context.Context, kvKey string) (record, uint64, error) {
 	return rec, e.Revision(), nil
 }
 
-func acquiredClaim(kvKey string, rev uint64, rec record) Claim {
+// acquiredClaim is the claim on a record just written as ours. armed says
+// the write marked it calling for a call not yet made; inherited that the
+// previous owner had marked it.
+func acquiredClaim(kvKey string, rev uint64, rec record, armed, inherited bool) Claim {
+	h := newHold(kvKey, rev, rec)
+	h.armed, h.inherited = armed, inherited
 	return Claim{
 		State: Acquired, Key: rec.Key, Owner: rec.Owner, JobID: rec.JobID,
 		LeaseUntil: rec.LeaseUntil, Attempts: rec.Attempts,
-		requester: rec.JobID, h: newHold(kvKey, rev, rec),
+		requester: rec.JobID, arm: armed, h: h,
 	}
 }
 

@@ -34,7 +34,7 @@ type Limiter interface {
 // Ledger keeps the idempotency record of each key. *idempotency.Store
 // implements it.
 type Ledger interface {
-	Claim(ctx context.Context, key, jobID string) (idempotency.Claim, error)
+	ClaimCalling(ctx context.Context, key, jobID string) (idempotency.Claim, error)
 	Await(ctx context.Context, key string, c idempotency.Claim) (idempotency.Claim, error)
 	MarkCalling(ctx context.Context, c *idempotency.Claim) error
 	Renew(ctx context.Context, c *idempotency.Claim) error

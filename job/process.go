@@ -13,6 +13,7 @@ import (
 
 	"github.com/recoverpasscode/recoverpasscode/graph"
 	"github.com/recoverpasscode/recoverpasscode/idempotency"
+	"github.com/recoverpasscode/recoverpasscode/internal/timing"
 )
 
 // process carries one valid job through its idempotency record and its
@@ -29,7 +30,10 @@ type process struct {
 func (p *process) run(ctx context.Context) Outcome {
 	h := p.h
 	key := LedgerKey(p.job)
-	claim, err := h.Ledger.Claim(ctx, key, p.job.ID)
+	// The key is claimed to call Graph right away: the claim marks the
+	// record calling in the same write, and the first MarkCalling below
+	// takes that mark up without a round trip.
+	claim, err := h.Ledger.ClaimCalling(ctx, key, p.job.ID)
 	if err != nil {
 		return p.handBack(ctx, time.Second, fmt.Errorf("claim idempotency key: %w", err))
 	}
@@ -165,7 +169,7 @@ func (p *process) attempts(ctx context.Context) Outcome {
 		if delay > h.MaxInlineWait {
 			return p.handBack(ctx, delay, err)
 		}
-		if !sleep(ctx, delay) {
+		if !timing.Sleep(ctx, delay) {
 			return p.handBack(ctx, 0, ctx.Err())
 		}
 	}
@@ -264,33 +268,10 @@ func (p *process) keepDeliveryAlive(ctx context.Context) (stop func()) {
 	if p.d.InProgress == nil {
 		return func() {}
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(p.h.KeepAliveEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				p.d.InProgress()
-			}
-		}
-	}()
-	return func() { cancel(); <-done }
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
+	return timing.Every(ctx, p.h.KeepAliveEvery, func(context.Context) bool {
+		p.d.InProgress()
 		return true
-	}
+	})
 }
 
 func jitter(d time.Duration) time.Duration {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/recoverpasscode/recoverpasscode/internal/timing"
 )
 
 // pauseValue is the value at a pause key.
@@ -77,8 +79,8 @@ func (l *Limiter) Pause(ctx context.Context, tenantID string, until time.Time) e
 		if errors.Is(err, errConflict) {
 			conflicts++
 			l.stats.conflicts.Add(1)
-			if err := sleep(ctx, l.spread(conflicts)); err != nil {
-				return err
+			if !timing.Sleep(ctx, l.spread(conflicts)) {
+				return ctx.Err()
 			}
 			continue
 		}
@@ -130,16 +132,4 @@ func decodePause(b []byte) (pauseValue, error) {
 		return pauseValue{}, fmt.Errorf("decode pause: %w", err)
 	}
 	return v, nil
-}
-
-// sleep waits for d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/recoverpasscode/recoverpasscode/internal/timing"
 	"github.com/recoverpasscode/recoverpasscode/job"
 	"github.com/recoverpasscode/recoverpasscode/queue"
 )
@@ -155,7 +156,7 @@ func (w *Worker) fetch(ctx, jobCtx context.Context, sem chan struct{}, n int) in
 	if err != nil {
 		if ctx.Err() == nil {
 			w.log.Warn().Err(err).Msg("pull from the jobs consumer failed")
-			sleepCtx(ctx, time.Second)
+			timing.Sleep(ctx, time.Second)
 		}
 		return 0
 	}
@@ -187,14 +188,5 @@ func (w *Worker) drain(cancelJobs context.CancelFunc) error {
 		cancelJobs()
 		<-done
 		return fmt.Errorf("worker: drain timed out after %s", w.cfg.DrainTimeout)
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
 	}
 }
