@@ -99,14 +99,14 @@ func (b *bench) measure(ctx context.Context) (*report, error) {
 	started := time.Now()
 
 	b.logf("raw JetStream ceiling: %d jobs, 1 bare consumer process, %d in flight", cfg.Jobs, cfg.Concurrency)
-	raw, err := b.throughput(ctx, b.rawFleet(), cfg.Jobs)
+	raw, err := b.throughput(ctx, b.rawFleet(), cfg.Jobs, cfg.ProfileDir != "")
 	if err != nil {
 		return nil, fmt.Errorf("raw ceiling: %w", err)
 	}
 	rep.raw = raw
 	for _, n := range cfg.Processes {
 		b.logf("worker throughput: %d jobs, %d worker process(es), unlimited, Graph at 0 ms", cfg.Jobs, n)
-		run, err := b.throughput(ctx, b.workerFleet(n, "unlimited"), cfg.Jobs)
+		run, err := b.throughput(ctx, b.workerFleet(n, "unlimited"), cfg.Jobs, cfg.ProfileDir != "")
 		if err != nil {
 			return nil, fmt.Errorf("%d worker(s): %w", n, err)
 		}
@@ -136,7 +136,7 @@ func (b *bench) measure(ctx context.Context) (*report, error) {
 
 	for _, n := range cfg.Backlogs {
 		b.logf("peak RSS: %d jobs queued before 1 worker starts", n)
-		run, err := b.throughput(ctx, b.workerFleet(1, "unlimited"), n)
+		run, err := b.throughput(ctx, b.workerFleet(1, "unlimited"), n, false)
 		if err != nil {
 			return nil, fmt.Errorf("backlog %d: %w", n, err)
 		}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -41,6 +42,7 @@ func testWorkerMain() int {
 		Name:      os.Getenv("RECOVER_WORKER_NAME"),
 		LogLevel:  os.Getenv("RECOVER_LOG_LEVEL"),
 		LogFormat: os.Getenv("RECOVER_LOG_FORMAT"),
+		Pprof:     os.Getenv("RECOVER_PPROF") == "true",
 	}
 	cfg.NATS.URL = os.Getenv("NATS_URL")
 	cfg.Credential.TenantID = os.Getenv("AZURE_TENANT_ID")
@@ -87,6 +89,8 @@ func TestTinyRun(t *testing.T) {
 		RateWorkers:    2,
 		Backlogs:       []int{50, 100},
 		Dir:            t.TempDir(),
+		ProfileDir:     t.TempDir(),
+		ProfileTime:    time.Second,
 		workerCommand:  self(roleTestWorker),
 		selfCommand:    self(roleRawConsumer),
 	}
@@ -105,6 +109,11 @@ func TestTinyRun(t *testing.T) {
 	} {
 		if !strings.Contains(table, want) {
 			t.Errorf("the table has no row %q", want)
+		}
+	}
+	for _, name := range []string{"raw-raw-1", "raw-nats-and-graph", "worker-1p-worker-1", "worker-2p-worker-2", "worker-2p-nats-and-graph"} {
+		if fi, err := os.Stat(filepath.Join(cfg.ProfileDir, name+".pprof")); err != nil || fi.Size() == 0 {
+			t.Errorf("profile %s: %v", name, err)
 		}
 	}
 }

@@ -55,6 +55,12 @@ type config struct {
 	WorkerBin string
 	// Dir holds the run's temporary files. Defaults to the system's.
 	Dir string
+	// ProfileDir, when set, receives CPU profiles of every unlimited
+	// throughput run: each child process's and this process's.
+	ProfileDir string
+	// ProfileTime is how long each profile covers from the moment the
+	// fleet is ready. Defaults to 2s.
+	ProfileTime time.Duration
 
 	// workerCommand, when set, replaces WorkerBin: it returns the command
 	// of one worker process, configured by the environment the run adds.
@@ -78,6 +84,7 @@ func fullConfig() config {
 		Backlogs:         []int{10000, 100000},
 		HandlerBench:     true,
 		HandlerBenchtime: "2000x",
+		ProfileTime:      2 * time.Second,
 	}
 }
 
@@ -125,6 +132,8 @@ func parseConfig(args []string, usageOut io.Writer) (config, error) {
 	benchtime := fs.String("handler-benchtime", full.HandlerBenchtime, "-benchtime of the handler benchmark (quick: 300x)")
 	workerBin := fs.String("worker-bin", "", "a built cmd/worker (default: build one)")
 	dir := fs.String("dir", "", "directory for temporary files (default: the system's)")
+	profileDir := fs.String("profile", "", "directory to write CPU profiles of the unlimited throughput runs into (workers run with RECOVER_PPROF)")
+	profileTime := fs.Duration("profile-time", full.ProfileTime, "how long each CPU profile covers, from the moment the fleet is ready")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
@@ -165,6 +174,10 @@ func parseConfig(args []string, usageOut io.Writer) (config, error) {
 			cfg.WorkerBin = *workerBin
 		case "dir":
 			cfg.Dir = *dir
+		case "profile":
+			cfg.ProfileDir = *profileDir
+		case "profile-time":
+			cfg.ProfileTime = *profileTime
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("--%s: %w", f.Name, err))
@@ -187,6 +200,9 @@ func (c config) validate() error {
 	}
 	if c.RateTime < 0 || c.RateLatency < 0 {
 		errs = append(errs, errors.New("--rate-time and --rate-latency: want no negative duration"))
+	}
+	if c.ProfileDir != "" && c.ProfileTime < time.Second {
+		errs = append(errs, errors.New("--profile-time: want at least 1s"))
 	}
 	for _, r := range c.Rates {
 		if r.Unlimited() {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strconv"
@@ -132,14 +133,20 @@ func rawResult(id string) job.Result {
 	}
 }
 
-// serveReady answers 200 on /readyz at addr until stopped.
+// serveReady answers 200 on /readyz at addr until stopped, and serves the
+// CPU profiler when RECOVER_PPROF is true.
 func serveReady(addr string) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("RECOVER_HTTP_ADDR: %w", err)
 	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /readyz", func(http.ResponseWriter, *http.Request) {})
+	if os.Getenv("RECOVER_PPROF") == "true" {
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	}
 	srv := &http.Server{
-		Handler:           http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}),
+		Handler:           mux,
 		ReadHeaderTimeout: time.Second,
 	}
 	go func() { _ = srv.Serve(ln) }()

@@ -31,6 +31,7 @@ func (b *bench) rawFleet() fleetSpec {
 				"NATS_URL=" + s.ns.URL(),
 				"RECOVER_CONCURRENCY=" + fmt.Sprint(b.cfg.Concurrency),
 				"RECOVER_HTTP_ADDR=" + httpAddr,
+				"RECOVER_PPROF=" + fmt.Sprint(b.cfg.ProfileDir != ""),
 			}
 		},
 	}
@@ -43,7 +44,11 @@ func (b *bench) workerFleet(n int, rate string) fleetSpec {
 		n:    n,
 		cmd:  b.workerCmd,
 		env: func(s *stack, name, httpAddr string) []string {
-			return s.workerEnv(name, rate, b.cfg.Concurrency, httpAddr)
+			env := s.workerEnv(name, rate, b.cfg.Concurrency, httpAddr)
+			if b.cfg.ProfileDir != "" {
+				env = append(env, "RECOVER_PPROF=true")
+			}
+			return env
 		},
 		graph: true,
 	}
@@ -54,6 +59,14 @@ func (b *bench) start(ctx context.Context, s *stack, spec fleetSpec) (*fleet, er
 	return startFleet(ctx, s.dir, spec.name, spec.n, spec.cmd, func(name, addr string) []string {
 		return spec.env(s, name, addr)
 	})
+}
+
+// label names a run's files: "raw", "worker-1p", "worker-3p".
+func (spec fleetSpec) label() string {
+	if spec.name == "raw" {
+		return spec.name
+	}
+	return fmt.Sprintf("%s-%dp", spec.name, spec.n)
 }
 
 // throughputRun is what one unlimited run measured.
@@ -70,8 +83,9 @@ type throughputRun struct {
 }
 
 // throughput queues jobs, starts the fleet, and times the results
-// stream filling up. The Graph double answers at once with no limit.
-func (b *bench) throughput(ctx context.Context, spec fleetSpec, jobs int) (throughputRun, error) {
+// stream filling up. The Graph double answers at once with no limit. With
+// profile, it also captures CPU profiles (see startProfiles).
+func (b *bench) throughput(ctx context.Context, spec fleetSpec, jobs int, profile bool) (throughputRun, error) {
 	run := throughputRun{processes: spec.n, jobs: jobs}
 	s, err := startStack(ctx, b.dir, graphsim.Config{Limit: -1})
 	if err != nil {
@@ -86,6 +100,12 @@ func (b *bench) throughput(ctx context.Context, spec fleetSpec, jobs int) (throu
 		return run, err
 	}
 	defer f.stop()
+	var prof *profiles
+	if profile {
+		if prof, err = b.startProfiles(ctx, f, spec.label()); err != nil {
+			return run, err
+		}
+	}
 	wctx, cancel := context.WithTimeout(ctx, max(2*time.Minute, time.Duration(jobs)*20*time.Millisecond))
 	defer cancel()
 	cpu0, err := f.cpuTime()
@@ -108,6 +128,11 @@ func (b *bench) throughput(ctx context.Context, spec fleetSpec, jobs int) (throu
 	}
 	if run.peakRSS, err = f.peakRSS(); err != nil {
 		return run, err
+	}
+	if prof != nil {
+		if err := prof.wait(); err != nil {
+			return run, err
+		}
 	}
 	f.stop()
 	if err := f.check(); err != nil {
