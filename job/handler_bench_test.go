@@ -131,7 +131,7 @@ type benchServers struct {
 // newBenchHandler wires a Handler as service.Run does, at the worker's
 // production log level (info, so per-attempt debug lines cost nothing).
 // The streams and buckets are those the worker sets up.
-func newBenchHandler(b *testing.B, srv benchServers) (*job.Handler, *idempotency.Store) {
+func newBenchHandler(b testing.TB, srv benchServers) (*job.Handler, *idempotency.Store) {
 	ctx := b.Context()
 	nc, err := nats.Connect(srv.NATS)
 	if err != nil {

@@ -220,7 +220,7 @@ func (p *process) complete(ctx context.Context, st Status, why, deadLetter strin
 	out := p.h.finish(p.res, st, why, Ack, deadLetter)
 	blob, err := json.Marshal(out.Result)
 	if err == nil {
-		err = p.h.Ledger.Complete(ctx, &p.claim, string(st), blob)
+		err = p.record(ctx, string(st), blob)
 	}
 	if err != nil && !out.Result.Uncertain {
 		// The key's record does not hold this outcome (another worker took
@@ -234,6 +234,29 @@ func (p *process) complete(ctx context.Context, st Status, why, deadLetter strin
 		p.log.Warn().Err(err).Msg("could not store the outcome in the idempotency record")
 	}
 	return out
+}
+
+// record stores the outcome in the key's record. Graph has acted, so
+// giving up here lets another worker act on the key again: a failed write
+// is retried with backoff (250ms doubling to 2s) while the lease, as last
+// confirmed, holds and for at most MaxInlineWait, and the job's own
+// cancellation (a drain that timed out) does not stop it.
+func (p *process) record(ctx context.Context, status string, blob []byte) error {
+	ctx = context.WithoutCancel(ctx)
+	err := p.h.Ledger.Complete(ctx, &p.claim, status, blob)
+	deadline := time.Now().Add(p.h.MaxInlineWait)
+	if held := p.claim.HeldUntil(); held.Before(deadline) {
+		deadline = held
+	}
+	for delay := 250 * time.Millisecond; err != nil; delay = min(2*delay, 2*time.Second) {
+		if errors.Is(err, idempotency.ErrLost) || errors.Is(err, idempotency.ErrNotHeld) || time.Until(deadline) < delay {
+			return err
+		}
+		p.log.Info().Err(err).Dur("retry_in", delay).Msg("could not store the outcome in the idempotency record yet; retrying")
+		timing.Sleep(ctx, delay)
+		err = p.h.Ledger.Complete(ctx, &p.claim, status, blob)
+	}
+	return nil
 }
 
 // handBack gives the job back for redelivery after delay, releasing the key.
