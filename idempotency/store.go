@@ -28,9 +28,11 @@ package idempotency
 
 import (
 	"context"
-	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"strconv"
 	"sync/atomic"
@@ -207,9 +209,19 @@ func (s *Store) claimRound(ctx context.Context, key, kvKey, jobID string, tryCre
 func (s *Store) newRecord(key, jobID string, now time.Time) record {
 	return record{
 		Version: recordVersion, Key: key, Phase: phaseClaimed,
-		Owner: s.owner, JobID: jobID, Token: rand.Text(),
+		Owner: s.owner, JobID: jobID, Token: newToken(),
 		LeaseUntil: now.Add(s.lease).UTC(), ClaimedAt: now.UTC(),
 	}
+}
+
+// newToken returns 128 random bits as hex: unique per acquisition across
+// the fleet, which is all a token must be (it guards nothing secret), from
+// the runtime's generator, seeded by the OS, without a system call.
+func newToken() string {
+	var b [16]byte
+	binary.LittleEndian.PutUint64(b[:8], rand.Uint64())
+	binary.LittleEndian.PutUint64(b[8:], rand.Uint64())
+	return hex.EncodeToString(b[:])
 }
 
 func (s *Store) create(ctx context.Context, kvKey string, rec record, armed bool) (Claim, error) {

@@ -24,28 +24,60 @@ func Sleep(ctx context.Context, d time.Duration) bool {
 }
 
 // Every runs f every interval, starting one interval from now, until f
-// returns false, ctx ends, or stop is called. No goroutine exists between
-// runs: a job that is done before the first interval costs one timer. f
-// receives a context that ends when stop is called or ctx ends. stop waits
-// for a run in progress to return and may be called more than once; after
-// it returns, f does not run again.
+// returns false, ctx ends, or stop is called. Nothing but a timer exists
+// between runs: a job that is done before the first interval costs one
+// timer and no goroutine. f receives a context that ends when stop is
+// called or ctx ends. stop waits for a run in progress to return and may be
+// called more than once; after it returns, f does not run again.
 func Every(ctx context.Context, interval time.Duration, f func(context.Context) bool) (stop func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	var mu sync.Mutex // held while f runs, and while t is set or stopped
-	var t *time.Timer
-	mu.Lock()
-	t = time.AfterFunc(interval, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if ctx.Err() == nil && f(ctx) && ctx.Err() == nil {
-			t.Reset(interval)
+	e := &every{}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.t = time.AfterFunc(interval, func() {
+		e.mu.Lock()
+		if e.stopped || ctx.Err() != nil {
+			e.mu.Unlock()
+			return
 		}
-	})
-	mu.Unlock()
-	return func() {
+		// The run's own context exists only while it runs: most callers
+		// stop before the first interval, and a cancellable child of a
+		// busy parent context costs a lock on the parent.
+		runCtx, cancel := context.WithCancel(ctx)
+		e.cancel, e.running = cancel, make(chan struct{})
+		e.mu.Unlock()
+
+		again := f(runCtx)
+
+		e.mu.Lock()
 		cancel()
-		mu.Lock()
-		t.Stop()
-		mu.Unlock()
+		close(e.running)
+		e.cancel, e.running = nil, nil
+		if again && !e.stopped && ctx.Err() == nil {
+			e.t.Reset(interval)
+		}
+		e.mu.Unlock()
+	})
+	return e.stop
+}
+
+// every is the state of one Every.
+type every struct {
+	mu      sync.Mutex
+	t       *time.Timer
+	stopped bool
+	// cancel and running belong to the run in progress, if any.
+	cancel  context.CancelFunc
+	running chan struct{}
+}
+
+func (e *every) stop() {
+	e.mu.Lock()
+	e.stopped = true
+	e.t.Stop()
+	cancel, running := e.cancel, e.running
+	e.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-running
 	}
 }
