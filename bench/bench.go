@@ -104,6 +104,10 @@ func (b *bench) measure(ctx context.Context) (*report, error) {
 		return nil, fmt.Errorf("raw ceiling: %w", err)
 	}
 	rep.raw = raw
+	b.logf("floor: %d jobs, 1 bare consumer doing the worker's I/O per job (claim, Graph, outcome, result, 2 audit events, ack)", cfg.Jobs)
+	if rep.floor, err = b.throughput(ctx, b.floorFleet(), cfg.Jobs, cfg.ProfileDir != ""); err != nil {
+		return nil, fmt.Errorf("floor: %w", err)
+	}
 	for _, n := range cfg.Processes {
 		b.logf("worker throughput: %d jobs, %d worker process(es), unlimited, Graph at 0 ms", cfg.Jobs, n)
 		run, err := b.throughput(ctx, b.workerFleet(n, "unlimited"), cfg.Jobs, cfg.ProfileDir != "")

@@ -104,14 +104,14 @@ func TestTinyRun(t *testing.T) {
 	table := out.String()
 	t.Log("\n" + table)
 	for _, want := range []string{
-		"raw JetStream ceiling", "worker, 1 process(es)", "worker, 2 process(es)",
+		"raw JetStream ceiling", "floor: bare consumer", "worker, 1 process(es)", "worker, 2 process(es)",
 		"single job at idle", "rate-limited 5/500ms", "with 50 jobs queued", "with 100 jobs queued",
 	} {
 		if !strings.Contains(table, want) {
 			t.Errorf("the table has no row %q", want)
 		}
 	}
-	for _, name := range []string{"raw-raw-1", "raw-nats-and-graph", "worker-1p-worker-1", "worker-2p-worker-2", "worker-2p-nats-and-graph"} {
+	for _, name := range []string{"raw-raw-1", "raw-nats-and-graph", "floor-floor-1", "worker-1p-worker-1", "worker-2p-worker-2", "worker-2p-nats-and-graph"} {
 		if fi, err := os.Stat(filepath.Join(cfg.ProfileDir, name+".pprof")); err != nil || fi.Size() == 0 {
 			t.Errorf("profile %s: %v", name, err)
 		}

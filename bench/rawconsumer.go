@@ -23,10 +23,13 @@ import (
 )
 
 // roleEnv names the role a child process of the run plays; the raw
-// consumer is this program started again with roleEnv=roleRawConsumer.
+// consumer is this program started again with roleEnv=roleRawConsumer, and
+// it does the floor's work instead when consumerEnv=consumerFloor.
 const (
 	roleEnv         = "BENCH_ROLE"
 	roleRawConsumer = "raw-consumer"
+	consumerEnv     = "BENCH_CONSUMER"
+	consumerFloor   = "floor"
 )
 
 // rawConsumerMain is the raw JetStream ceiling: it consumes jobs from the
@@ -60,6 +63,14 @@ func consumeRaw(ctx context.Context) error {
 		return err
 	}
 	names := queue.Names{}
+	answer := func(msg jetstream.Msg) error { return answerRaw(js, names, msg) }
+	if os.Getenv(consumerEnv) == consumerFloor {
+		f, err := newFloor(ctx, js, names)
+		if err != nil {
+			return err
+		}
+		answer = f.answer
+	}
 	cons, err := js.Consumer(ctx, names.JobsStream(), queue.ConsumerName)
 	if err != nil {
 		return fmt.Errorf("jobs consumer: %w", err)
@@ -91,7 +102,7 @@ func consumeRaw(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if err := answerRaw(js, names, msg); err != nil {
+			if err := answer(msg); err != nil {
 				fmt.Fprintf(os.Stderr, "{\"level\":\"error\",\"message\":%q}\n", err.Error())
 			}
 		}()

@@ -15,8 +15,10 @@ import (
 
 	"github.com/recoverpasscode/recoverpasscode/devserver"
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
+	"github.com/recoverpasscode/recoverpasscode/idempotency"
 	"github.com/recoverpasscode/recoverpasscode/job"
 	"github.com/recoverpasscode/recoverpasscode/queue"
+	"github.com/recoverpasscode/recoverpasscode/ratelimit"
 )
 
 // The directory of every stack: one tenant, one app registration.
@@ -76,7 +78,11 @@ func startStack(ctx context.Context, root string, sim graphsim.Config) (_ *stack
 	}
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := (queue.Setup{Names: s.names}).Ensure(sctx, s.js); err != nil {
+	// The buckets too, as the worker configures them by default: the floor
+	// consumer writes idempotency records but sets nothing up.
+	if _, err := (queue.Setup{Names: s.names}).Ensure(sctx, s.js,
+		idempotency.BucketConfig(s.names.KeysBucket(), idempotency.DefaultTTL, 1),
+		ratelimit.BucketConfig(s.names.LimitsBucket(), 1)); err != nil {
 		return nil, err
 	}
 	if s.results, err = s.js.Stream(sctx, s.names.ResultsStream()); err != nil {

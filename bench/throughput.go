@@ -37,6 +37,23 @@ func (b *bench) rawFleet() fleetSpec {
 	}
 }
 
+// floorFleet is the raw consumer doing the worker's mandatory I/O per job
+// (see floor), configured like a worker.
+func (b *bench) floorFleet() fleetSpec {
+	return fleetSpec{
+		name: "floor",
+		n:    1,
+		cmd:  b.selfCmd,
+		env: func(s *stack, name, httpAddr string) []string {
+			return append(s.workerEnv(name, "unlimited", b.cfg.Concurrency, httpAddr),
+				roleEnv+"="+roleRawConsumer,
+				consumerEnv+"="+consumerFloor,
+				"RECOVER_PPROF="+fmt.Sprint(b.cfg.ProfileDir != ""))
+		},
+		graph: true,
+	}
+}
+
 // workerFleet is n worker processes sharing the limit rate.
 func (b *bench) workerFleet(n int, rate string) fleetSpec {
 	return fleetSpec{
@@ -61,9 +78,9 @@ func (b *bench) start(ctx context.Context, s *stack, spec fleetSpec) (*fleet, er
 	})
 }
 
-// label names a run's files: "raw", "worker-1p", "worker-3p".
+// label names a run's files: "raw", "floor", "worker-1p", "worker-3p".
 func (spec fleetSpec) label() string {
-	if spec.name == "raw" {
+	if spec.name == "raw" || spec.name == "floor" {
 		return spec.name
 	}
 	return fmt.Sprintf("%s-%dp", spec.name, spec.n)

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/recoverpasscode/recoverpasscode/graph"
+	"github.com/recoverpasscode/recoverpasscode/idempotency"
+	"github.com/recoverpasscode/recoverpasscode/job"
+	"github.com/recoverpasscode/recoverpasscode/queue"
+)
+
+// floor is the I/O the contract requires of each job, done by a bare
+// consumer with none of the worker's logic: the raw ceiling shows what
+// JetStream costs one stored result, the floor what the worker's mandatory
+// work costs, and so how much of the gap between the worker and the raw
+// ceiling is the worker's own. Per job it makes the same round trips and
+// stores the same messages as the worker on its happy path: the
+// idempotency record created (marked calling), the Graph call with an MSAL
+// token over TLS, the record updated with the outcome, the result stored,
+// two audit events (the call, the decision) published asynchronously, the
+// job acked.
+type floor struct {
+	js    jetstream.JetStream
+	names queue.Names
+	kv    jetstream.KeyValue
+	graph *graph.Client
+}
+
+// newFloor connects to what the worker environment names: the keys bucket,
+// and Graph through AZURE_* and GRAPH_BASE_URL.
+func newFloor(ctx context.Context, js jetstream.JetStream, names queue.Names) (*floor, error) {
+	kv, err := js.KeyValue(ctx, names.KeysBucket())
+	if err != nil {
+		return nil, fmt.Errorf("floor: keys bucket: %w", err)
+	}
+	base := os.Getenv("GRAPH_BASE_URL")
+	cred, err := graph.NewCredential(graph.CredentialConfig{
+		TenantID: os.Getenv("AZURE_TENANT_ID"), ClientID: os.Getenv("AZURE_CLIENT_ID"),
+		ClientSecret: os.Getenv("AZURE_CLIENT_SECRET"), AuthorityHost: os.Getenv("AZURE_AUTHORITY_HOST"),
+		GraphBaseURL: base,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("floor: %w", err)
+	}
+	client, err := graph.New(graph.Config{BaseURL: base, Credential: cred})
+	if err != nil {
+		return nil, fmt.Errorf("floor: %w", err)
+	}
+	return &floor{js: js, names: names, kv: kv, graph: client}, nil
+}
+
+// floorRecord is an idempotency record of about the worker's size.
+type floorRecord struct {
+	Key        string          `json:"key"`
+	Phase      string          `json:"phase"`
+	Owner      string          `json:"owner"`
+	JobID      string          `json:"jobId"`
+	Token      string          `json:"token"`
+	LeaseUntil time.Time       `json:"leaseUntil"`
+	Attempts   int             `json:"attempts"`
+	Calling    bool            `json:"calling"`
+	ClaimedAt  time.Time       `json:"claimedAt"`
+	Outcome    json.RawMessage `json:"outcome,omitempty"`
+}
+
+func (f *floor) answer(msg jetstream.Msg) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var j job.Job
+	if err := json.Unmarshal(msg.Data(), &j); err != nil {
+		return fmt.Errorf("floor: %w", err)
+	}
+	key := benchTenant + "/" + j.ID
+	now := time.Now()
+	rec := floorRecord{
+		Key: key, Phase: "claimed", Owner: "bench-floor", JobID: j.ID, Token: strings.Repeat("t", 32),
+		LeaseUntil: now.Add(30 * time.Second), Attempts: 1, Calling: true, ClaimedAt: now,
+	}
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	kvKey := idempotency.KVKey(key)
+	rev, err := f.kv.Create(ctx, kvKey, data)
+	if err != nil {
+		return fmt.Errorf("floor: claim: %w", err)
+	}
+	resp, err := f.graph.RecoverPasscode(ctx, graph.Target{TenantID: benchTenant, ManagedDeviceID: j.ManagedDeviceID})
+	if err != nil {
+		return fmt.Errorf("floor: graph: %w", err)
+	}
+	res := rawResult(j.ID)
+	res.ManagedDeviceID = j.ManagedDeviceID
+	res.Graph = &job.GraphOutcome{Status: resp.Status, RequestID: resp.RequestID, ClientRequestID: resp.ClientRequestID}
+	result, err := json.Marshal(res)
+	if err != nil {
+		return err
+	}
+	rec.Phase, rec.Outcome = "done", result
+	if data, err = json.Marshal(rec); err != nil {
+		return err
+	}
+	if _, err := f.kv.Update(ctx, kvKey, data, rev); err != nil {
+		return fmt.Errorf("floor: complete: %w", err)
+	}
+	m := nats.NewMsg(f.names.Result(source, j.ID))
+	m.Data = result
+	m.Header.Set(jetstream.MsgIDHeader, j.ID+"/result")
+	if _, err := f.js.PublishMsg(ctx, m); err != nil {
+		return fmt.Errorf("floor: store result: %w", err)
+	}
+	for _, kind := range []string{job.KindGraphCall, job.KindDecision} {
+		e, err := json.Marshal(job.NewAuditEvent(kind, &res, now))
+		if err != nil {
+			return err
+		}
+		a := nats.NewMsg(f.names.Audit(source))
+		a.Data = e
+		a.Header.Set(jetstream.MsgIDHeader, j.ID+"/"+kind)
+		if _, err := f.js.PublishMsgAsync(a); err != nil {
+			return fmt.Errorf("floor: audit: %w", err)
+		}
+	}
+	return msg.Ack()
+}
