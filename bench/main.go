@@ -3,7 +3,11 @@
 // something on any machine:
 //
 //  1. the raw JetStream ceiling: a bare pull consumer that publishes a
-//     result and acks each job, with no worker logic;
+//     result and acks each job, with no worker logic; and the floor: the
+//     same consumer doing the I/O the contract requires of each job (the
+//     idempotency record created and completed, the Graph call, the result,
+//     two audit events, the ack), which says how much of the worker's
+//     distance to the ceiling is its own;
 //  2. the real worker (idempotency, the shared limiter set to unlimited, the
 //     Graph double at zero latency) in 1 and 3 processes, as jobs/s and as a
 //     share of (1);
@@ -22,6 +26,7 @@
 //
 //	go run ./bench            # the full run, a few minutes on 2 cores
 //	go run ./bench --quick    # smaller sizes, under a minute
+//	go run ./bench --profile /tmp/prof   # also CPU profiles of each throughput run
 //
 // Progress goes to stderr, the table to stdout.
 package main
