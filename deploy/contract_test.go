@@ -208,6 +208,33 @@ func TestEnvironmentNames(t *testing.T) {
 	}
 }
 
+// TestNATSPasswordsListed proves that every password variable the NATS
+// configs read is passed to the compose cluster's nodes (nats-server refuses
+// a config whose variable is unset) and named where an operator sets them
+// up: the header of accounts.conf, dev.conf and README.md.
+func TestNATSPasswordsListed(t *testing.T) {
+	compose := mustDocs(t, "compose.yaml")[0]
+	env, _ := dig(compose, "x-nats", "environment").(map[string]any)
+	docs := map[string]string{}
+	for _, path := range []string{filepath.Join("nats", "accounts.conf"), filepath.Join("nats", "dev.conf"), "README.md"} {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs[path] = string(raw)
+	}
+	for _, u := range natsUsers {
+		if _, ok := env[u.env]; !ok {
+			t.Errorf("compose.yaml: the NATS nodes do not get %s (user %s)", u.env, u.name)
+		}
+		for path, text := range docs {
+			if !strings.Contains(text, u.env) {
+				t.Errorf("%s does not name %s (user %s)", path, u.env, u.name)
+			}
+		}
+	}
+}
+
 func natsPasswordVar(name string) bool {
 	for _, u := range natsUsers {
 		if u.env == name {

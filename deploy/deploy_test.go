@@ -33,6 +33,7 @@ var natsUsers = []natsUser{
 	{name: "ticketing", account: "RECOVER", env: "NATS_TICKETING_PASSWORD"},
 	{name: "batch", account: "RECOVER", env: "NATS_BATCH_PASSWORD"},
 	{name: "automation", account: "RECOVER", env: "NATS_AUTOMATION_PASSWORD", hashed: true},
+	{name: "operator", account: "RECOVER", env: "NATS_OPERATOR_PASSWORD", hashed: true},
 	{name: "sys", account: "SYS", env: "NATS_SYS_PASSWORD"},
 }
 

@@ -45,6 +45,7 @@ func testPermissions(t *testing.T, url string, passwords map[string]string) {
 	for _, s := range sources {
 		src[s] = connect(t, url, s, passwords[s])
 	}
+	operator := connect(t, url, "operator", passwords["operator"])
 
 	var jobs jetstream.Consumer
 	t.Run("worker declares and uses its streams, consumer and buckets", func(t *testing.T) {
@@ -56,12 +57,15 @@ func testPermissions(t *testing.T, url string, passwords map[string]string) {
 	t.Run("a job travels from each source to the worker and back", func(t *testing.T) {
 		roundTrip(ctx, t, worker, jobs, src)
 	})
+	t.Run("the operator lists and replays every source's dead letters and reads its results", func(t *testing.T) {
+		operate(ctx, t, operator, jobs)
+	})
 	t.Run("allowed operations drew no refusal", func(t *testing.T) {
-		for _, p := range append([]*peer{worker}, src["ticketing"], src["batch"], src["automation"]) {
+		for _, p := range []*peer{worker, src["ticketing"], src["batch"], src["automation"], operator} {
 			p.expectNoDenials(t)
 		}
 	})
-	for _, d := range denials(worker, src) {
+	for _, d := range append(denials(worker, src), operatorDenials(operator)...) {
 		t.Run("refused: "+d.name, func(t *testing.T) { d.run(ctx, t) })
 	}
 	t.Run("a consumer whose filter differs from its create subject is rejected", func(t *testing.T) {

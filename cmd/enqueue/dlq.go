@@ -28,7 +28,8 @@ Usage:
                      [--include-rejected] [--dry-run]
 
 The NATS user needs to read the DLQ stream (and, to replay, to publish jobs for the
-sources replayed); the per-source users of deploy/nats/accounts.conf may not.
+sources replayed): in deploy/nats/accounts.conf that is the user "operator"; the
+per-source users may not.
 `
 
 // deadLetter is one DLQ entry and its sequence in the DLQ stream, which
