@@ -79,6 +79,19 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// Ceiling is the share of Rate a fleet with a steady backlog can reach
+// under c (defaults filled in): each permit keeps its slot in the log for
+// Per+Margin+Validity, so at most Per/(Per+Margin+Validity) of the allowed
+// calls start. A Limiter that measures slow KV writes lengthens Validity
+// and lowers it further. An unlimited Rate has ceiling 1.
+func (c Config) Ceiling() float64 {
+	c = c.withDefaults()
+	if c.Rate.Unlimited() {
+		return 1
+	}
+	return float64(c.Rate.Per) / float64(c.Rate.Per+c.Margin+c.Validity)
+}
+
 // Validate reports the first setting a Limiter cannot work with. It checks
 // c as given, after filling in defaults.
 func (c Config) Validate() error {

@@ -109,3 +109,22 @@ func TestConfigDefaults(t *testing.T) {
 		})
 	}
 }
+
+func TestCeiling(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want float64
+	}{
+		{"Intune's limit: 20s over 20s+100ms+250ms", Config{}, 20.0 / 20.35},
+		{"1s windows: 1s over 1s+20ms+25ms", Config{Rate: Rate{20, time.Second}}, 1 / 1.045},
+		{"set explicitly", Config{Rate: Rate{10, time.Second}, Validity: 50 * time.Millisecond, Margin: 50 * time.Millisecond}, 1 / 1.1},
+		{"unlimited", Config{Rate: Unlimited}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.cfg.Ceiling(); got < tc.want-1e-9 || got > tc.want+1e-9 {
+				t.Errorf("Ceiling() = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
