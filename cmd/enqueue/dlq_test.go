@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,14 +24,9 @@ func TestFailuresResultsAndReplay(t *testing.T) {
 	sys := testsystem.Start(t, graphsim.Config{Limit: -1})
 	sys.StartWorker(fastWorker(sys, "w1"))
 	missing := map[string]bool{testsystem.DeviceN(2): true, testsystem.DeviceN(3): true}
-	var gone atomic.Bool
-	gone.Store(true)
-	sys.GS.SetFaultFunc(func(c graphsim.Call) *graphsim.Fault {
-		if gone.Load() && missing[c.DeviceID] {
-			return &graphsim.Fault{Status: 404, Code: "ResourceNotFound"}
-		}
-		return nil
-	})
+	for d := range missing {
+		sys.GS.SetDeviceMissing(d)
+	}
 	const foreign = "66666666-6666-4666-8666-666666666666"
 	content := "managedDeviceId,ticket,tenantId\n"
 	for i := range 5 {
@@ -82,7 +76,9 @@ func TestFailuresResultsAndReplay(t *testing.T) {
 		t.Errorf("%d Graph calls after replaying with the same keys, want the first 5", calls)
 	}
 
-	gone.Store(false)
+	for d := range missing {
+		sys.GS.SetDevicePresent(d)
+	}
 	newKey := enqueue(t.Context(), t, sys, "dlq", "replay", "--batch", "may", "--new-key")
 	if newKey.code != exitNotSucceeded || !strings.Contains(newKey.stdout, "2 dead letter(s) left out: a later dead letter of the same job") {
 		t.Errorf("dlq replay --new-key: %s", newKey)

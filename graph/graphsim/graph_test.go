@@ -133,6 +133,24 @@ func TestValidation(t *testing.T) {
 	}
 }
 
+// A device made missing answers 404 until it is present again.
+func TestDeviceMissingThenPresent(t *testing.T) {
+	s := newServer(t, graphsim.Config{})
+	token := appToken(t, s)
+	client := s.Client()
+	s.SetDeviceMissing(deviceID)
+	if resp, _ := mustDo(t, client, s, request{path: managedDevicePath(deviceID), token: token}); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("missing device answered %d, want 404", resp.StatusCode)
+	}
+	s.SetDevicePresent(strings.ToUpper(deviceID))
+	if resp, _ := mustDo(t, client, s, request{path: managedDevicePath(deviceID), token: token}); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("device present again answered %d, want 204", resp.StatusCode)
+	}
+	if got := s.Performed(deviceID); got != 1 {
+		t.Errorf("the action ran %d times, want once", got)
+	}
+}
+
 // TestExpiredToken shows an access token refused once expired, and MSAL
 // getting a new one.
 func TestExpiredToken(t *testing.T) {

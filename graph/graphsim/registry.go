@@ -117,3 +117,11 @@ func (s *Server) SetDeviceMissing(deviceID string) {
 	defer s.mu.Unlock()
 	s.dir.missing[strings.ToLower(deviceID)] = true
 }
+
+// SetDevicePresent undoes SetDeviceMissing: the device exists again, as
+// after an operator fixed whatever made its jobs fail.
+func (s *Server) SetDevicePresent(deviceID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.dir.missing, strings.ToLower(deviceID))
+}
