@@ -12,7 +12,6 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,35 +25,22 @@ import (
 // then lists every source's dead letters, replays them to their sources and
 // reads a source's results, without one refusal. This proves the
 // operator's permissions against the JetStream requests enqueue really
-// makes, not against a copy of them.
+// makes, not against a copy of them. Every client, the worker included,
+// creates its inboxes under its user's prefix (NATS_INBOX_PREFIX, which
+// enqueue reads here from the environment), as accounts.conf requires.
 func TestOperatorRunsEnqueue(t *testing.T) {
 	passwords := setPasswords(t)
 	enqueue := buildEnqueue(t)
 	url := startFromConfig(t, filepath.Join("nats", "dev.conf"), nil).ClientURL()
 	sys := testsystem.Start(t, graphsim.Config{Limit: -1}) // for its Graph double
 	missing := map[string]bool{testsystem.DeviceN(2): true, testsystem.DeviceN(9): true}
-	var gone atomic.Bool
-	gone.Store(true)
-	sys.GS.SetFaultFunc(func(c graphsim.Call) *graphsim.Fault {
-		if gone.Load() && missing[c.DeviceID] {
-			return &graphsim.Fault{Status: 404, Code: "ResourceNotFound"}
-		}
-		return nil
-	})
-	cfg := sys.Config("w1")
-	cfg.NATS.URL, cfg.NATS.User, cfg.NATS.Password = url, "worker", passwords["worker"]
-	cfg.LogLevel = "warn"
-	sys.StartWorker(cfg)
-	w := connect(t, url, "worker", passwords["worker"])
-	ready := func() bool {
-		_, err := w.js.Consumer(t.Context(), jobsStream, consumerName)
-		return err == nil
+	for d := range missing {
+		sys.GS.SetDeviceMissing(d)
 	}
-	if !testsystem.Eventually(20*time.Second, ready) {
-		t.Fatal("the worker did not set up its streams and consumer")
-	}
+	logs := startWorker(t, sys, url, passwords["worker"])
 	as := func(user string, args ...string) run {
-		return enqueue(t, passwords[user], append(args, "--nats-url", url, "--nats-user", user)...)
+		env := []string{"NATS_PASSWORD=" + passwords[user], "NATS_INBOX_PREFIX=" + inboxPrefix(user)}
+		return enqueue(t, env, append(args, "--nats-url", url, "--nats-user", user)...)
 	}
 
 	devices := filepath.Join(t.TempDir(), "devices.csv")
@@ -82,7 +68,9 @@ func TestOperatorRunsEnqueue(t *testing.T) {
 		t.Errorf("dlq list --source ticketing --json as operator: %v: %s", err, one)
 	}
 
-	gone.Store(false)
+	for d := range missing {
+		sys.GS.SetDevicePresent(d)
+	}
 	for source, args := range map[string][]string{
 		"batch":     {"dlq", "replay", "--batch", "ops", "--new-key"},
 		"ticketing": {"dlq", "replay", "--source", "ticketing", "--new-key"},
@@ -105,6 +93,40 @@ func TestOperatorRunsEnqueue(t *testing.T) {
 	}) || !strings.Contains(results.stdout, "  succeeded  3\n") {
 		t.Errorf("results of batch ops as operator, after the replay: %s", results)
 	}
+	expectNoWorkerDenials(t, logs)
+}
+
+// startWorker runs a real worker in process against the server at url as
+// the deploy files configure it: logged in as "worker" with its inbox
+// prefix, answering only each source's own inboxes. sys's Graph double
+// answers its calls. It returns once the worker has declared its streams
+// and consumer, with the worker's log.
+func startWorker(t *testing.T, sys *testsystem.System, url, password string) *testsystem.Buffer {
+	t.Helper()
+	cfg := sys.Config("w1")
+	cfg.NATS.URL, cfg.NATS.User, cfg.NATS.Password = url, "worker", password
+	cfg.NATS.InboxPrefix = inboxPrefix("worker")
+	cfg.InboxPerSource = true
+	cfg.LogLevel = "warn"
+	logs := sys.StartWorker(cfg)
+	w := connect(t, url, "worker", password)
+	ready := func() bool {
+		_, err := w.js.Consumer(t.Context(), jobsStream, consumerName)
+		return err == nil
+	}
+	if !testsystem.Eventually(20*time.Second, ready) {
+		t.Fatalf("the worker did not set up its streams and consumer:\n%s", logs)
+	}
+	return logs
+}
+
+// expectNoWorkerDenials proves that the server refused the worker nothing
+// so far: the worker logs every NATS error it is told of.
+func expectNoWorkerDenials(t *testing.T, logs *testsystem.Buffer) {
+	t.Helper()
+	if l := logs.String(); strings.Contains(strings.ToLower(l), "permissions violation") {
+		t.Errorf("the server refused the worker a request:\n%s", l)
+	}
 }
 
 // run is one run of the enqueue command.
@@ -125,10 +147,11 @@ const enqueueRunTimeout = 15 * time.Second
 
 // buildEnqueue builds cmd/enqueue, with the race detector when this test
 // runs with it (so the build reuses the test's compiled packages), and
-// returns a function that runs it with the password in NATS_PASSWORD, as
-// an operator would. A run in which the server refused a request (enqueue's
-// NATS error handler writes it to stderr) ends the test.
-func buildEnqueue(t *testing.T) func(t *testing.T, password string, args ...string) run {
+// returns a function that runs it with env (NATS_PASSWORD=..., and any
+// other variable) added to a clean environment, as an operator would. A
+// run in which the server refused a request (enqueue's NATS error handler
+// writes it to stderr) ends the test.
+func buildEnqueue(t *testing.T) func(t *testing.T, env []string, args ...string) run {
 	t.Helper()
 	goTool, err := exec.LookPath("go")
 	if err != nil {
@@ -144,14 +167,14 @@ func buildEnqueue(t *testing.T) func(t *testing.T, password string, args ...stri
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build enqueue: %v\n%s", err, out)
 	}
-	env := ownEnv()
-	return func(t *testing.T, password string, args ...string) run {
+	base := ownEnv()
+	return func(t *testing.T, env []string, args ...string) run {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(t.Context(), enqueueRunTimeout)
 		defer cancel()
 		var stdout, stderr bytes.Buffer
 		cmd := exec.CommandContext(ctx, bin, args...)
-		cmd.Env, cmd.Stdout, cmd.Stderr = append(slices.Clip(env), "NATS_PASSWORD="+password), &stdout, &stderr
+		cmd.Env, cmd.Stdout, cmd.Stderr = append(slices.Clip(base), env...), &stdout, &stderr
 		err := cmd.Run()
 		r := run{args: args, stdout: stdout.String(), stderr: stderr.String()}
 		if ctx.Err() != nil && t.Context().Err() == nil {

@@ -10,6 +10,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/recoverpasscode/recoverpasscode/queue"
 )
 
 // denialWait bounds the wait for a permission violation. A violation comes
@@ -30,12 +33,29 @@ type peer struct {
 	denials chan string
 }
 
+// inboxPrefix is the inbox prefix accounts.conf lets user read, the
+// NATS_INBOX_PREFIX that user's clients set.
+func inboxPrefix(user string) string { return "_INBOX." + user }
+
+// connect connects as user with that user's inbox prefix, as a client
+// configured by the deploy files does.
 func connect(t *testing.T, url, user, password string) *peer {
 	t.Helper()
-	p := &peer{user: user, denials: make(chan string, 256)}
-	nc, err := nats.Connect(url,
-		nats.UserInfo(user, password),
-		nats.Name("deploy-test-"+user),
+	return connectWith(t, queue.Conn{URL: url, User: user, Password: password, InboxPrefix: inboxPrefix(user)})
+}
+
+// connectWith connects with the worker's own connection settings (package
+// queue), without retrying a failed first connect, and collects the
+// server's refusals.
+func connectWith(t *testing.T, c queue.Conn) *peer {
+	t.Helper()
+	p := &peer{user: c.User, denials: make(chan string, 256)}
+	opts, err := c.Options("deploy-test-"+c.User, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(c.URL, append(opts,
+		nats.RetryOnFailedConnect(false),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			if !errors.Is(err, nats.ErrPermissionViolation) {
 				return
@@ -44,9 +64,9 @@ func connect(t *testing.T, url, user, password string) *peer {
 			case p.denials <- err.Error():
 			default:
 			}
-		}))
+		}))...)
 	if err != nil {
-		t.Fatalf("connect as %s: %v", user, err)
+		t.Fatalf("connect as %s: %v", c.User, err)
 	}
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)

@@ -46,6 +46,7 @@ func testPermissions(t *testing.T, url string, passwords map[string]string) {
 		src[s] = connect(t, url, s, passwords[s])
 	}
 	operator := connect(t, url, "operator", passwords["operator"])
+	plain := connectWith(t, queue.Conn{URL: url, User: "ticketing", Password: passwords["ticketing"]})
 
 	var jobs jetstream.Consumer
 	t.Run("worker declares and uses its streams, consumer and buckets", func(t *testing.T) {
@@ -65,7 +66,8 @@ func testPermissions(t *testing.T, url string, passwords map[string]string) {
 			p.expectNoDenials(t)
 		}
 	})
-	for _, d := range append(denials(worker, src), operatorDenials(operator)...) {
+	all := append(denials(worker, src), operatorDenials(operator)...)
+	for _, d := range append(all, inboxDenials(worker, src, operator, plain)...) {
 		t.Run("refused: "+d.name, func(t *testing.T) { d.run(ctx, t) })
 	}
 	t.Run("a consumer whose filter differs from its create subject is rejected", func(t *testing.T) {

@@ -178,10 +178,23 @@ type Policy struct {
 	// DLQ or audit subject would forge an entry. Empty means
 	// "recoverpasscode".
 	Prefix string
+	// InboxPerSource lets a job name a reply subject under "_INBOX." only
+	// under its own source's "_INBOX.<source>." [RECOVER_INBOX_PER_SOURCE]:
+	// where each NATS user may read only the inboxes under its own name
+	// (deploy/nats/accounts.conf, whose users are named for their
+	// sources), a job from one source could otherwise have the worker
+	// publish a forged reply into another user's inbox. Off by default, so
+	// that clients with nats.go's plain "_INBOX." inboxes keep working.
+	InboxPerSource bool
 }
 
+// inboxRoot heads every inbox of nats.go clients, with or without a
+// per-user prefix such as "_INBOX.ticketing".
+const inboxRoot = "_INBOX."
+
 // CheckReplyTo refuses a reply subject under the service's prefix other
-// than the job's own source's results.
+// than the job's own source's results and, with InboxPerSource, an inbox
+// other than the source's own.
 func (p Policy) CheckReplyTo(replyTo, source string) error {
 	prefix := p.Prefix
 	if prefix == "" {
@@ -191,6 +204,12 @@ func (p Policy) CheckReplyTo(replyTo, source string) error {
 		own := prefix + ".results." + source + "."
 		if !strings.HasPrefix(replyTo, own) {
 			return fmt.Errorf("replyTo: %q is a %s subject other than this source's results; use a subject under %s, or an inbox", truncate(replyTo, 64), prefix, own)
+		}
+	}
+	if p.InboxPerSource && strings.HasPrefix(replyTo, inboxRoot) {
+		own := inboxRoot + source + "."
+		if !strings.HasPrefix(replyTo, own) {
+			return fmt.Errorf("replyTo: %q is an inbox other than source %s's own; this worker answers only inboxes under %s (RECOVER_INBOX_PER_SOURCE), which its client creates with the inbox prefix %s%s", truncate(replyTo, 64), source, own, inboxRoot, source)
 		}
 	}
 	return nil

@@ -108,3 +108,46 @@ func TestReplyToStaysWithinTheSourcesResults(t *testing.T) {
 		}
 	}
 }
+
+func TestReplyToInboxPerSource(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		perSrc   bool
+		replyTo  string
+		accepted bool
+	}{
+		{"off: a plain inbox", false, "_INBOX.abc", true},
+		{"off: another source's inbox", false, "_INBOX.batch.abc", true},
+		{"on: the source's own inbox", true, "_INBOX.ticketing.abc", true},
+		{"on: a request inbox of the source", true, "_INBOX.ticketing.abc.7", true},
+		{"on: its own results still", true, "recoverpasscode.results.ticketing.x", true},
+		{"on: a subject outside inboxes and the prefix", true, "other.subject", true},
+		{"on: no reply subject", true, "", true},
+		{"on: a plain inbox", true, "_INBOX.abc", false},
+		{"on: another source's inbox", true, "_INBOX.batch.abc", false},
+		{"on: the worker's inbox", true, "_INBOX.worker.abc", false},
+		{"on: a longer name that starts with the source's", true, "_INBOX.ticketing2.abc", false},
+		{"on: the source's inbox prefix itself", true, "_INBOX.ticketing", false},
+		{"on: other sources' results still refused", true, "recoverpasscode.results.batch.x", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := Policy{DefaultTenant: tenant, InboxPerSource: tc.perSrc}
+			err := p.CheckReplyTo(tc.replyTo, "ticketing")
+			if err == nil {
+				if !tc.accepted {
+					t.Fatalf("%q accepted", tc.replyTo)
+				}
+				return
+			}
+			if tc.accepted {
+				t.Fatalf("%q refused: %v", tc.replyTo, err)
+			}
+			if !strings.HasPrefix(err.Error(), "replyTo: ") {
+				t.Errorf("the reason does not name the field: %v", err)
+			}
+			if strings.HasPrefix(tc.replyTo, "_INBOX.") && !strings.Contains(err.Error(), "_INBOX.ticketing.") {
+				t.Errorf("the reason does not say which inboxes are answered: %v", err)
+			}
+		})
+	}
+}

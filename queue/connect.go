@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
@@ -30,6 +31,13 @@ type Conn struct {
 	// CA, Cert and Key configure TLS: a CA to trust, and a client
 	// certificate and key for mutual TLS.
 	CA, Cert, Key string
+	// InboxPrefix replaces nats.go's "_INBOX" at the head of every inbox
+	// this connection creates: the replies to its requests, JetStream API
+	// responses and publish acknowledgements, and the messages its pull and
+	// ordered consumers receive. A server that lets each user subscribe to
+	// its own "_INBOX.<user>.>" only (deploy/nats/accounts.conf) needs it,
+	// so that no user can read another's replies. Empty keeps "_INBOX".
+	InboxPrefix string
 }
 
 // Flags defines the connection flags on s, defaulting to NATS_*.
@@ -42,6 +50,7 @@ func (c *Conn) Flags(s *envflag.Set) {
 	s.StringVar(&c.CA, "nats-ca", "NATS_CA", "", "CA certificate file to trust for NATS TLS")
 	s.StringVar(&c.Cert, "nats-cert", "NATS_CERT", "", "client certificate file for NATS TLS")
 	s.StringVar(&c.Key, "nats-key", "NATS_KEY", "", "client key file for NATS TLS")
+	s.StringVar(&c.InboxPrefix, "nats-inbox-prefix", "NATS_INBOX_PREFIX", "", "prefix of the inboxes this client receives replies, acknowledgements and consumed messages on: _INBOX.<user> where the server lets each user read only its own _INBOX.<user>.> (deploy/nats/accounts.conf); empty: _INBOX")
 }
 
 // Validate reports settings that cannot work together.
@@ -62,7 +71,34 @@ func (c Conn) Validate() error {
 	if (c.Cert == "") != (c.Key == "") {
 		errs = append(errs, errors.New("NATS_CERT and NATS_KEY go together"))
 	}
+	if c.InboxPrefix != "" && !validInboxPrefix(c.InboxPrefix) {
+		errs = append(errs, fmt.Errorf("NATS_INBOX_PREFIX %q: want a subject such as _INBOX.worker: tokens of printable characters joined by single dots, with no wildcard (* or >), space or trailing dot, at most %d bytes", c.InboxPrefix, maxInboxPrefix))
+	}
 	return errors.Join(errs...)
+}
+
+// maxInboxPrefix bounds an inbox prefix so that the inboxes built on it
+// (prefix, a 22-character unique token and a reply token) stay short
+// subjects.
+const maxInboxPrefix = 128
+
+// validInboxPrefix reports whether p can head inbox subjects: a subject
+// without wildcards, since every inbox is p followed by more tokens.
+func validInboxPrefix(p string) bool {
+	if len(p) > maxInboxPrefix {
+		return false
+	}
+	for _, tok := range strings.Split(p, ".") {
+		if tok == "" {
+			return false
+		}
+		for _, r := range tok {
+			if r <= ' ' || r == 0x7f || r == '*' || r == '>' || unicode.IsSpace(r) || unicode.IsControl(r) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // Options returns the nats.go options for these settings, plus sensible
@@ -110,6 +146,9 @@ func (c Conn) Options(name string, log zerolog.Logger) ([]nats.Option, error) {
 	}
 	if c.Cert != "" {
 		opts = append(opts, nats.ClientCert(c.Cert, c.Key))
+	}
+	if c.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(c.InboxPrefix))
 	}
 	return opts, nil
 }

@@ -41,6 +41,11 @@ type Config struct {
 	// Tenants jobs may target [RECOVER_TENANTS]. Empty allows only
 	// Credential.TenantID.
 	Tenants []string
+	// InboxPerSource answers a job's inbox replyTo only under its own
+	// source's "_INBOX.<source>." and rejects the job otherwise
+	// [RECOVER_INBOX_PER_SOURCE]; see job.Policy.InboxPerSource. Off by
+	// default.
+	InboxPerSource bool
 	// Rate is the fleet-wide limit per app per tenant [RECOVER_RATE_LIMIT].
 	// Defaults to 200/20s.
 	Rate ratelimit.Rate

@@ -88,7 +88,7 @@ func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
 		Tokens:   cred,
 		Limiter:  limiter,
 		Ledger:   idempotency.New(kvKeys, idempotency.Config{Owner: cfg.Name, Lease: cfg.Lease, Logger: log}),
-		Policy:   job.Policy{DefaultTenant: cfg.Credential.TenantID, Tenants: cfg.Tenants, Prefix: cfg.Prefix},
+		Policy:   job.Policy{DefaultTenant: cfg.Credential.TenantID, Tenants: cfg.Tenants, Prefix: cfg.Prefix, InboxPerSource: cfg.InboxPerSource},
 		Worker:   cfg.Name,
 		Backoff:  job.Backoff{MaxAttempts: cfg.MaxAttempts},
 		// Renew well inside both deadlines so neither lapses while a job waits.

@@ -15,9 +15,11 @@ import (
 )
 
 // TestBatchUserPermissions runs a batch as the NATS user "batch" of
-// deploy/nats/accounts.conf, against a worker logged in as "worker": the
-// least privilege a source has is enough to submit a file, follow it, and
-// read its results later; the DLQ is not the source's to read.
+// deploy/nats/accounts.conf, against a worker logged in as "worker", each
+// with its own inbox prefix (--nats-inbox-prefix _INBOX.batch; the worker's
+// _INBOX.worker): the least privilege a source has is enough to submit a
+// file, follow it, and read its results later; the DLQ is not the source's
+// to read.
 func TestBatchUserPermissions(t *testing.T) {
 	for _, env := range []string{"NATS_WORKER_PASSWORD", "NATS_TICKETING_PASSWORD", "NATS_BATCH_PASSWORD", "NATS_AUTOMATION_PASSWORD", "NATS_OPERATOR_PASSWORD", "NATS_SYS_PASSWORD"} {
 		t.Setenv(env, strings.ToLower(env[5:10])+"-pw-0123456789")
@@ -26,10 +28,11 @@ func TestBatchUserPermissions(t *testing.T) {
 	sys := testsystem.Start(t, graphsim.Config{Limit: -1}) // for its Graph double
 	cfg := fastWorker(sys, "w1")
 	cfg.NATS.URL, cfg.NATS.User, cfg.NATS.Password = url, "worker", "worke-pw-0123456789"
+	cfg.NATS.InboxPrefix = "_INBOX.worker"
 	sys.StartWorker(cfg)
 	waitForStreams(t, url, "worker", "worke-pw-0123456789")
 
-	as := []string{"--nats-url", url, "--nats-user", "batch", "--nats-password", "batch-pw-0123456789"}
+	as := []string{"--nats-url", url, "--nats-user", "batch", "--nats-password", "batch-pw-0123456789", "--nats-inbox-prefix", "_INBOX.batch"}
 	file := writeFile(t, "devices.csv", devicesCSV(500, 25))
 	run := func(args ...string) invocation { return enqueue(t.Context(), t, nil, append(args, as...)...) }
 
@@ -57,7 +60,7 @@ func TestBatchUserPermissions(t *testing.T) {
 // waitForStreams waits for the worker to have set up the streams.
 func waitForStreams(t *testing.T, url, user, password string) {
 	t.Helper()
-	nc, err := nats.Connect(url, nats.UserInfo(user, password))
+	nc, err := nats.Connect(url, nats.UserInfo(user, password), nats.CustomInboxPrefix("_INBOX."+user))
 	if err != nil {
 		t.Fatal(err)
 	}

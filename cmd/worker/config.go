@@ -62,6 +62,7 @@ func parseConfig(args []string) (*config, error) {
 	s.StringVar(&c.Credential.AuthorityHost, "authority-host", "AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com", "Entra ID host; a non-default host turns MSAL instance discovery off")
 	s.StringVar(&c.GraphURL, "graph-base-url", "GRAPH_BASE_URL", graph.DefaultBaseURL, "Graph root including the version")
 	s.StringVar(&tenants, "tenants", "RECOVER_TENANTS", "", "comma-separated tenants jobs may target (defaults to AZURE_TENANT_ID)")
+	s.BoolVar(&c.InboxPerSource, "inbox-per-source", "RECOVER_INBOX_PER_SOURCE", false, "reject a job whose replyTo is an _INBOX. subject other than its source's own _INBOX.<source>. (where each NATS user reads only its own inboxes)")
 	s.StringVar(&rate, "rate-limit", "RECOVER_RATE_LIMIT", "200/20s", "Graph calls allowed per app per tenant across all workers, N/duration, or unlimited")
 	s.IntVar(&c.Concurrency, "concurrency", "RECOVER_CONCURRENCY", 32, "jobs in flight in this process")
 	s.StringVar(&c.HTTPAddr, "http-addr", "RECOVER_HTTP_ADDR", "127.0.0.1:9464", "address of /healthz, /readyz and /metrics (empty: off)")

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/recoverpasscode/recoverpasscode/internal/testsystem"
+)
+
+// TestInboxSettings: the worker reads its inbox prefix and the per-source
+// inbox rule from the environment, a flag wins, a prefix nats.go cannot use
+// is refused naming its variable, and --help says what each is for.
+func TestInboxSettings(t *testing.T) {
+	t.Setenv("AZURE_CLIENT_SECRET", "s")
+	ids := []string{"--tenant-id", testsystem.Tenant, "--client-id", testsystem.Client}
+	t.Run("from the environment", func(t *testing.T) {
+		t.Setenv("NATS_INBOX_PREFIX", "_INBOX.worker")
+		t.Setenv("RECOVER_INBOX_PER_SOURCE", "true")
+		c, err := parseConfig(ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.NATS.InboxPrefix != "_INBOX.worker" || !c.InboxPerSource {
+			t.Errorf("inbox prefix %q, per source %v; want _INBOX.worker, true", c.NATS.InboxPrefix, c.InboxPerSource)
+		}
+	})
+	t.Run("by flag, off by default", func(t *testing.T) {
+		t.Setenv("NATS_INBOX_PREFIX", "_INBOX.other")
+		t.Setenv("RECOVER_INBOX_PER_SOURCE", "")
+		os.Unsetenv("RECOVER_INBOX_PER_SOURCE")
+		c, err := parseConfig(append([]string{"--nats-inbox-prefix", "_INBOX.worker"}, ids...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.NATS.InboxPrefix != "_INBOX.worker" || c.InboxPerSource {
+			t.Errorf("inbox prefix %q, per source %v; want _INBOX.worker, false", c.NATS.InboxPrefix, c.InboxPerSource)
+		}
+	})
+	t.Run("a wildcard prefix", func(t *testing.T) {
+		t.Setenv("NATS_INBOX_PREFIX", "_INBOX.>")
+		if _, err := parseConfig(ids); err == nil || !strings.Contains(err.Error(), "NATS_INBOX_PREFIX") {
+			t.Errorf("error %v, want one naming NATS_INBOX_PREFIX", err)
+		}
+	})
+	t.Run("--help", func(t *testing.T) {
+		cmd := exec.Command(os.Args[0], "--help")
+		cmd.Env = append(os.Environ(), childEnv+"=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("--help: %v\n%s", err, out)
+		}
+		for _, want := range []string{"[$NATS_INBOX_PREFIX]", "_INBOX.<user>.>", "[$RECOVER_INBOX_PER_SOURCE]", "_INBOX.<source>."} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("--help lacks %q:\n%s", want, out)
+			}
+		}
+	})
+}
