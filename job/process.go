@@ -238,16 +238,15 @@ func (p *process) complete(ctx context.Context, st Status, why, deadLetter strin
 
 // record stores the outcome in the key's record. Graph has acted, so
 // giving up here lets another worker act on the key again: a failed write
-// is retried with backoff (250ms doubling to 2s) while the lease, as last
-// confirmed, holds and for at most MaxInlineWait, and the job's own
-// cancellation (a drain that timed out) does not stop it.
+// is retried with backoff (250ms doubling to 2s) for up to MaxInlineWait
+// after the first failure, and the job's own cancellation (a drain that
+// timed out) does not stop it. The retries go on past the lease: the write
+// is a compare-and-set, so it lands only if no one took the key over
+// meanwhile (during a NATS outage no one can), and stops at ErrLost.
 func (p *process) record(ctx context.Context, status string, blob []byte) error {
 	ctx = context.WithoutCancel(ctx)
 	err := p.h.Ledger.Complete(ctx, &p.claim, status, blob)
 	deadline := time.Now().Add(p.h.MaxInlineWait)
-	if held := p.claim.HeldUntil(); held.Before(deadline) {
-		deadline = held
-	}
 	for delay := 250 * time.Millisecond; err != nil; delay = min(2*delay, 2*time.Second) {
 		if errors.Is(err, idempotency.ErrLost) || errors.Is(err, idempotency.ErrNotHeld) || time.Until(deadline) < delay {
 			return err

@@ -33,9 +33,10 @@ func (l *flakyLedger) Complete(ctx context.Context, c *idempotency.Claim, status
 	return l.Store.Complete(ctx, c, status, outcome)
 }
 
-// After Graph acted, a failed write of the outcome is retried while the
-// lease holds: giving up would let another worker act on the key again.
-func TestOutcomeWriteIsRetriedWhileTheKeyIsHeld(t *testing.T) {
+// After Graph acted, a failed write of the outcome is retried, within the
+// inline wait, until it lands or the key is lost: giving up would let
+// another worker act on the key again.
+func TestOutcomeWriteIsRetried(t *testing.T) {
 	ns := devserver.StartForTest(t)
 	gs := graphsim.New(graphsim.Config{Limit: -1})
 	t.Cleanup(gs.Close)
