@@ -40,7 +40,7 @@ var workerMetrics = setOf(
 	"recoverpasscode_tenant_paused", "recoverpasscode_pauses_total",
 	"recoverpasscode_jobs_in_flight", "recoverpasscode_consumer_pending",
 	"recoverpasscode_consumer_redelivered", "recoverpasscode_token_errors_total",
-	"recoverpasscode_dlq_total", "recoverpasscode_ready",
+	"recoverpasscode_dlq_total", "recoverpasscode_audit_lost_total", "recoverpasscode_ready",
 )
 
 func setOf(names ...string) map[string]bool {

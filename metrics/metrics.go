@@ -29,6 +29,7 @@ type Metrics struct {
 	pending      prometheus.Gauge
 	redelivered  prometheus.Gauge
 	tokenErrors  prometheus.Counter
+	auditLost    prometheus.Counter
 	ready        prometheus.Gauge
 
 	mu         sync.Mutex
@@ -87,13 +88,17 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "recoverpasscode_token_errors_total",
 			Help: "Failures to get a token from Entra ID.",
 		}),
+		auditLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "recoverpasscode_audit_lost_total",
+			Help: "Audit events the audit stream did not confirm even after retrying for 10 minutes.",
+		}),
 		ready: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "recoverpasscode_ready",
 			Help: "1 when the worker takes jobs (NATS connected, streams set up, token available).",
 		}),
 	}
 	reg.MustRegister(m.jobs, m.dlq, m.graphCalls, m.graphLatency, m.rateWait, m.tenantPaused,
-		m.pauses, m.inFlight, m.pending, m.redelivered, m.tokenErrors, m.ready,
+		m.pauses, m.inFlight, m.pending, m.redelivered, m.tokenErrors, m.auditLost, m.ready,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -173,6 +178,9 @@ func (m *Metrics) Consumer(pending, redelivered uint64) {
 
 // TokenError counts a failure to get a token.
 func (m *Metrics) TokenError() { m.tokenErrors.Inc() }
+
+// AuditLost counts an audit event given up on.
+func (m *Metrics) AuditLost() { m.auditLost.Inc() }
 
 // Ready records whether the worker takes jobs.
 func (m *Metrics) Ready(ready bool) {

@@ -59,10 +59,36 @@ func TestNATSOutage(t *testing.T) {
 	}
 	t.Logf("NATS was down for %s after %d Graph calls", outage, down)
 	r.settle(want, 120*time.Second)
+	checkAuditComplete(t, r, len(want))
 
 	t.Run("pauses still reach every worker", func(t *testing.T) {
 		checkPauseHolds(t, r, want)
 	})
+}
+
+// checkAuditComplete waits until the audit stream holds one event per Graph
+// call and one decision per job: events whose confirmation the outage cut
+// off are stored again, once each (the stream deduplicates them by id).
+func checkAuditComplete(t *testing.T, r *rig, jobs int) {
+	t.Helper()
+	want := uint64(len(r.gs.Calls()) + jobs)
+	var got uint64
+	ok := testsystem.Eventually(90*time.Second, func() bool {
+		st, err := r.js.Stream(t.Context(), r.names.AuditStream())
+		if err != nil {
+			return false
+		}
+		info, err := st.Info(t.Context())
+		if err != nil {
+			return false
+		}
+		got = info.State.Msgs
+		return got >= want
+	})
+	if !ok || got != want {
+		t.Errorf("audit stream holds %d events, want %d (one per Graph call and per job)", got, want)
+	}
+	t.Logf("audit events: %d", got)
 }
 
 // checkPauseHolds makes Graph answer one call with 429 Retry-After 4, then

@@ -98,6 +98,7 @@ func TestMetricsAuditTraceAndNoSecretsInLogs(t *testing.T) {
 		`recoverpasscode_consumer_pending 0`,
 		`recoverpasscode_consumer_redelivered 0`,
 		`recoverpasscode_token_errors_total 0`,
+		`recoverpasscode_audit_lost_total 0`,
 	} {
 		if !strings.Contains(body, want+"\n") {
 			t.Errorf("/metrics lacks %q", want)

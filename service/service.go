@@ -25,6 +25,10 @@ import (
 	"github.com/recoverpasscode/recoverpasscode/worker"
 )
 
+// auditAckTimeout is how long an audit event's publication may go without
+// the stream's confirmation before it is stored again.
+const auditAckTimeout = 10 * time.Second
+
 // Run runs a worker until ctx is cancelled and the worker has drained (a
 // soft stop), or hard is cancelled (jobs in flight are handed back at
 // once). Logs go to logOut. It returns nil after a clean stop.
@@ -42,11 +46,15 @@ func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
 		return err
 	}
 	defer nc.Close()
-	// Audit events are published asynchronously; bound what may be in flight.
+	// Audit events are published asynchronously: bound what may be in
+	// flight, and hand every one the stream did not confirm (a timeout, a
+	// lost connection) to the telemetry, which stores it again.
+	var telemetry *worker.Telemetry
 	js, err := jetstream.New(nc,
 		jetstream.WithPublishAsyncMaxPending(4096),
-		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
-			log.Error().Err(err).Str("subject", m.Subject).Msg("audit event not stored")
+		jetstream.WithPublishAsyncTimeout(auditAckTimeout),
+		jetstream.WithPublishAsyncErrHandler(func(js jetstream.JetStream, m *nats.Msg, err error) {
+			telemetry.AuditNotStored(js, m, err)
 		}))
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
@@ -80,7 +88,7 @@ func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
 	}
 	defer limiter.Close()
 
-	telemetry := worker.NewTelemetry(js, names, m, log)
+	telemetry = worker.NewTelemetry(js, names, m, log)
 	m.OnScrape(telemetry.SampleConsumer(cons))
 	handler := &job.Handler{
 		Observer: telemetry,
