@@ -92,30 +92,50 @@ func moduleRoot(ctx context.Context) (string, error) {
 	return filepath.Dir(gomod), nil
 }
 
+// round runs the unlimited throughput measurements once each, back to back:
+// the raw ceiling, the floor and every fleet size. Only the first round is
+// profiled.
+func (b *bench) round(ctx context.Context, i int) (round, error) {
+	cfg := b.cfg
+	var rd round
+	var err error
+	profile := cfg.ProfileDir != "" && i == 0
+	b.logf("round %d of %d", i+1, cfg.Rounds)
+	b.logf("raw JetStream ceiling: %d jobs, 1 bare consumer process, %d in flight", cfg.Jobs, cfg.Concurrency)
+	if rd.raw, err = b.throughput(ctx, b.rawFleet(), cfg.Jobs, profile); err != nil {
+		return rd, fmt.Errorf("raw ceiling: %w", err)
+	}
+	b.logf("floor: %d jobs, 1 bare consumer doing the worker's I/O per job (claim, Graph, outcome, result, 2 audit events, ack)", cfg.Jobs)
+	if rd.floor, err = b.throughput(ctx, b.floorFleet(), cfg.Jobs, profile); err != nil {
+		return rd, fmt.Errorf("floor: %w", err)
+	}
+	for _, n := range cfg.Processes {
+		b.logf("worker throughput: %d jobs, %d worker process(es), unlimited, Graph at 0 ms", cfg.Jobs, n)
+		run, err := b.throughput(ctx, b.workerFleet(n, "unlimited"), cfg.Jobs, profile)
+		if err != nil {
+			return rd, fmt.Errorf("%d worker(s): %w", n, err)
+		}
+		rd.workers = append(rd.workers, run)
+	}
+	b.logf("  round %d: the worker made %.0f%% of the raw ceiling", i+1, 100*rd.share())
+	return rd, nil
+}
+
 // measure runs every measurement in turn, each on a fresh stack.
 func (b *bench) measure(ctx context.Context) (*report, error) {
 	cfg := b.cfg
 	rep := &report{machine: describeMachine(), cfg: cfg}
 	started := time.Now()
+	var err error
 
-	b.logf("raw JetStream ceiling: %d jobs, 1 bare consumer process, %d in flight", cfg.Jobs, cfg.Concurrency)
-	raw, err := b.throughput(ctx, b.rawFleet(), cfg.Jobs, cfg.ProfileDir != "")
-	if err != nil {
-		return nil, fmt.Errorf("raw ceiling: %w", err)
-	}
-	rep.raw = raw
-	b.logf("floor: %d jobs, 1 bare consumer doing the worker's I/O per job (claim, Graph, outcome, result, 2 audit events, ack)", cfg.Jobs)
-	if rep.floor, err = b.throughput(ctx, b.floorFleet(), cfg.Jobs, cfg.ProfileDir != ""); err != nil {
-		return nil, fmt.Errorf("floor: %w", err)
-	}
-	for _, n := range cfg.Processes {
-		b.logf("worker throughput: %d jobs, %d worker process(es), unlimited, Graph at 0 ms", cfg.Jobs, n)
-		run, err := b.throughput(ctx, b.workerFleet(n, "unlimited"), cfg.Jobs, cfg.ProfileDir != "")
+	for i := range cfg.Rounds {
+		rd, err := b.round(ctx, i)
 		if err != nil {
-			return nil, fmt.Errorf("%d worker(s): %w", n, err)
+			return nil, err
 		}
-		rep.workers = append(rep.workers, run)
+		rep.rounds = append(rep.rounds, rd)
 	}
+	rep.round = medianRound(rep.rounds)
 
 	b.logf("latency at idle: %d sequential jobs, 1 worker", cfg.LatencySamples)
 	if rep.latency, err = b.latency(ctx); err != nil {

@@ -81,6 +81,7 @@ func TestTinyRun(t *testing.T) {
 	cfg := config{
 		Jobs:           200,
 		Processes:      []int{1, 2},
+		Rounds:         2,
 		Concurrency:    8,
 		LatencySamples: 5,
 		Rates:          []ratelimit.Rate{{N: 5, Per: 500 * time.Millisecond}},
@@ -106,6 +107,7 @@ func TestTinyRun(t *testing.T) {
 	for _, want := range []string{
 		"raw JetStream ceiling", "floor: bare consumer", "worker, 1 process(es)", "worker, 2 process(es)",
 		"single job at idle", "rate-limited 5/500ms", "with 50 jobs queued", "with 100 jobs queued",
+		"the median of 2 rounds", "; rounds: ",
 	} {
 		if !strings.Contains(table, want) {
 			t.Errorf("the table has no row %q", want)
@@ -183,8 +185,8 @@ func TestParseConfig(t *testing.T) {
 		args  []string
 		check func(config) bool
 	}{
-		{"full by default", nil, func(c config) bool { return c.Jobs == 10000 && len(c.Rates) == 2 && c.HandlerBench }},
-		{"quick", []string{"--quick"}, func(c config) bool { return c.Jobs == 2000 && c.Backlogs[1] == 20000 }},
+		{"full by default", nil, func(c config) bool { return c.Jobs == 10000 && len(c.Rates) == 2 && c.HandlerBench && c.Rounds == 3 }},
+		{"quick", []string{"--quick"}, func(c config) bool { return c.Jobs == 2000 && c.Backlogs[1] == 20000 && c.Rounds == 1 }},
 		{"a flag overrides quick", []string{"--quick", "--jobs", "500", "--rates", "10/2s"}, func(c config) bool {
 			return c.Jobs == 500 && c.Rates[0] == ratelimit.Rate{N: 10, Per: 2 * time.Second} && c.LatencySamples == 100
 		}},
@@ -228,6 +230,28 @@ func TestSteadyShare(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := steadyShare(tt.arrivals, r); got < tt.want-1e-9 || got > tt.want+1e-9 {
 				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestMedianRound(t *testing.T) {
+	rd := func(raw, worker float64) round {
+		return round{raw: throughputRun{jobsPerSec: raw}, workers: []throughputRun{{jobsPerSec: worker}}}
+	}
+	tests := []struct {
+		name   string
+		rounds []round
+		want   float64 // the chosen round's share
+	}{
+		{"one", []round{rd(100, 30)}, 0.3},
+		{"three: the middle share, not the middle throughput", []round{rd(100, 20), rd(50, 25), rd(200, 60)}, 0.3},
+		{"two: the lower", []round{rd(100, 40), rd(100, 20)}, 0.2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := medianRound(tt.rounds).share(); got < tt.want-1e-9 || got > tt.want+1e-9 {
+				t.Errorf("median share %v, want %v", got, tt.want)
 			}
 		})
 	}

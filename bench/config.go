@@ -21,6 +21,10 @@ type config struct {
 	// Processes lists the fleet sizes of the unlimited throughput runs.
 	// Defaults to 1 and 3.
 	Processes []int
+	// Rounds is how often the unlimited throughput runs (raw, floor, each
+	// fleet) are repeated, back to back; the table shows the median round
+	// and every round's ratios. Defaults to 3; 1 with --quick.
+	Rounds int
 	// Concurrency is RECOVER_CONCURRENCY of each worker, and the jobs the
 	// raw consumer keeps in flight. Defaults to 32, the worker's default.
 	Concurrency int
@@ -75,6 +79,7 @@ func fullConfig() config {
 	return config{
 		Jobs:             10000,
 		Processes:        []int{1, 3},
+		Rounds:           3,
 		Concurrency:      32,
 		LatencySamples:   200,
 		Rates:            []ratelimit.Rate{ratelimit.DefaultRate, {N: 20, Per: time.Second}},
@@ -91,6 +96,7 @@ func fullConfig() config {
 func quickConfig() config {
 	c := fullConfig()
 	c.Jobs = 2000
+	c.Rounds = 1
 	c.LatencySamples = 100
 	c.Rates = []ratelimit.Rate{{N: 20, Per: time.Second}}
 	c.RateTime = 20 * time.Second
@@ -121,6 +127,7 @@ func parseConfig(args []string, usageOut io.Writer) (config, error) {
 	full := fullConfig()
 	jobs := fs.Int("jobs", full.Jobs, "jobs per throughput run (quick: 2000)")
 	procs := fs.String("processes", "1,3", "worker fleet sizes of the unlimited throughput runs")
+	rounds := fs.Int("rounds", full.Rounds, "times the unlimited throughput runs are repeated; the table shows the median round (quick: 1)")
 	conc := fs.Int("concurrency", full.Concurrency, "RECOVER_CONCURRENCY of each worker, and jobs in flight in the raw consumer")
 	samples := fs.Int("latency-samples", full.LatencySamples, "sequential jobs timed at idle (quick: 100)")
 	rates := fs.String("rates", "200/20s,20/1s", "limits of the rate-limited runs, comma-separated (quick: 20/1s)")
@@ -152,6 +159,8 @@ func parseConfig(args []string, usageOut io.Writer) (config, error) {
 			cfg.Jobs = *jobs
 		case "processes":
 			cfg.Processes, err = parseInts(*procs)
+		case "rounds":
+			cfg.Rounds = *rounds
 		case "concurrency":
 			cfg.Concurrency = *conc
 		case "latency-samples":
@@ -195,8 +204,8 @@ func (c config) validate() error {
 	if c.Jobs < 10 {
 		errs = append(errs, errors.New("--jobs: want at least 10"))
 	}
-	if c.Concurrency < 1 || c.RateWorkers < 1 {
-		errs = append(errs, errors.New("--concurrency and --rate-workers: want at least 1"))
+	if c.Concurrency < 1 || c.RateWorkers < 1 || c.Rounds < 1 {
+		errs = append(errs, errors.New("--concurrency, --rate-workers and --rounds: want at least 1"))
 	}
 	if c.RateTime < 0 || c.RateLatency < 0 {
 		errs = append(errs, errors.New("--rate-time and --rate-latency: want no negative duration"))

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,12 +45,13 @@ func describeMachine() machine {
 
 // report is everything one run measured.
 type report struct {
-	machine  machine
-	cfg      config
-	elapsed  time.Duration
-	raw      throughputRun
-	floor    throughputRun
-	workers  []throughputRun
+	machine machine
+	cfg     config
+	elapsed time.Duration
+	// rounds are every pass over the unlimited throughput runs, and round
+	// the median one, which the table shows.
+	rounds   []round
+	round    round
 	latency  latencyRun
 	rates    []rateRun
 	handler  []benchLine
@@ -64,21 +67,29 @@ type row struct {
 // rows turns the measurements into the table's lines.
 func (r *report) rows() []row {
 	cfg := r.cfg
+	raw, floor := r.round.raw, r.round.floor
+	of := ""
+	if len(r.rounds) > 1 {
+		of = fmt.Sprintf("; the median of %d rounds", len(r.rounds))
+	}
 	rows := []row{{
-		what:   fmt.Sprintf("raw JetStream ceiling: bare pull consumer stores a result and acks (1 process, %d in flight, %d jobs)", cfg.Concurrency, r.raw.jobs),
-		result: fmt.Sprintf("%s jobs/s; CPU per job %s", thousands(r.raw.jobsPerSec), cpuSplit(r.raw, "consumer")),
+		what: fmt.Sprintf("raw JetStream ceiling: bare pull consumer stores a result and acks (1 process, %d in flight, %d jobs)", cfg.Concurrency, raw.jobs),
+		result: fmt.Sprintf("%s jobs/s; CPU per job %s%s", thousands(raw.jobsPerSec), cpuSplit(raw, "consumer"),
+			r.spread(" (rounds: %s jobs/s)", func(rd round) float64 { return rd.raw.jobsPerSec }, thousands)),
 	}, {
-		what: fmt.Sprintf("floor: bare consumer doing the worker's I/O per job — idempotency record created and completed, Graph call (MSAL, TLS), result stored, 2 audit events, ack (1 process, %d in flight, %d jobs)", cfg.Concurrency, r.floor.jobs),
-		result: fmt.Sprintf("%s jobs/s = %.0f%% of raw; CPU per job %s",
-			thousands(r.floor.jobsPerSec), 100*r.floor.jobsPerSec/r.raw.jobsPerSec, cpuSplit(r.floor, "consumer")),
+		what: fmt.Sprintf("floor: bare consumer doing the worker's I/O per job — idempotency record created and completed, Graph call (MSAL, TLS), result stored, 2 audit events, ack (1 process, %d in flight, %d jobs)", cfg.Concurrency, floor.jobs),
+		result: fmt.Sprintf("%s jobs/s = %.0f%% of raw; CPU per job %s%s",
+			thousands(floor.jobsPerSec), 100*floor.jobsPerSec/raw.jobsPerSec, cpuSplit(floor, "consumer"),
+			r.spread(" (rounds: %s of raw)", func(rd round) float64 { return rd.floor.jobsPerSec / rd.raw.jobsPerSec }, percent)),
 	}}
-	for _, w := range r.workers {
-		share := w.jobsPerSec / r.raw.jobsPerSec
+	for i, w := range r.round.workers {
+		share := w.jobsPerSec / raw.jobsPerSec
 		rw := row{
 			what: fmt.Sprintf("worker, %d process(es) × %d concurrency, unlimited, Graph 0 ms (%d jobs)", w.processes, cfg.Concurrency, w.jobs),
-			result: fmt.Sprintf("%s jobs/s = **%.0f%%** of raw, %.0f%% of the floor; CPU per job %s (raw's total is %.0f%% of it, the floor's %.0f%%); peak RSS %s",
-				thousands(w.jobsPerSec), 100*share, 100*w.jobsPerSec/r.floor.jobsPerSec, cpuSplit(w, "worker"),
-				100*cpuShare(r.raw, w), 100*cpuShare(r.floor, w), mib(w.peakRSS)),
+			result: fmt.Sprintf("%s jobs/s = **%.0f%%** of raw, %.0f%% of the floor%s; CPU per job %s (raw's total is %.0f%% of it, the floor's %.0f%%); peak RSS %s%s",
+				thousands(w.jobsPerSec), 100*share, 100*w.jobsPerSec/floor.jobsPerSec, of, cpuSplit(w, "worker"),
+				100*cpuShare(raw, w), 100*cpuShare(floor, w), mib(w.peakRSS),
+				r.spread("; rounds: %s of raw", func(rd round) float64 { return rd.workers[i].jobsPerSec / rd.raw.jobsPerSec }, percent)),
 		}
 		if w.processes == 1 {
 			rw.target, rw.ok = "≥ 50% of raw", check(share >= 0.5)
@@ -157,6 +168,49 @@ func (r *report) write(out io.Writer) error {
 }
 
 func check(ok bool) *bool { return &ok }
+
+// round is one pass over the unlimited throughput measurements, back to
+// back, so that the raw ceiling, the floor and the worker see about the
+// same machine and their ratios mean something even when it is shared.
+type round struct {
+	raw, floor throughputRun
+	workers    []throughputRun
+}
+
+// share is the first worker fleet's throughput over the raw ceiling's.
+func (rd round) share() float64 {
+	if len(rd.workers) == 0 || rd.raw.jobsPerSec == 0 {
+		return 0
+	}
+	return rd.workers[0].jobsPerSec / rd.raw.jobsPerSec
+}
+
+// medianRound is the round whose share is the median (the lower middle of
+// an even number).
+func medianRound(rounds []round) round {
+	if len(rounds) == 0 {
+		return round{}
+	}
+	sorted := slices.Clone(rounds)
+	slices.SortFunc(sorted, func(a, b round) int { return cmp.Compare(a.share(), b.share()) })
+	return sorted[(len(sorted)-1)/2]
+}
+
+// spread formats one figure of every round, in the order they ran, into
+// format; with a single round there is nothing to add.
+func (r *report) spread(format string, figure func(round) float64, show func(float64) string) string {
+	if len(r.rounds) < 2 {
+		return ""
+	}
+	var parts []string
+	for _, rd := range r.rounds {
+		parts = append(parts, show(figure(rd)))
+	}
+	return fmt.Sprintf(format, strings.Join(parts, ", "))
+}
+
+// percent formats a share as a whole percentage.
+func percent(f float64) string { return fmt.Sprintf("%.0f%%", 100*f) }
 
 // cpuShare is the raw consumer's CPU per job, its server side included,
 // over the worker's: the ratio the throughputs approach when the machine's
