@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/recoverpasscode/recoverpasscode/devserver"
+	"github.com/recoverpasscode/recoverpasscode/internal/testsystem"
 )
 
 // TestClusterSurvivesItsLeaderRestarting proves what the reliability suite
@@ -33,11 +34,11 @@ func TestClusterSurvivesItsLeaderRestarting(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := jetstream.StreamConfig{Name: "R3", Subjects: []string{"r3.>"}, Replicas: 3, Storage: jetstream.FileStorage}
-	retry(ctx, t, "create the stream", func(ctx context.Context) error {
+	testsystem.Retry(ctx, t, "create the stream", func(ctx context.Context) error {
 		_, err := js.CreateOrUpdateStream(ctx, cfg)
 		return err
 	})
-	retry(ctx, t, "publish before", func(ctx context.Context) error {
+	testsystem.Retry(ctx, t, "publish before", func(ctx context.Context) error {
 		_, err := js.Publish(ctx, "r3.a", []byte("before"), jetstream.WithMsgID("before"))
 		return err
 	})
@@ -57,7 +58,7 @@ func TestClusterSurvivesItsLeaderRestarting(t *testing.T) {
 	if next == leader {
 		t.Fatalf("the stopped node %d is still the leader", leader)
 	}
-	retry(ctx, t, "publish while a node is down", func(ctx context.Context) error {
+	testsystem.Retry(ctx, t, "publish while a node is down", func(ctx context.Context) error {
 		_, err := js.Publish(ctx, "r3.a", []byte("during"), jetstream.WithMsgID("during"))
 		return err
 	})
@@ -74,7 +75,7 @@ func TestClusterSurvivesItsLeaderRestarting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	retry(ctx, t, "read the stream through the restarted node", func(ctx context.Context) error {
+	testsystem.Retry(ctx, t, "read the stream through the restarted node", func(ctx context.Context) error {
 		s, err := djs.Stream(ctx, "R3")
 		if err != nil {
 			return err
@@ -88,23 +89,4 @@ func TestClusterSurvivesItsLeaderRestarting(t *testing.T) {
 		}
 		return nil
 	})
-}
-
-// retry runs op with a short deadline until it succeeds: a cluster answers
-// nothing for the moment it takes to elect a leader.
-func retry(ctx context.Context, t *testing.T, what string, op func(context.Context) error) {
-	t.Helper()
-	for {
-		opCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := op(opCtx)
-		cancel()
-		if err == nil {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%s: %v", what, err)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }

@@ -3,7 +3,6 @@ package graph_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/recoverpasscode/recoverpasscode/graph"
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
+	"github.com/recoverpasscode/recoverpasscode/internal/testsystem"
 )
 
 // The directory of the delegated tests: a tenant, an app registration that allows
@@ -106,27 +106,11 @@ func newDelegated(t *testing.T, cfg graph.CredentialConfig, log zerolog.Logger) 
 	return d
 }
 
-// cacheSecrets returns the token values a cache file holds.
+// cacheSecrets returns the token values a cache file holds: an access
+// and a refresh token at least.
 func cacheSecrets(t *testing.T, path string) []string {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sections map[string]map[string]struct {
-		Secret string `json:"secret"`
-	}
-	if err := json.Unmarshal(b, &sections); err != nil {
-		t.Fatalf("cache is not JSON: %v", err)
-	}
-	var out []string
-	for _, entries := range sections {
-		for _, e := range entries {
-			if e.Secret != "" {
-				out = append(out, e.Secret)
-			}
-		}
-	}
+	out := testsystem.CacheSecrets(t, path)
 	if len(out) < 2 {
 		t.Fatalf("cache holds %d tokens, want an access and a refresh token at least", len(out))
 	}

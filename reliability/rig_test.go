@@ -74,7 +74,7 @@ func newRig(t *testing.T, sim graphsim.Config, url string, replicas int) *rig {
 		idempotency.BucketConfig(r.names.KeysBucket(), time.Hour, replicas),
 		ratelimit.BucketConfig(r.names.LimitsBucket(), replicas),
 	}
-	r.retry(ctx, "set up the streams", func(ctx context.Context) error {
+	testsystem.Retry(ctx, r.t, "set up the streams", func(ctx context.Context) error {
 		_, err := queue.Setup{Replicas: replicas, AckWait: 3 * time.Second}.Ensure(ctx, js, buckets...)
 		return err
 	})
@@ -132,24 +132,10 @@ func (r *rig) config(name string) service.Config {
 // (a drain that times out) fails the test.
 func (r *rig) startWorker(cfg service.Config) {
 	r.t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	logs := &testsystem.Buffer{}
-	r.workers = append(r.workers, &workerLogs{name: cfg.Name, logs: logs})
 	cfg.HTTPAddr = testsystem.FreeAddr(r.t)
-	done := make(chan error, 1)
-	go func() { done <- service.Run(ctx, ctx, cfg, logs) }()
-	defer waitReady(r.t, cfg.HTTPAddr)
-	r.t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				r.t.Errorf("worker %s: %v", cfg.Name, err)
-			}
-		case <-time.After(30 * time.Second):
-			r.t.Errorf("worker %s did not stop", cfg.Name)
-		}
-	})
+	logs := testsystem.RunWorker(r.t, cfg, 30*time.Second)
+	r.workers = append(r.workers, &workerLogs{name: cfg.Name, logs: logs})
+	waitReady(r.t, cfg.HTTPAddr)
 }
 
 // waitReady waits until the worker serving addr answers /readyz with 200.
@@ -199,7 +185,7 @@ func (r *rig) submit(ctx context.Context, source string, jobs []job.Job) {
 func (r *rig) publish(ctx context.Context, source, msgID string, data []byte) uint64 {
 	r.t.Helper()
 	var seq uint64
-	r.retry(ctx, "submit job "+msgID, func(ctx context.Context) error {
+	testsystem.Retry(ctx, r.t, "submit job "+msgID, func(ctx context.Context) error {
 		m := nats.NewMsg(r.names.Jobs(source))
 		m.Data = data
 		if msgID != "" {
@@ -262,25 +248,6 @@ func (r *rig) settle(want []reliability.Expected, timeout time.Duration) reliabi
 	return rep
 }
 
-// retry runs op, each try with a short deadline, until it succeeds or ctx
-// ends: during a fault NATS answers nothing for a while.
-func (r *rig) retry(ctx context.Context, what string, op func(context.Context) error) {
-	r.t.Helper()
-	for {
-		opCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := op(opCtx)
-		cancel()
-		if err == nil {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			r.t.Fatalf("%s: %v", what, err)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
 // waitCalls waits until Graph has decided at least n calls.
 func (r *rig) waitCalls(ctx context.Context, n int) {
 	r.t.Helper()
@@ -325,7 +292,7 @@ func (r *rig) jobsLeft() uint64 {
 	ctx, cancel := context.WithTimeout(r.t.Context(), 30*time.Second)
 	defer cancel()
 	var left uint64
-	r.retry(ctx, "read the jobs stream", func(ctx context.Context) error {
+	testsystem.Retry(ctx, r.t, "read the jobs stream", func(ctx context.Context) error {
 		s, err := r.js.Stream(ctx, r.names.JobsStream())
 		if err != nil {
 			return err

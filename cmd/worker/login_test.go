@@ -58,30 +58,6 @@ func loginAs(t *testing.T, gs *graphsim.Server, cfg graph.CredentialConfig) stri
 	return out.String()
 }
 
-// tokensIn returns the tokens a cache file holds.
-func tokensIn(t *testing.T, path string) []string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sections map[string]map[string]struct {
-		Secret string `json:"secret"`
-	}
-	if err := json.Unmarshal(b, &sections); err != nil {
-		t.Fatalf("token cache is not JSON: %v", err)
-	}
-	var out []string
-	for _, entries := range sections {
-		for _, e := range entries {
-			if e.Secret != "" {
-				out = append(out, e.Secret)
-			}
-		}
-	}
-	return out
-}
-
 // healthAddr finds where the worker serves /readyz in its log.
 func healthAddr(t *testing.T, logs *testsystem.Buffer) string {
 	t.Helper()
@@ -229,7 +205,7 @@ func TestLoginThenDelegatedWorker(t *testing.T) {
 	if b, _ := os.ReadFile(cache); bytes.Contains(b, []byte(servicePassword)) {
 		t.Error("the token cache holds the password")
 	}
-	tokens = append(tokens, tokensIn(t, cache)...)
+	tokens = append(tokens, testsystem.CacheSecrets(t, cache)...)
 
 	cfg := sys.Config("w1")
 	cfg.Credential.ClientSecret = ""
@@ -257,7 +233,7 @@ func TestLoginThenDelegatedWorker(t *testing.T) {
 		if after, _ := os.ReadFile(cache); bytes.Equal(after, before) {
 			t.Error("the refreshed tokens were not written to the cache")
 		}
-		tokens = append(tokens, tokensIn(t, cache)...)
+		tokens = append(tokens, testsystem.CacheSecrets(t, cache)...)
 	})
 
 	t.Run("a revoked sign-in stops the worker without failing jobs", func(t *testing.T) {
@@ -279,7 +255,7 @@ func TestLoginThenDelegatedWorker(t *testing.T) {
 
 	t.Run("a new login resumes the worker", func(t *testing.T) {
 		out += loginAs(t, sys.GS, loginCfg)
-		tokens = append(tokens, tokensIn(t, cache)...)
+		tokens = append(tokens, testsystem.CacheSecrets(t, cache)...)
 		r := sys.Results("", 4, 30*time.Second)["after-revoke"]
 		if r.Status != job.Succeeded {
 			t.Fatalf("after-revoke: %s %s", r.Status, r.Error)

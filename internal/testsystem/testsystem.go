@@ -113,22 +113,7 @@ func (s *System) Config(name string) service.Config {
 // kept in the returned buffer.
 func (s *System) StartWorker(cfg service.Config) *Buffer {
 	s.t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	logs := &Buffer{}
-	done := make(chan error, 1)
-	go func() { done <- service.Run(ctx, ctx, cfg, logs) }()
-	s.t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				s.t.Errorf("worker %s: %v", cfg.Name, err)
-			}
-		case <-time.After(15 * time.Second):
-			s.t.Errorf("worker %s did not stop", cfg.Name)
-		}
-	})
-	return logs
+	return RunWorker(s.t, cfg, 15*time.Second)
 }
 
 // Publish submits raw job data on a source's subject with a message id
