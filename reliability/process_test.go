@@ -1,12 +1,10 @@
 package reliability_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -97,16 +95,7 @@ func runChild(spec string) int {
 		fmt.Fprintln(os.Stderr, "child worker:", err)
 		return 2
 	}
-	soft, cancelSoft := context.WithCancel(context.Background())
-	hard, cancelHard := context.WithCancel(context.Background())
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	go func() {
-		<-sigs
-		cancelSoft()
-		<-sigs
-		cancelHard()
-	}()
+	soft, hard := service.SignalContexts()
 	if s.StatsFile != "" {
 		go writeStats(soft, s.StatsFile)
 	}

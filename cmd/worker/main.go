@@ -13,8 +13,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/recoverpasscode/recoverpasscode/service"
 )
@@ -31,27 +29,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "worker:", err)
 		os.Exit(2)
 	}
-	soft, hard := signalContexts()
+	soft, hard := service.SignalContexts()
 	if err := run(soft, hard, cfg, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "worker:", err)
 		os.Exit(1)
 	}
-}
-
-// signalContexts returns a context cancelled by the first SIGINT or
-// SIGTERM (drain) and one cancelled by the second (stop now).
-func signalContexts() (soft, hard context.Context) {
-	soft, cancelSoft := context.WithCancel(context.Background())
-	hard, cancelHard := context.WithCancel(context.Background())
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	go func() {
-		<-sigs
-		cancelSoft()
-		<-sigs
-		cancelHard()
-	}()
-	return soft, hard
 }
 
 // run starts the --dev stack if asked, then runs the worker until ctx is
