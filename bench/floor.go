@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -28,10 +27,10 @@ import (
 // two audit events (the call, the decision) published asynchronously, the
 // job acked.
 type floor struct {
-	js    jetstream.JetStream
-	names queue.Names
-	kv    jetstream.KeyValue
-	graph *graph.Client
+	js     jetstream.JetStream
+	names  queue.Names
+	ledger *idempotency.Store
+	graph  *graph.Client
 }
 
 // newFloor connects to what the worker environment names: the keys bucket,
@@ -54,21 +53,10 @@ func newFloor(ctx context.Context, js jetstream.JetStream, names queue.Names) (*
 	if err != nil {
 		return nil, fmt.Errorf("floor: %w", err)
 	}
-	return &floor{js: js, names: names, kv: kv, graph: client}, nil
-}
-
-// floorRecord is an idempotency record of about the worker's size.
-type floorRecord struct {
-	Key        string          `json:"key"`
-	Phase      string          `json:"phase"`
-	Owner      string          `json:"owner"`
-	JobID      string          `json:"jobId"`
-	Token      string          `json:"token"`
-	LeaseUntil time.Time       `json:"leaseUntil"`
-	Attempts   int             `json:"attempts"`
-	Calling    bool            `json:"calling"`
-	ClaimedAt  time.Time       `json:"claimedAt"`
-	Outcome    json.RawMessage `json:"outcome,omitempty"`
+	// The worker's own store, for the very records it writes; it makes
+	// one Create for ClaimCalling of a new key and one Update for Complete.
+	ledger := idempotency.New(kv, idempotency.Config{Owner: "bench-floor"})
+	return &floor{js: js, names: names, ledger: ledger, graph: client}, nil
 }
 
 func (f *floor) answer(msg jetstream.Msg) error {
@@ -80,18 +68,12 @@ func (f *floor) answer(msg jetstream.Msg) error {
 	}
 	key := benchTenant + "/" + j.ID
 	now := time.Now()
-	rec := floorRecord{
-		Key: key, Phase: "claimed", Owner: "bench-floor", JobID: j.ID, Token: strings.Repeat("t", 32),
-		LeaseUntil: now.Add(30 * time.Second), Attempts: 1, Calling: true, ClaimedAt: now,
-	}
-	data, err := json.Marshal(rec)
-	if err != nil {
-		return err
-	}
-	kvKey := idempotency.KVKey(key)
-	rev, err := f.kv.Create(ctx, kvKey, data)
+	claim, err := f.ledger.ClaimCalling(ctx, key, j.ID)
 	if err != nil {
 		return fmt.Errorf("floor: claim: %w", err)
+	}
+	if claim.State != idempotency.Acquired {
+		return fmt.Errorf("floor: claim: key %s is %s", key, claim.State)
 	}
 	resp, err := f.graph.RecoverPasscode(ctx, graph.Target{TenantID: benchTenant, ManagedDeviceID: j.ManagedDeviceID})
 	if err != nil {
@@ -104,11 +86,7 @@ func (f *floor) answer(msg jetstream.Msg) error {
 	if err != nil {
 		return err
 	}
-	rec.Phase, rec.Outcome = "done", result
-	if data, err = json.Marshal(rec); err != nil {
-		return err
-	}
-	if _, err := f.kv.Update(ctx, kvKey, data, rev); err != nil {
+	if err := f.ledger.Complete(ctx, &claim, string(res.Status), result); err != nil {
 		return fmt.Errorf("floor: complete: %w", err)
 	}
 	m := nats.NewMsg(f.names.Result(source, j.ID))
