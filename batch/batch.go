@@ -15,8 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/recoverpasscode/recoverpasscode/job"
-	"github.com/recoverpasscode/recoverpasscode/queue"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // Batch is a named set of jobs, one per distinct device of a file. It is
@@ -45,7 +44,7 @@ type Batch struct {
 // Row is one job of a batch and the line of the file it came from.
 type Row struct {
 	Line int
-	Job  job.Job
+	Job  wire.Job
 }
 
 // Problem is a row that cannot become a job: its line and why.
@@ -77,7 +76,7 @@ type Options struct {
 	// Source is the submitting system. Defaults to "batch".
 	Source string
 	// Names gives the subjects. Defaults to the default prefix.
-	Names queue.Names
+	Names wire.Names
 	// Format of the file. Defaults to Sniff.
 	Format Format
 	// Defaults fill the fields a row leaves empty.
@@ -101,7 +100,7 @@ func Read(r io.Reader, opts Options) (*Batch, error) {
 	if opts.Source == "" {
 		opts.Source = DefaultSource
 	}
-	if !queue.ValidToken(opts.Source) {
+	if !wire.ValidToken(opts.Source) {
 		return nil, fmt.Errorf("batch: source %q: want one subject token (letters, digits, '-', '_')", opts.Source)
 	}
 	if opts.Name != "" {

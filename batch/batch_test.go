@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/recoverpasscode/recoverpasscode/batch"
-	"github.com/recoverpasscode/recoverpasscode/job"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 const (
@@ -111,7 +111,7 @@ func TestJobs(t *testing.T) {
 			t.Errorf("row %d: id %s, key %s, reply %s", r.Line, j.ID, j.IdempotencyKey, j.ReplyTo)
 		}
 		check := j
-		if err := (job.Policy{Tenants: []string{tenant, j1.TenantID}}).Validate(&check); err != nil {
+		if err := (wire.Policy{Tenants: []string{tenant, j1.TenantID}}).Validate(&check); err != nil {
 			t.Errorf("row %d: the worker would reject it: %v", r.Line, err)
 		}
 		if got, ok := b.Row(j.ID + "-r12"); !ok || got.Line != r.Line {

@@ -8,8 +8,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/recoverpasscode/recoverpasscode/graph"
-	"github.com/recoverpasscode/recoverpasscode/queue"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // DefaultSource is the submitting system of file batches: their jobs go to
@@ -25,7 +24,7 @@ const derivedPrefix = "auto-"
 
 // ValidName reports whether s can name a batch: 1 to 64 letters, digits,
 // '-' or '_'. The name becomes a subject token and part of every job id.
-func ValidName(s string) bool { return queue.ValidToken(s) }
+func ValidName(s string) bool { return wire.ValidToken(s) }
 
 // checkName explains why s cannot name a batch.
 func checkName(s string) error {
@@ -39,7 +38,7 @@ func checkName(s string) error {
 // device, case-folded. The path form (userId, detectedAppId) is left out on
 // purpose: two rows reaching one device through different paths would
 // recover its passcode twice.
-func deviceKey(t graph.Target) string {
+func deviceKey(t wire.Target) string {
 	return strings.ToLower(strings.TrimSpace(t.TenantID)) + "/" + strings.ToLower(strings.TrimSpace(t.ManagedDeviceID))
 }
 
@@ -67,14 +66,14 @@ func DeriveName(rows []Row) string {
 // JobID is the job id of a device's row in a batch: "<batch>-<hash>". It is
 // the same on every run of the batch, so a re-sent row is deduplicated by
 // its Nats-Msg-Id and its stored result is found again.
-func JobID(batch string, t graph.Target) string {
+func JobID(batch string, t wire.Target) string {
 	return batch + "-" + deviceHash(deviceKey(t))
 }
 
 // Key is the idempotency key of a device's row in a batch:
 // "batch/<batch>/<hash>". While its record lives, the device is recovered
 // at most once for the batch however often the batch is run.
-func Key(batch string, t graph.Target) string {
+func Key(batch string, t wire.Target) string {
 	return KeyPrefix(batch) + deviceHash(deviceKey(t))
 }
 
@@ -86,12 +85,12 @@ func KeyPrefix(batch string) string { return "batch/" + batch + "/" }
 // select one batch's results with the filter ResultsFilter, while the
 // source stays the second token, so a source's NATS permissions (results
 // under <prefix>.results.<source>.>) cover its batches.
-func ResultSubject(names queue.Names, source, batch, jobID string) string {
+func ResultSubject(names wire.Names, source, batch, jobID string) string {
 	return names.Result(source, batch+"."+jobID)
 }
 
 // ResultsFilter matches every stored result of a batch, replays included.
-func ResultsFilter(names queue.Names, source, batch string) string {
+func ResultsFilter(names wire.Names, source, batch string) string {
 	return names.Result(source, batch+".>")
 }
 

@@ -3,7 +3,7 @@ package batch
 import (
 	"sort"
 
-	"github.com/recoverpasscode/recoverpasscode/job"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // Outcomes keeps the latest result of each row: a row's later result (a
@@ -11,16 +11,16 @@ import (
 // letter) replaces its earlier one. Results must be added in the order they
 // were stored. Outcomes is not safe for concurrent use.
 type Outcomes struct {
-	latest map[string]job.Result // by row id
+	latest map[string]wire.Result // by row id
 }
 
 // NewOutcomes returns an empty set of outcomes.
 func NewOutcomes() *Outcomes {
-	return &Outcomes{latest: map[string]job.Result{}}
+	return &Outcomes{latest: map[string]wire.Result{}}
 }
 
 // Add records a result and reports whether its row had none before.
-func (o *Outcomes) Add(r job.Result) (first bool) {
+func (o *Outcomes) Add(r wire.Result) (first bool) {
 	id := RowID(r.JobID)
 	_, had := o.latest[id]
 	o.latest[id] = r
@@ -28,7 +28,7 @@ func (o *Outcomes) Add(r job.Result) (first bool) {
 }
 
 // Get returns the latest result of a row, by its row id (see RowID).
-func (o *Outcomes) Get(rowID string) (job.Result, bool) {
+func (o *Outcomes) Get(rowID string) (wire.Result, bool) {
 	r, ok := o.latest[rowID]
 	return r, ok
 }
@@ -47,8 +47,8 @@ func (o *Outcomes) Counts() Counts {
 
 // Results returns the latest result of every row, ordered by order(row id)
 // and then by job id. A nil order sorts by job id alone.
-func (o *Outcomes) Results(order func(rowID string) int) []job.Result {
-	out := make([]job.Result, 0, len(o.latest))
+func (o *Outcomes) Results(order func(rowID string) int) []wire.Result {
+	out := make([]wire.Result, 0, len(o.latest))
 	for _, r := range o.latest {
 		out = append(out, r)
 	}
@@ -74,15 +74,15 @@ type Counts struct {
 	Replayed, Uncertain int
 }
 
-func (c *Counts) add(r job.Result) {
+func (c *Counts) add(r wire.Result) {
 	switch r.Status {
-	case job.Succeeded:
+	case wire.Succeeded:
 		c.Succeeded++
-	case job.Failed:
+	case wire.Failed:
 		c.Failed++
-	case job.Rejected:
+	case wire.Rejected:
 		c.Rejected++
-	case job.Expired:
+	case wire.Expired:
 		c.Expired++
 	default:
 		c.Other++

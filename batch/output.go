@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/recoverpasscode/recoverpasscode/job"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // OutputFormat is how results are written to a file.
@@ -40,13 +40,13 @@ func OutputFormatOf(path string) (OutputFormat, error) {
 // unknown).
 type Entry struct {
 	Line   int
-	Result job.Result
+	Result wire.Result
 }
 
 // lineResult is a result with its row's line, as written to JSONL.
 type lineResult struct {
 	Line int `json:"line,omitempty"`
-	job.Result
+	wire.Result
 }
 
 // WriteResults writes entries to w in format f.
@@ -85,7 +85,7 @@ func writeCSV(w io.Writer, entries []Entry) error {
 		if e.Line > 0 {
 			line = strconv.Itoa(e.Line)
 		}
-		var g job.GraphOutcome
+		var g wire.GraphOutcome
 		if r.Graph != nil {
 			g = *r.Graph
 		}

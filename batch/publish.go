@@ -9,8 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/recoverpasscode/recoverpasscode/job"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // Publisher publishes jobs with asynchronous JetStream publishes, keeping
@@ -63,7 +62,7 @@ type inflight struct {
 // On error or cancellation it stops sending and returns what was
 // acknowledged so far with the error; the jobs not acknowledged may or may
 // not be stored, and sending them again is safe.
-func (p *Publisher) Publish(ctx context.Context, subject string, jobs []job.Job) (PublishStats, error) {
+func (p *Publisher) Publish(ctx context.Context, subject string, jobs []wire.Job) (PublishStats, error) {
 	maxPending := p.MaxPending
 	if maxPending <= 0 {
 		maxPending = 256
@@ -121,7 +120,7 @@ func (p *Publisher) Publish(ctx context.Context, subject string, jobs []job.Job)
 }
 
 // send queues every job, blocking while the window is full.
-func (p *Publisher) send(ctx context.Context, js jetstream.JetStream, subject string, jobs []job.Job, window chan<- inflight) error {
+func (p *Publisher) send(ctx context.Context, js jetstream.JetStream, subject string, jobs []wire.Job, window chan<- inflight) error {
 	for i := range jobs {
 		if ctx.Err() != nil {
 			return nil // Publish reports the cause

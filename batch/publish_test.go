@@ -12,8 +12,8 @@ import (
 
 	"github.com/recoverpasscode/recoverpasscode/batch"
 	"github.com/recoverpasscode/recoverpasscode/devserver"
-	"github.com/recoverpasscode/recoverpasscode/job"
 	"github.com/recoverpasscode/recoverpasscode/queue"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 func startNATS(t *testing.T, setup bool) (*nats.Conn, jetstream.JetStream) {
@@ -38,11 +38,11 @@ func startNATS(t *testing.T, setup bool) (*nats.Conn, jetstream.JetStream) {
 	return nc, js
 }
 
-func jobs(n int) []job.Job {
-	out := make([]job.Job, n)
+func jobs(n int) []wire.Job {
+	out := make([]wire.Job, n)
 	for i := range out {
 		dev := fmt.Sprintf("2d6a3d0e-8f5c-4d7a-9b1e-%012d", i)
-		out[i] = job.Job{ID: fmt.Sprintf("t-%06d", i), ManagedDeviceID: dev}
+		out[i] = wire.Job{ID: fmt.Sprintf("t-%06d", i), ManagedDeviceID: dev}
 	}
 	return out
 }
@@ -51,7 +51,7 @@ func jobs(n int) []job.Job {
 // them again is acknowledged as duplicates and stores nothing.
 func TestPublish(t *testing.T) {
 	nc, js := startNATS(t, true)
-	names := queue.Names{}
+	names := wire.Names{}
 	p := &batch.Publisher{NC: nc, MaxPending: 16}
 	all := jobs(2000)
 	st, err := p.Publish(t.Context(), names.Jobs("batch"), all)
@@ -101,7 +101,7 @@ func TestPublishCancelled(t *testing.T) {
 // when it has caught up, then waits for new ones.
 func TestResultsBacklogThenLive(t *testing.T) {
 	_, js := startNATS(t, true)
-	names := queue.Names{}
+	names := wire.Names{}
 	publish := func(id string) {
 		data := fmt.Sprintf(`{"jobId":%q,"status":"succeeded"}`, id)
 		if _, err := js.Publish(t.Context(), batch.ResultSubject(names, "batch", "may", id), []byte(data)); err != nil {
@@ -119,7 +119,7 @@ func TestResultsBacklogThenLive(t *testing.T) {
 	}
 	defer r.Close()
 	var seen []string
-	if _, err := r.ReadBacklog(t.Context(), func(res job.Result) { seen = append(seen, res.JobID) }); err != nil {
+	if _, err := r.ReadBacklog(t.Context(), func(res wire.Result) { seen = append(seen, res.JobID) }); err != nil {
 		t.Fatal(err)
 	}
 	if r.Backlog() != 2 || fmt.Sprint(seen) != "[may-1 may-2]" || !r.CaughtUp() {

@@ -6,9 +6,7 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/recoverpasscode/recoverpasscode/job"
-	"github.com/recoverpasscode/recoverpasscode/queue"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // Results reads the results stored under one subject filter, oldest first:
@@ -20,7 +18,7 @@ type Results struct {
 
 // OpenResults starts reading the results stream's messages matching filter
 // (see ResultsFilter).
-func OpenResults(ctx context.Context, js jetstream.JetStream, names queue.Names, filter string) (*Results, error) {
+func OpenResults(ctx context.Context, js jetstream.JetStream, names wire.Names, filter string) (*Results, error) {
 	r, err := OpenStream(ctx, js, names.ResultsStream(), filter)
 	if err != nil {
 		return nil, err
@@ -30,18 +28,18 @@ func OpenResults(ctx context.Context, js jetstream.JetStream, names queue.Names,
 
 // Next returns the next result; it waits for one when none is stored yet.
 // A message that is not a result is reported by a *NotResultError.
-func (r *Results) Next(ctx context.Context) (job.Result, error) {
+func (r *Results) Next(ctx context.Context) (wire.Result, error) {
 	msg, err := r.StreamReader.Next(ctx)
 	if err != nil {
-		return job.Result{}, err
+		return wire.Result{}, err
 	}
 	return decodeResult(msg)
 }
 
-func decodeResult(msg jetstream.Msg) (job.Result, error) {
-	var res job.Result
+func decodeResult(msg jetstream.Msg) (wire.Result, error) {
+	var res wire.Result
 	if err := json.Unmarshal(msg.Data(), &res); err != nil || res.JobID == "" {
-		return job.Result{}, &NotResultError{Subject: msg.Subject()}
+		return wire.Result{}, &NotResultError{Subject: msg.Subject()}
 	}
 	return res, nil
 }
@@ -49,7 +47,7 @@ func decodeResult(msg jetstream.Msg) (job.Result, error) {
 // ReadBacklog reads the results stored when the reader was opened, passing
 // each to add. Messages that are not results are counted, not passed. It
 // fails with ErrStalled when the stored results stop arriving.
-func (r *Results) ReadBacklog(ctx context.Context, add func(job.Result)) (skipped int, err error) {
+func (r *Results) ReadBacklog(ctx context.Context, add func(wire.Result)) (skipped int, err error) {
 	for !r.CaughtUp() {
 		msg, err := r.NextStored(ctx)
 		if err != nil {

@@ -3,18 +3,18 @@ package batch
 import (
 	"strings"
 
-	"github.com/recoverpasscode/recoverpasscode/job"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // rowJob makes the job of one row and checks it the way the worker will,
 // so that a bad row is reported before anything is published. Its id, key
 // and reply subject are filled in later, once the batch has its name.
-func rowJob(rec record, d Defaults) (job.Job, error) {
+func rowJob(rec record, d Defaults) (wire.Job, error) {
 	if rec.err != nil {
-		return job.Job{}, rec.err
+		return wire.Job{}, rec.err
 	}
 	f := rec.fields
-	j := job.Job{
+	j := wire.Job{
 		ManagedDeviceID: strings.TrimSpace(f["managedDeviceId"]),
 		UserID:          strings.TrimSpace(f["userId"]),
 		DetectedAppID:   strings.TrimSpace(f["detectedAppId"]),
@@ -29,8 +29,8 @@ func rowJob(rec record, d Defaults) (job.Job, error) {
 	// tenant is the policy's default here and passes that check.
 	check := j
 	check.ID = "row"
-	if err := (job.Policy{DefaultTenant: j.TenantID}).Validate(&check); err != nil {
-		return job.Job{}, err
+	if err := (wire.Policy{DefaultTenant: j.TenantID}).Validate(&check); err != nil {
+		return wire.Job{}, err
 	}
 	return j, nil
 }

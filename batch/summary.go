@@ -8,7 +8,7 @@ import (
 	"text/tabwriter"
 	"unicode"
 
-	"github.com/recoverpasscode/recoverpasscode/job"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // Summary is the final report of a batch: counts by status, then the rows
@@ -81,7 +81,7 @@ func (s Summary) writeFailures(b *strings.Builder, n int) {
 	fmt.Fprintln(tw, "  LINE\tDEVICE\tSTATUS\tGRAPH\tCODE\tMESSAGE")
 	listed := 0
 	for _, r := range s.Outcomes.Results(s.line) {
-		if r.Status == job.Succeeded {
+		if r.Status == wire.Succeeded {
 			continue
 		}
 		if listed == limit {
@@ -121,7 +121,7 @@ func (s Summary) line(rowID string) int {
 // Message is the one-line reason a result did not succeed: Graph's error
 // message when Graph refused, else the worker's explanation; control
 // characters become spaces and it is cut at 120 characters.
-func Message(r job.Result) string {
+func Message(r wire.Result) string {
 	msg := r.Error
 	if r.Graph != nil && r.Graph.ErrorMessage != "" {
 		msg = r.Graph.ErrorMessage

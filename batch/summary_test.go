@@ -8,10 +8,10 @@ import (
 	"testing"
 
 	"github.com/recoverpasscode/recoverpasscode/batch"
-	"github.com/recoverpasscode/recoverpasscode/job"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
-func outcomes(results ...job.Result) *batch.Outcomes {
+func outcomes(results ...wire.Result) *batch.Outcomes {
 	o := batch.NewOutcomes()
 	for _, r := range results {
 		o.Add(r)
@@ -20,10 +20,10 @@ func outcomes(results ...job.Result) *batch.Outcomes {
 }
 
 var (
-	okResult   = job.Result{JobID: "may-aaaaaaaaaaaaaaaaaaaa", ManagedDeviceID: dev1, Status: job.Succeeded, Attempts: 1, Graph: &job.GraphOutcome{Status: 204}}
-	missing    = job.Result{JobID: "may-bbbbbbbbbbbbbbbbbbbb", ManagedDeviceID: dev2, Status: job.Failed, Attempts: 1, Error: "graph answered 404 ResourceNotFound: gone", Graph: &job.GraphOutcome{Status: 404, ErrorCode: "ResourceNotFound", ErrorMessage: "The managed device\nwas not found."}}
-	rejected   = job.Result{JobID: "may-cccccccccccccccccccc", ManagedDeviceID: dev1, Status: job.Rejected, Error: "tenantId: not allowed"}
-	replayedOK = job.Result{JobID: "may-bbbbbbbbbbbbbbbbbbbb-r4", ManagedDeviceID: dev2, Status: job.Succeeded, Replayed: true}
+	okResult   = wire.Result{JobID: "may-aaaaaaaaaaaaaaaaaaaa", ManagedDeviceID: dev1, Status: wire.Succeeded, Attempts: 1, Graph: &wire.GraphOutcome{Status: 204}}
+	missing    = wire.Result{JobID: "may-bbbbbbbbbbbbbbbbbbbb", ManagedDeviceID: dev2, Status: wire.Failed, Attempts: 1, Error: "graph answered 404 ResourceNotFound: gone", Graph: &wire.GraphOutcome{Status: 404, ErrorCode: "ResourceNotFound", ErrorMessage: "The managed device\nwas not found."}}
+	rejected   = wire.Result{JobID: "may-cccccccccccccccccccc", ManagedDeviceID: dev1, Status: wire.Rejected, Error: "tenantId: not allowed"}
+	replayedOK = wire.Result{JobID: "may-bbbbbbbbbbbbbbbbbbbb-r4", ManagedDeviceID: dev2, Status: wire.Succeeded, Replayed: true}
 )
 
 // TestOutcomesKeepTheLatest: a replay's result replaces its row's earlier
@@ -81,12 +81,12 @@ func TestWriteResults(t *testing.T) {
 	}
 	var got []struct {
 		Line int `json:"line"`
-		job.Result
+		wire.Result
 	}
 	for _, l := range strings.Split(strings.TrimSpace(jl.String()), "\n") {
 		var r struct {
 			Line int `json:"line"`
-			job.Result
+			wire.Result
 		}
 		if err := json.Unmarshal([]byte(l), &r); err != nil {
 			t.Fatal(err)

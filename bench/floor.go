@@ -12,8 +12,7 @@ import (
 
 	"github.com/recoverpasscode/recoverpasscode/graph"
 	"github.com/recoverpasscode/recoverpasscode/idempotency"
-	"github.com/recoverpasscode/recoverpasscode/job"
-	"github.com/recoverpasscode/recoverpasscode/queue"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // floor is the I/O the contract requires of each job, done by a bare
@@ -28,14 +27,14 @@ import (
 // job acked.
 type floor struct {
 	js     jetstream.JetStream
-	names  queue.Names
+	names  wire.Names
 	ledger *idempotency.Store
 	graph  *graph.Client
 }
 
 // newFloor connects to what the worker environment names: the keys bucket,
 // and Graph through AZURE_* and GRAPH_BASE_URL.
-func newFloor(ctx context.Context, js jetstream.JetStream, names queue.Names) (*floor, error) {
+func newFloor(ctx context.Context, js jetstream.JetStream, names wire.Names) (*floor, error) {
 	kv, err := js.KeyValue(ctx, names.KeysBucket())
 	if err != nil {
 		return nil, fmt.Errorf("floor: keys bucket: %w", err)
@@ -62,7 +61,7 @@ func newFloor(ctx context.Context, js jetstream.JetStream, names queue.Names) (*
 func (f *floor) answer(msg jetstream.Msg) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var j job.Job
+	var j wire.Job
 	if err := json.Unmarshal(msg.Data(), &j); err != nil {
 		return fmt.Errorf("floor: %w", err)
 	}
@@ -75,13 +74,13 @@ func (f *floor) answer(msg jetstream.Msg) error {
 	if claim.State != idempotency.Acquired {
 		return fmt.Errorf("floor: claim: key %s is %s", key, claim.State)
 	}
-	resp, err := f.graph.RecoverPasscode(ctx, graph.Target{TenantID: benchTenant, ManagedDeviceID: j.ManagedDeviceID})
+	resp, err := f.graph.RecoverPasscode(ctx, wire.Target{TenantID: benchTenant, ManagedDeviceID: j.ManagedDeviceID})
 	if err != nil {
 		return fmt.Errorf("floor: graph: %w", err)
 	}
 	res := rawResult(j.ID)
 	res.ManagedDeviceID = j.ManagedDeviceID
-	res.Graph = &job.GraphOutcome{Status: resp.Status, RequestID: resp.RequestID, ClientRequestID: resp.ClientRequestID}
+	res.Graph = &wire.GraphOutcome{Status: resp.Status, RequestID: resp.RequestID, ClientRequestID: resp.ClientRequestID}
 	result, err := json.Marshal(res)
 	if err != nil {
 		return err
@@ -95,8 +94,8 @@ func (f *floor) answer(msg jetstream.Msg) error {
 	if _, err := f.js.PublishMsg(ctx, m); err != nil {
 		return fmt.Errorf("floor: store result: %w", err)
 	}
-	for _, kind := range []string{job.KindGraphCall, job.KindDecision} {
-		e, err := json.Marshal(job.NewAuditEvent(kind, &res, now))
+	for _, kind := range []string{wire.KindGraphCall, wire.KindDecision} {
+		e, err := json.Marshal(wire.NewAuditEvent(kind, &res, now))
 		if err != nil {
 			return err
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/recoverpasscode/recoverpasscode/graph"
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // warmup is how many jobs or calls precede the timed ones, so that
@@ -125,7 +126,7 @@ func (s *stack) timeGraph(ctx context.Context, n int) ([]time.Duration, error) {
 	}
 	var out []time.Duration
 	for i := range warmup + n {
-		t := graph.Target{TenantID: benchTenant, ManagedDeviceID: deviceID(1_000_000 + i)}
+		t := wire.Target{TenantID: benchTenant, ManagedDeviceID: deviceID(1_000_000 + i)}
 		start := time.Now()
 		if _, err := client.RecoverPasscode(ctx, t); err != nil {
 			return nil, fmt.Errorf("direct graph call: %w", err)

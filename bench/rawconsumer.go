@@ -18,8 +18,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/recoverpasscode/recoverpasscode/job"
 	"github.com/recoverpasscode/recoverpasscode/queue"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // roleEnv names the role a child process of the run plays; the raw
@@ -62,7 +62,7 @@ func consumeRaw(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	names := queue.Names{}
+	names := wire.Names{}
 	answer := func(msg jetstream.Msg) error { return answerRaw(js, names, msg) }
 	if os.Getenv(consumerEnv) == consumerFloor {
 		f, err := newFloor(ctx, js, names)
@@ -110,7 +110,7 @@ func consumeRaw(ctx context.Context) error {
 }
 
 // answerRaw stores a result for msg and acks it.
-func answerRaw(js jetstream.JetStream, names queue.Names, msg jetstream.Msg) error {
+func answerRaw(js jetstream.JetStream, names wire.Names, msg jetstream.Msg) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	id := msg.Headers().Get(jetstream.MsgIDHeader)
@@ -128,14 +128,14 @@ func answerRaw(js jetstream.JetStream, names queue.Names, msg jetstream.Msg) err
 }
 
 // rawResult is a result of the size the worker publishes.
-func rawResult(id string) job.Result {
+func rawResult(id string) wire.Result {
 	now := time.Now()
-	return job.Result{
+	return wire.Result{
 		JobID: id, IdempotencyKey: id, Source: source,
 		TenantID: benchTenant, ManagedDeviceID: deviceID(0),
 		RequestedBy: "helpdesk-agent@contoso.com", Ticket: "INC0000000",
-		Status: job.Succeeded, Attempts: 1,
-		Graph: &job.GraphOutcome{
+		Status: wire.Succeeded, Attempts: 1,
+		Graph: &wire.GraphOutcome{
 			Status:          http.StatusNoContent,
 			RequestID:       "9edd2bfa-6f0e-4c4e-9d5b-1b7c2d3e4f50",
 			ClientRequestID: "7d194212-5e8f-42e7-8044-67c3efd91986",

@@ -16,9 +16,9 @@ import (
 	"github.com/recoverpasscode/recoverpasscode/devserver"
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
 	"github.com/recoverpasscode/recoverpasscode/idempotency"
-	"github.com/recoverpasscode/recoverpasscode/job"
 	"github.com/recoverpasscode/recoverpasscode/queue"
 	"github.com/recoverpasscode/recoverpasscode/ratelimit"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // The directory of every stack: one tenant, one app registration.
@@ -39,7 +39,7 @@ type stack struct {
 	gs      *graphsim.Server
 	nc      *nats.Conn
 	js      jetstream.JetStream
-	names   queue.Names
+	names   wire.Names
 	secret  string
 	caFile  string
 	results jetstream.Stream
@@ -136,7 +136,7 @@ func deviceID(i int) string { return fmt.Sprintf("2d6a3d0e-8f5c-4d7a-9b1e-%012d"
 
 // jobMsg is the i-th job, as a ticketing integration would publish it.
 func (s *stack) jobMsg(i int) (*nats.Msg, error) {
-	data, err := json.Marshal(job.Job{
+	data, err := json.Marshal(wire.Job{
 		ID:              jobID(i),
 		ManagedDeviceID: deviceID(i),
 		RequestedBy:     "helpdesk-agent@contoso.com",

@@ -13,8 +13,7 @@ import (
 
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
 	"github.com/recoverpasscode/recoverpasscode/internal/testsystem"
-	recoverjob "github.com/recoverpasscode/recoverpasscode/job"
-	"github.com/recoverpasscode/recoverpasscode/queue"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // inboxDenials lists what the per-user inboxes of accounts.conf refuse:
@@ -79,14 +78,14 @@ func TestInboxReplies(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ticketing's inbox got no answer: %v\n%s", err, logs)
 	}
-	var res recoverjob.Result
-	if err := json.Unmarshal(m.Data, &res); err != nil || res.JobID != "ticket-1" || res.Status != recoverjob.Succeeded {
+	var res wire.Result
+	if err := json.Unmarshal(m.Data, &res); err != nil || res.JobID != "ticket-1" || res.Status != wire.Succeeded {
 		t.Fatalf("answer in ticketing's inbox: %s (%v), want ticket-1 succeeded", m.Data, err)
 	}
 
 	submitWithReply(ctx, t, batch, "spoof-1", testsystem.DeviceN(2), inbox.Subject)
 	res = ownResult(ctx, t, batch, "spoof-1")
-	if res.Status != recoverjob.Rejected || !strings.Contains(res.Error, "_INBOX.batch.") {
+	if res.Status != wire.Rejected || !strings.Contains(res.Error, "_INBOX.batch.") {
 		t.Errorf("batch's job naming ticketing's inbox: %s, %q; want rejected, naming _INBOX.batch.", res.Status, res.Error)
 	}
 	if n := sys.GS.Performed(testsystem.DeviceN(2)); n != 0 {
@@ -109,15 +108,15 @@ func TestInboxReplies(t *testing.T) {
 func submitWithReply(ctx context.Context, t *testing.T, p *peer, id, device, replyTo string) {
 	t.Helper()
 	body, _ := json.Marshal(job{ID: id, ManagedDeviceID: device, ReplyTo: replyTo})
-	if _, err := p.js.Publish(ctx, queue.Names{}.Jobs(p.user), body, jetstream.WithMsgID(id), jetstream.WithExpectStream(jobsStream)); err != nil {
+	if _, err := p.js.Publish(ctx, wire.Names{}.Jobs(p.user), body, jetstream.WithMsgID(id), jetstream.WithExpectStream(jobsStream)); err != nil {
 		t.Fatalf("%s: submit %s: %v", p.user, id, err)
 	}
 }
 
 // ownResult reads the stored result of the job id of p's own source.
-func ownResult(ctx context.Context, t *testing.T, p *peer, id string) recoverjob.Result {
+func ownResult(ctx context.Context, t *testing.T, p *peer, id string) wire.Result {
 	t.Helper()
-	c, err := p.js.OrderedConsumer(ctx, resultsStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{queue.Names{}.Result(p.user, id)}})
+	c, err := p.js.OrderedConsumer(ctx, resultsStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{wire.Names{}.Result(p.user, id)}})
 	if err != nil {
 		t.Fatalf("%s: consumer on its result %s: %v", p.user, id, err)
 	}
@@ -125,7 +124,7 @@ func ownResult(ctx context.Context, t *testing.T, p *peer, id string) recoverjob
 	if err != nil {
 		t.Fatalf("%s: read its result %s: %v", p.user, id, err)
 	}
-	var res recoverjob.Result
+	var res wire.Result
 	if err := json.Unmarshal(m.Data(), &res); err != nil {
 		t.Fatal(err)
 	}

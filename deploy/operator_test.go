@@ -12,9 +12,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/recoverpasscode/recoverpasscode/batch"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 	// Imported under another name: job is the test's own job type.
-	recoverjob "github.com/recoverpasscode/recoverpasscode/job"
-	"github.com/recoverpasscode/recoverpasscode/queue"
 )
 
 // operate does, as the operator and with the library calls they make, what
@@ -29,7 +28,7 @@ func operate(ctx context.Context, t *testing.T, op *peer, jobs jetstream.Consume
 	// rather than the time of the tests that follow.
 	ctx, cancel := context.WithTimeout(ctx, denialWait)
 	defer cancel()
-	names := queue.Names{}
+	names := wire.Names{}
 	letters := readStored(ctx, t, op, dlqStream, names.DLQWildcard())
 	var bySource []string
 	for _, m := range letters {
@@ -54,7 +53,7 @@ func operate(ctx context.Context, t *testing.T, op *peer, jobs jetstream.Consume
 			t.Fatalf("results of %s: %v", s, err)
 		}
 		var got []string
-		_, err = r.ReadBacklog(ctx, func(res recoverjob.Result) { got = append(got, res.JobID) })
+		_, err = r.ReadBacklog(ctx, func(res wire.Result) { got = append(got, res.JobID) })
 		r.Close()
 		if err != nil || !slices.Equal(got, []string{s + "-1"}) {
 			t.Errorf("results of %s: %v, %v; want the job %s-1", s, got, err, s)
@@ -92,7 +91,7 @@ func readStored(ctx context.Context, t *testing.T, p *peer, stream, filter strin
 // Nats-Msg-Id, acknowledged by the jobs stream.
 func replayAsOperator(ctx context.Context, t *testing.T, op *peer, letter jetstream.Msg) {
 	t.Helper()
-	names := queue.Names{}
+	names := wire.Names{}
 	source := dlqSource(letter)
 	meta, err := letter.Metadata()
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/recoverpasscode/recoverpasscode/idempotency"
 	"github.com/recoverpasscode/recoverpasscode/queue"
 	"github.com/recoverpasscode/recoverpasscode/ratelimit"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // Names from DESIGN.md with the default prefix.
@@ -89,7 +90,7 @@ func testPermissions(t *testing.T, url string, passwords map[string]string) {
 // both KV buckets.
 func declareAsWorker(ctx context.Context, t *testing.T, w *peer) jetstream.Consumer {
 	t.Helper()
-	names := queue.Names{}
+	names := wire.Names{}
 	for got, want := range map[string]string{
 		names.JobsStream(): jobsStream, names.ResultsStream(): resultsStream, names.DLQStream(): dlqStream,
 		names.AuditStream(): auditStream, names.KeysBucket(): keysBucket, names.LimitsBucket(): limitsBucket,

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // Defaults for [Config].
@@ -75,7 +76,7 @@ type Response struct {
 	Date time.Time
 	// Duration is the time from sending the request to reading the response.
 	Duration time.Duration
-	// Form is the path form used ([FormManagedDevice], [FormUser] or [FormDetectedApp]).
+	// Form is the path form used ([wire.FormManagedDevice], [wire.FormUser] or [wire.FormDetectedApp]).
 	Form string
 }
 
@@ -144,8 +145,8 @@ func defaultHTTPClient(total time.Duration) *http.Client {
 // (Graph documents 204; any 2xx counts) returns a nil error. A call that Graph refused or that failed in
 // transport returns an *APIError matching its class, with Response still filled with
 // the status and IDs known; a token that could not be had matches ErrCredential; an
-// invalid t returns a *FieldError and sends nothing. A 401 is not retried here.
-func (c *Client) RecoverPasscode(ctx context.Context, t Target) (Response, error) {
+// invalid t returns a *wire.FieldError and sends nothing. A 401 is not retried here.
+func (c *Client) RecoverPasscode(ctx context.Context, t wire.Target) (Response, error) {
 	resp := Response{Form: t.Form()}
 	path, err := t.Path()
 	if err != nil {

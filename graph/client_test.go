@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/recoverpasscode/recoverpasscode/graph"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 const testToken = "eyJ0eXAi.test-access-token.sig"
@@ -89,7 +90,7 @@ func noContent(w http.ResponseWriter, r *http.Request) {
 func TestRecoverPasscodeRequest(t *testing.T) {
 	g := newFakeGraph(t, noContent)
 	c := g.client(t, nil, 0)
-	targets := []graph.Target{
+	targets := []wire.Target{
 		{ManagedDeviceID: deviceID},
 		{ManagedDeviceID: deviceID, UserID: "o'brien@contoso.com"},
 		{ManagedDeviceID: deviceID, DetectedAppID: "app.1"},
@@ -118,7 +119,7 @@ func TestRecoverPasscodeRequest(t *testing.T) {
 				t.Fatalf("return-client-request-id %q", req.Header.Get("return-client-request-id"))
 			}
 			id := req.Header.Get("client-request-id")
-			if !graph.IsGUID(id) || ids[id] {
+			if !wire.IsGUID(id) || ids[id] {
 				t.Fatalf("client-request-id %q is not a fresh GUID", id)
 			}
 			ids[id] = true
@@ -162,7 +163,7 @@ func TestRecoverPasscodeStatuses(t *testing.T) {
 					"innerError": map[string]string{"request-id": "inner-req", "date": "2026-01-02T03:04:05"},
 				}})
 			})
-			resp, err := g.client(t, nil, 0).RecoverPasscode(context.Background(), graph.Target{ManagedDeviceID: deviceID})
+			resp, err := g.client(t, nil, 0).RecoverPasscode(context.Background(), wire.Target{ManagedDeviceID: deviceID})
 			var apiErr *graph.APIError
 			if !errors.As(err, &apiErr) || !errors.Is(err, tt.class) {
 				t.Fatalf("error = %v, want an *APIError of class %v", err, tt.class)
@@ -171,7 +172,7 @@ func TestRecoverPasscodeStatuses(t *testing.T) {
 				apiErr.Message != "Something about "+tt.code || apiErr.RequestID != "req-42" {
 				t.Fatalf("APIError = %+v", apiErr)
 			}
-			if resp.Status != tt.status || resp.RequestID != "req-42" || !graph.IsGUID(resp.ClientRequestID) ||
+			if resp.Status != tt.status || resp.RequestID != "req-42" || !wire.IsGUID(resp.ClientRequestID) ||
 				apiErr.ClientRequestID != resp.ClientRequestID {
 				t.Fatalf("Response = %+v, want status and IDs filled", resp)
 			}
@@ -232,7 +233,7 @@ func TestRecoverPasscodeErrorBodies(t *testing.T) {
 				w.WriteHeader(http.StatusForbidden)
 				_, _ = io.WriteString(w, tt.body)
 			})
-			_, err := g.client(t, nil, 0).RecoverPasscode(context.Background(), graph.Target{ManagedDeviceID: deviceID})
+			_, err := g.client(t, nil, 0).RecoverPasscode(context.Background(), wire.Target{ManagedDeviceID: deviceID})
 			var apiErr *graph.APIError
 			if !errors.As(err, &apiErr) || !errors.Is(err, graph.ErrPermanent) {
 				t.Fatalf("error = %v, want a permanent *APIError", err)
@@ -263,7 +264,7 @@ func TestRecoverPasscodeRetryAfter(t *testing.T) {
 				}
 				w.WriteHeader(tt.status)
 			})
-			_, err := g.client(t, nil, 0).RecoverPasscode(context.Background(), graph.Target{ManagedDeviceID: deviceID})
+			_, err := g.client(t, nil, 0).RecoverPasscode(context.Background(), wire.Target{ManagedDeviceID: deviceID})
 			var apiErr *graph.APIError
 			if !errors.As(err, &apiErr) || apiErr.RetryAfter != tt.want || apiErr.HasRetryAfter != tt.has {
 				t.Fatalf("error = %#v, want RetryAfter %v (%v)", err, tt.want, tt.has)
@@ -275,11 +276,11 @@ func TestRecoverPasscodeRetryAfter(t *testing.T) {
 func TestRecoverPasscodeTransportFailures(t *testing.T) {
 	t.Run("hangs past the attempt timeout", func(t *testing.T) {
 		g := newFakeGraph(t, func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
-		resp, err := g.client(t, nil, 200*time.Millisecond).RecoverPasscode(context.Background(), graph.Target{ManagedDeviceID: deviceID})
+		resp, err := g.client(t, nil, 200*time.Millisecond).RecoverPasscode(context.Background(), wire.Target{ManagedDeviceID: deviceID})
 		if !errors.Is(err, graph.ErrUnknownOutcome) || !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("error = %v, want ErrUnknownOutcome and DeadlineExceeded", err)
 		}
-		if resp.Status != 0 || !graph.IsGUID(resp.ClientRequestID) {
+		if resp.Status != 0 || !wire.IsGUID(resp.ClientRequestID) {
 			t.Fatalf("Response = %+v", resp)
 		}
 	})
@@ -290,7 +291,7 @@ func TestRecoverPasscodeTransportFailures(t *testing.T) {
 				conn.Close()
 			}
 		})
-		_, err := g.client(t, nil, 0).RecoverPasscode(context.Background(), graph.Target{ManagedDeviceID: deviceID})
+		_, err := g.client(t, nil, 0).RecoverPasscode(context.Background(), wire.Target{ManagedDeviceID: deviceID})
 		if !errors.Is(err, graph.ErrUnknownOutcome) {
 			t.Fatalf("error = %v, want ErrUnknownOutcome", err)
 		}
@@ -306,7 +307,7 @@ func TestRecoverPasscodeTransportFailures(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = c.RecoverPasscode(context.Background(), graph.Target{ManagedDeviceID: deviceID})
+		_, err = c.RecoverPasscode(context.Background(), wire.Target{ManagedDeviceID: deviceID})
 		var apiErr *graph.APIError
 		if !errors.Is(err, graph.ErrTransient) || !errors.As(err, &apiErr) || apiErr.Status != 0 {
 			t.Fatalf("error = %v, want a transient *APIError", err)
@@ -318,7 +319,7 @@ func TestRecoverPasscodeTransportFailures(t *testing.T) {
 	t.Run("caller cancels", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		g := newFakeGraph(t, func(w http.ResponseWriter, r *http.Request) { cancel(); <-r.Context().Done() })
-		_, err := g.client(t, nil, 0).RecoverPasscode(ctx, graph.Target{ManagedDeviceID: deviceID})
+		_, err := g.client(t, nil, 0).RecoverPasscode(ctx, wire.Target{ManagedDeviceID: deviceID})
 		if !errors.Is(err, context.Canceled) || !errors.Is(err, graph.ErrUnknownOutcome) {
 			t.Fatalf("error = %v, want Canceled and ErrUnknownOutcome (the request was sent)", err)
 		}
@@ -332,13 +333,13 @@ func TestRecoverPasscodeNoCall(t *testing.T) {
 		name   string
 		ctx    context.Context
 		cred   graph.TokenSource
-		target graph.Target
+		target wire.Target
 		is     error
 		not    error
 	}{
-		{"invalid target", context.Background(), nil, graph.Target{ManagedDeviceID: "../x"}, nil, graph.ErrCredential},
-		{"no token", context.Background(), staticToken{err: errors.New("msal: boom")}, graph.Target{ManagedDeviceID: deviceID}, graph.ErrCredential, nil},
-		{"canceled while getting a token", canceled, staticToken{err: context.Canceled}, graph.Target{ManagedDeviceID: deviceID}, context.Canceled, graph.ErrCredential},
+		{"invalid target", context.Background(), nil, wire.Target{ManagedDeviceID: "../x"}, nil, graph.ErrCredential},
+		{"no token", context.Background(), staticToken{err: errors.New("msal: boom")}, wire.Target{ManagedDeviceID: deviceID}, graph.ErrCredential, nil},
+		{"canceled while getting a token", canceled, staticToken{err: context.Canceled}, wire.Target{ManagedDeviceID: deviceID}, context.Canceled, graph.ErrCredential},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -352,10 +353,10 @@ func TestRecoverPasscodeNoCall(t *testing.T) {
 			}
 		})
 	}
-	var fe *graph.FieldError
+	var fe *wire.FieldError
 	g := newFakeGraph(t, noContent)
-	if _, err := g.client(t, nil, 0).RecoverPasscode(context.Background(), graph.Target{}); !errors.As(err, &fe) {
-		t.Fatalf("error = %v, want a *FieldError", err)
+	if _, err := g.client(t, nil, 0).RecoverPasscode(context.Background(), wire.Target{}); !errors.As(err, &fe) {
+		t.Fatalf("error = %v, want a *wire.FieldError", err)
 	}
 }
 
@@ -363,7 +364,7 @@ func TestRecoverPasscodeRedirectNotFollowed(t *testing.T) {
 	g := newFakeGraph(t, func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "https://elsewhere.example/steal", http.StatusTemporaryRedirect)
 	})
-	_, err := g.client(t, nil, 0).RecoverPasscode(context.Background(), graph.Target{ManagedDeviceID: deviceID})
+	_, err := g.client(t, nil, 0).RecoverPasscode(context.Background(), wire.Target{ManagedDeviceID: deviceID})
 	if !errors.Is(err, graph.ErrPermanent) || len(g.requests()) != 1 {
 		t.Fatalf("error = %v after %d requests, want ErrPermanent after 1", err, len(g.requests()))
 	}
@@ -411,7 +412,7 @@ func TestRecoverPasscodeWithCredential(t *testing.T) {
 	})
 	c := g.client(t, cred, 0)
 	ctx := context.Background()
-	target := graph.Target{TenantID: tenantB, ManagedDeviceID: deviceID}
+	target := wire.Target{TenantID: tenantB, ManagedDeviceID: deviceID}
 
 	_, err := c.RecoverPasscode(ctx, target)
 	if !errors.Is(err, graph.ErrUnauthorized) {
@@ -432,3 +433,5 @@ func TestRecoverPasscodeWithCredential(t *testing.T) {
 		t.Fatalf("token requests = %+v, want two to the job's tenant", toks)
 	}
 }
+
+const deviceID = "0f8fad5b-d9cb-469f-a165-70867728950e"

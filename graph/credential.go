@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // DefaultAuthorityHost is the Entra ID host of the public cloud.
@@ -79,11 +80,11 @@ func (c CredentialConfig) Validate() error {
 	case c.TenantID == "":
 		return errors.New("graph: credential: AZURE_TENANT_ID is required")
 	case !validTenant(c.TenantID):
-		return fmt.Errorf("graph: credential: AZURE_TENANT_ID %q must be a tenant GUID or domain name", truncate(c.TenantID, maxShownValue))
+		return fmt.Errorf("graph: credential: AZURE_TENANT_ID %q must be a tenant GUID or domain name", wire.Truncate(c.TenantID, maxShownValue))
 	case c.ClientID == "":
 		return errors.New("graph: credential: AZURE_CLIENT_ID is required")
-	case !IsGUID(c.ClientID):
-		return fmt.Errorf("graph: credential: AZURE_CLIENT_ID %q must be the application (client) ID, a GUID", truncate(c.ClientID, maxShownValue))
+	case !wire.IsGUID(c.ClientID):
+		return fmt.Errorf("graph: credential: AZURE_CLIENT_ID %q must be the application (client) ID, a GUID", wire.Truncate(c.ClientID, maxShownValue))
 	case c.CertificatePassword != "" && c.CertificatePath == "":
 		return errors.New("graph: credential: AZURE_CLIENT_CERTIFICATE_PASSWORD is set without AZURE_CLIENT_CERTIFICATE_PATH")
 	}
@@ -141,7 +142,7 @@ func (c CredentialConfig) scope() (string, error) {
 // validTenant accepts a tenant GUID or a DNS name such as contoso.onmicrosoft.com, and
 // so nothing that could change the authority URL's path.
 func validTenant(s string) bool {
-	return IsGUID(s) || isDNSName(s, 253)
+	return wire.IsGUID(s) || wire.IsDNSName(s, 253)
 }
 
 // Credential is an app-only (confidential client) credential for one app registration,
@@ -338,7 +339,7 @@ func (c *Credential) tenant(tenantID string) (*tenantApp, error) {
 		tenantID = c.defaultTenant
 	}
 	if !validTenant(tenantID) {
-		return nil, fmt.Errorf("graph: token: tenant %q must be a GUID or domain name", truncate(tenantID, maxShownValue))
+		return nil, fmt.Errorf("graph: token: tenant %q must be a GUID or domain name", wire.Truncate(tenantID, maxShownValue))
 	}
 	key := strings.ToLower(tenantID)
 	c.mu.Lock()
@@ -372,7 +373,7 @@ func (c *Credential) redact(s string) string {
 	if a := c.assertion.Load(); a != nil {
 		s = strings.ReplaceAll(s, *a, "[redacted]")
 	}
-	return truncate(printable(s), maxErrorMessage)
+	return wire.Truncate(printable(s), maxErrorMessage)
 }
 
 func (t *tenantApp) lock(ctx context.Context) error {

@@ -12,6 +12,7 @@ import (
 
 	msalerrors "github.com/AzureAD/microsoft-authentication-library-for-go/apps/errors"
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/public"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 	"github.com/rs/zerolog"
 )
 
@@ -193,7 +194,7 @@ func (d *Delegated) checkTenant(tenantID string) error {
 	if tenantID == "" || strings.EqualFold(tenantID, d.tenant) {
 		return nil
 	}
-	return fmt.Errorf("%w: tenant %q: delegated tokens serve only tenant %s, where the account signed in; another tenant needs app-only credentials", ErrCredential, truncate(tenantID, maxShownValue), d.tenant)
+	return fmt.Errorf("%w: tenant %q: delegated tokens serve only tenant %s, where the account signed in; another tenant needs app-only credentials", ErrCredential, wire.Truncate(tenantID, maxShownValue), d.tenant)
 }
 
 func (d *Delegated) lock(ctx context.Context) error {
@@ -246,7 +247,7 @@ func newPublicApp(cfg CredentialConfig, tc *tokenCache) (public.Client, string, 
 	}
 	app, err := public.New(cfg.ClientID, opts...)
 	if err != nil {
-		return public.Client{}, "", fmt.Errorf("graph: delegated: %s", truncate(printable(err.Error()), maxErrorMessage))
+		return public.Client{}, "", fmt.Errorf("graph: delegated: %s", wire.Truncate(printable(err.Error()), maxErrorMessage))
 	}
 	return app, scope, nil
 }

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // The classes of failure. Every error that RecoverPasscode returns for a valid target
@@ -235,14 +237,14 @@ func decodeErrorBody(e *APIError, body []byte) {
 		e.Message = excerpt(body)
 		return
 	}
-	e.Code = truncate(printable(doc.Error.Code), maxShownValue)
-	e.Message = truncate(printable(doc.Error.Message), maxErrorMessage)
+	e.Code = wire.Truncate(printable(doc.Error.Code), maxShownValue)
+	e.Message = wire.Truncate(printable(doc.Error.Message), maxErrorMessage)
 	inner := doc.Error.InnerError
 	if e.RequestID == "" {
-		e.RequestID = truncate(printable(inner.RequestID), maxShownValue)
+		e.RequestID = wire.Truncate(printable(inner.RequestID), maxShownValue)
 	}
 	if e.ClientRequestID == "" {
-		e.ClientRequestID = truncate(printable(inner.ClientRequestID), maxShownValue)
+		e.ClientRequestID = wire.Truncate(printable(inner.ClientRequestID), maxShownValue)
 	}
 	if e.Date.IsZero() {
 		e.Date = parseInnerDate(inner.Date)
@@ -262,7 +264,7 @@ func parseInnerDate(s string) time.Time {
 // excerpt returns a one-line printable prefix of a non-JSON body, or "".
 func excerpt(body []byte) string {
 	s := strings.Join(strings.Fields(printable(string(body))), " ")
-	return truncate(s, 256)
+	return wire.Truncate(s, 256)
 }
 
 // printable replaces control characters and invalid UTF-8 so a message is safe to log.
@@ -274,3 +276,6 @@ func printable(s string) string {
 		return r
 	}, strings.ToValidUTF8(s, " "))
 }
+
+// maxShownValue bounds how much of an input an error message quotes.
+const maxShownValue = 64

@@ -13,6 +13,7 @@ import (
 
 	"github.com/recoverpasscode/recoverpasscode/graph"
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 func TestSignInWritesAPrivateCacheForDelegatedCalls(t *testing.T) {
@@ -44,7 +45,7 @@ func TestSignInWritesAPrivateCacheForDelegatedCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := simContext(t)
-	if _, err := client.RecoverPasscode(ctx, graph.Target{TenantID: simTenant, ManagedDeviceID: simDevice}); err != nil {
+	if _, err := client.RecoverPasscode(ctx, wire.Target{TenantID: simTenant, ManagedDeviceID: simDevice}); err != nil {
 		t.Fatalf("RecoverPasscode: %v", err)
 	}
 	if c := gs.Calls()[0]; !c.Delegated || c.AppID != simClient || c.TenantID != simTenant {

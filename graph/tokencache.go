@@ -13,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/cache"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 	"github.com/rs/zerolog"
 )
 
@@ -163,7 +164,7 @@ func (c *tokenCache) redact(s string) string {
 			}
 		}
 	}
-	return truncate(printable(s), maxErrorMessage)
+	return wire.Truncate(printable(s), maxErrorMessage)
 }
 
 // withoutAccessTokens returns the cache b without its AccessToken section. The

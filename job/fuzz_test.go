@@ -9,13 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/recoverpasscode/recoverpasscode/graph"
 	"github.com/recoverpasscode/recoverpasscode/idempotency"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
-// FuzzDecode feeds arbitrary messages and message ids through Decode,
-// Policy.Validate and, for the answer, Handle. Whatever the input:
-//   - a message Decode refuses still yields a usable job id and key;
+// FuzzDecode feeds arbitrary messages and message ids through wire.Decode,
+// wire.Policy.Validate and, for the answer, Handle. Whatever the input:
+//   - a message wire.Decode refuses still yields a usable job id and key;
 //   - a job that passes Validate names a Graph path of its form with no
 //     query, fragment or dot segment, a usable reply subject, free text
 //     without control characters, and a key the idempotency store accepts;
@@ -49,13 +49,13 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"managedDeviceId":"`+device+`"}`), "../x")
 	f.Add([]byte(`{"managedDeviceId":"`+device+`"}`), "a\u2215b")
 
-	policy := Policy{DefaultTenant: tenant}
+	policy := wire.Policy{DefaultTenant: tenant}
 	f.Fuzz(func(t *testing.T, data []byte, msgID string) {
-		meta := Meta{Source: "fuzz", MsgID: msgID, Stream: "S", Sequence: 7, Timestamp: time.Unix(1700000000, 0)}
+		meta := wire.Meta{Source: "fuzz", MsgID: msgID, Stream: "S", Sequence: 7, Timestamp: time.Unix(1700000000, 0)}
 		checkAnswer(t, policy, data, meta)
-		j, err := Decode(data, meta)
+		j, err := wire.Decode(data, meta)
 		if err != nil {
-			if !validID(j.ID) || j.IdempotencyKey == "" {
+			if !wire.ValidID(j.ID) || j.IdempotencyKey == "" {
 				t.Fatalf("Decode refused the message (%v) without a usable id: %q, key %q", err, j.ID, j.IdempotencyKey)
 			}
 			if len(err.Error()) > 600 {
@@ -63,14 +63,14 @@ func FuzzDecode(f *testing.F) {
 			}
 			return
 		}
-		if len(data) > MaxSize {
+		if len(data) > wire.MaxSize {
 			t.Fatalf("Decode accepted %d bytes", len(data))
 		}
 		if err := policy.Validate(&j); err != nil {
 			return
 		}
 		checkValid(t, j)
-		again, err := Decode(mustJSON(t, j), Meta{Source: "fuzz"})
+		again, err := wire.Decode(mustJSON(t, j), wire.Meta{Source: "fuzz"})
 		if err != nil {
 			t.Fatalf("a valid job does not decode again: %v", err)
 		}
@@ -81,12 +81,12 @@ func FuzzDecode(f *testing.F) {
 }
 
 // checkValid checks what a job that passed Validate promises.
-func checkValid(t *testing.T, j Job) {
+func checkValid(t *testing.T, j wire.Job) {
 	t.Helper()
-	if !validID(j.ID) || !validSubject("recoverpasscode.results.fuzz."+j.ID) {
+	if !wire.ValidID(j.ID) || !wire.ValidSubject("recoverpasscode.results.fuzz."+j.ID) {
 		t.Fatalf("valid job with unusable id %q", j.ID)
 	}
-	if j.ReplyTo != "" && !validSubject(j.ReplyTo) {
+	if j.ReplyTo != "" && !wire.ValidSubject(j.ReplyTo) {
 		t.Fatalf("valid job with reply subject %q", j.ReplyTo)
 	}
 	for _, s := range []string{j.IdempotencyKey, j.Ticket, j.RequestedBy} {
@@ -106,7 +106,7 @@ func checkValid(t *testing.T, j Job) {
 		t.Fatalf("path %q does not parse: %v", path, err)
 	}
 	segs := strings.Split(u.EscapedPath(), "/")
-	want := map[string]int{graph.FormManagedDevice: 6, graph.FormUser: 7, graph.FormDetectedApp: 8}[j.Target().Form()]
+	want := map[string]int{wire.FormManagedDevice: 6, wire.FormUser: 7, wire.FormDetectedApp: 8}[j.Target().Form()]
 	if u.RawQuery != "" || u.Fragment != "" || len(segs) != want || strings.Contains(path, "/./") || strings.Contains(path, "/../") {
 		t.Fatalf("job %+v gave path %q", j, path)
 	}
@@ -118,7 +118,7 @@ func checkValid(t *testing.T, j Job) {
 // checkAnswer runs Handle on a delivery that has used up its deliveries,
 // so that no dependency is reached: a valid job ends failed, an invalid
 // one rejected. Either answer must be publishable as it stands.
-func checkAnswer(t *testing.T, policy Policy, data []byte, meta Meta) {
+func checkAnswer(t *testing.T, policy wire.Policy, data []byte, meta wire.Meta) {
 	t.Helper()
 	h := &Handler{Policy: policy, Worker: "fuzz", MaxDeliveries: 1}
 	h.Init()
@@ -126,13 +126,13 @@ func checkAnswer(t *testing.T, policy Policy, data []byte, meta Meta) {
 	if out.Result == nil || out.Disposition == Retry {
 		t.Fatalf("Handle gave no answer: %+v", out)
 	}
-	if !validID(out.Result.JobID) {
+	if !wire.ValidID(out.Result.JobID) {
 		t.Fatalf("the answer's job id %q is not usable as a subject token or message id", out.Result.JobID)
 	}
 	if (out.Disposition == Term) != (out.DeadLetter != "") {
 		t.Fatalf("disposition %v with dead letter %q", out.Disposition, out.DeadLetter)
 	}
-	if out.ReplyTo != "" && !validSubject(out.ReplyTo) {
+	if out.ReplyTo != "" && !wire.ValidSubject(out.ReplyTo) {
 		t.Fatalf("answer sent to %q", out.ReplyTo)
 	}
 	if _, err := json.Marshal(out.Result); err != nil {
@@ -141,7 +141,7 @@ func checkAnswer(t *testing.T, policy Policy, data []byte, meta Meta) {
 }
 
 // normal drops what differs legitimately between two decodings of one job.
-func normal(j Job) Job {
+func normal(j wire.Job) wire.Job {
 	if j.NotAfter != nil {
 		at := j.NotAfter.UTC()
 		j.NotAfter = &at

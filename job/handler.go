@@ -12,11 +12,12 @@ import (
 
 	"github.com/recoverpasscode/recoverpasscode/graph"
 	"github.com/recoverpasscode/recoverpasscode/idempotency"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // Recoverer performs the Graph action. *graph.Client implements it.
 type Recoverer interface {
-	RecoverPasscode(ctx context.Context, t graph.Target) (graph.Response, error)
+	RecoverPasscode(ctx context.Context, t wire.Target) (graph.Response, error)
 }
 
 // Tokens refreshes a tenant's token after Graph answered 401.
@@ -61,8 +62,8 @@ const (
 // Outcome is what handling one delivery of a job produced.
 type Outcome struct {
 	Disposition Disposition
-	// Result is the job's result for Ack and Term.
-	Result *Result
+	// wire.Result is the job's result for Ack and Term.
+	Result *wire.Result
 	// Delay before redelivery, for Retry.
 	Delay time.Duration
 	// DeadLetter, when not empty, is why a copy of the job goes to the DLQ.
@@ -77,7 +78,7 @@ type Outcome struct {
 // Delivery is one delivery of a job message.
 type Delivery struct {
 	Data []byte
-	Meta Meta
+	Meta wire.Meta
 	// NumDelivered counts deliveries of this message, this one included.
 	NumDelivered uint64
 	// InProgress, if set, tells JetStream the job is still being worked on
@@ -92,7 +93,7 @@ type Handler struct {
 	Tokens  Tokens    // required
 	Limiter Limiter   // required
 	Ledger  Ledger    // required
-	Policy  Policy
+	Policy  wire.Policy
 	// Observer learns of Graph calls, rate-limit waits and pauses. Optional.
 	Observer Observer
 	// Worker names this worker in results. Required.
@@ -166,28 +167,28 @@ func (h *Handler) Init() { h.defaults() }
 // Handle processes one delivery of a job and says what to do with it.
 func (h *Handler) Handle(ctx context.Context, d Delivery) Outcome {
 	started := h.Now()
-	j, err := Decode(d.Data, d.Meta)
+	j, err := wire.Decode(d.Data, d.Meta)
 	if err == nil {
 		err = h.Policy.Validate(&j)
 	}
 	if err == nil {
 		err = h.Policy.CheckReplyTo(j.ReplyTo, d.Meta.Source)
 	}
-	if err != nil && !validID(j.ID) {
+	if err != nil && !wire.ValidID(j.ID) {
 		// The answer needs an id that is a subject token and a message id;
 		// the one the job named is not.
 		j.ID = d.Meta.DerivedID()
 	}
-	res := newResult(&j, d.Meta, h.Worker, started)
+	res := wire.NewResult(&j, d.Meta, h.Worker, started)
 	logCtx := h.Logger.With().Str("job_id", j.ID).Str("source", d.Meta.Source)
 	if d.Meta.Traceparent != "" {
 		logCtx = logCtx.Str("traceparent", d.Meta.Traceparent)
 	}
 	log := logCtx.Logger()
 	if err != nil {
-		log.Info().Str("status", string(Rejected)).Str("reason", err.Error()).Msg("job rejected")
-		out := h.finish(&res, Rejected, err.Error(), Term, "rejected: "+err.Error())
-		if validSubject(j.ReplyTo) && h.Policy.CheckReplyTo(j.ReplyTo, d.Meta.Source) == nil {
+		log.Info().Str("status", string(wire.Rejected)).Str("reason", err.Error()).Msg("job rejected")
+		out := h.finish(&res, wire.Rejected, err.Error(), Term, "rejected: "+err.Error())
+		if wire.ValidSubject(j.ReplyTo) && h.Policy.CheckReplyTo(j.ReplyTo, d.Meta.Source) == nil {
 			out.ReplyTo = j.ReplyTo
 		}
 		return out
@@ -196,10 +197,10 @@ func (h *Handler) Handle(ctx context.Context, d Delivery) Outcome {
 	var out Outcome
 	switch {
 	case h.expired(&j):
-		out = h.finish(&res, Expired, fmt.Sprintf("notAfter %s passed before the job could start", j.NotAfter.Format(time.RFC3339)), Ack, "")
+		out = h.finish(&res, wire.Expired, fmt.Sprintf("notAfter %s passed before the job could start", j.NotAfter.Format(time.RFC3339)), Ack, "")
 	case d.NumDelivered > h.MaxDeliveries:
 		msg := fmt.Sprintf("delivered %d times without finishing", d.NumDelivered)
-		out = h.finish(&res, Failed, msg, Term, "failed: "+msg)
+		out = h.finish(&res, wire.Failed, msg, Term, "failed: "+msg)
 	default:
 		p := &process{h: h, d: d, job: &j, res: &res, log: log}
 		out = p.run(ctx)
@@ -208,12 +209,12 @@ func (h *Handler) Handle(ctx context.Context, d Delivery) Outcome {
 	return out
 }
 
-func (h *Handler) expired(j *Job) bool {
+func (h *Handler) expired(j *wire.Job) bool {
 	return j.NotAfter != nil && h.Now().After(*j.NotAfter)
 }
 
 // finish completes res and wraps it in an Outcome.
-func (h *Handler) finish(res *Result, st Status, why string, disp Disposition, deadLetter string) Outcome {
+func (h *Handler) finish(res *wire.Result, st wire.Status, why string, disp Disposition, deadLetter string) Outcome {
 	res.Status = st
 	res.Error = why
 	res.FinishedAt = h.Now()
@@ -222,26 +223,26 @@ func (h *Handler) finish(res *Result, st Status, why string, disp Disposition, d
 
 // LedgerKey is the idempotency record's key for a job: keys are scoped by
 // tenant, since the same text in two tenants names two different actions.
-func LedgerKey(j *Job) string {
+func LedgerKey(j *wire.Job) string {
 	return j.TenantID + "/" + j.IdempotencyKey
 }
 
 // replay answers a job from the stored outcome of its key.
-func (h *Handler) replay(res *Result, stored []byte) Outcome {
-	var prev Result
+func (h *Handler) replay(res *wire.Result, stored []byte) Outcome {
+	var prev wire.Result
 	if err := json.Unmarshal(stored, &prev); err != nil {
 		msg := "the idempotency record of this key is unreadable; resubmit with a new idempotencyKey"
-		return h.finish(res, Failed, msg, Term, "failed: "+msg)
+		return h.finish(res, wire.Failed, msg, Term, "failed: "+msg)
 	}
 	if prev.ManagedDeviceID != res.ManagedDeviceID || prev.UserID != res.UserID || prev.DetectedAppID != res.DetectedAppID {
 		msg := fmt.Sprintf("idempotencyKey %q was already used by job %s for device %s; use a new key for a different device", res.IdempotencyKey, prev.JobID, prev.ManagedDeviceID)
-		return h.finish(res, Rejected, msg, Term, "rejected: "+msg)
+		return h.finish(res, wire.Rejected, msg, Term, "rejected: "+msg)
 	}
 	res.Replayed = true
 	res.Graph = prev.Graph
 	res.Uncertain, res.UncertainReason = prev.Uncertain, prev.UncertainReason
 	disp, dead := Ack, ""
-	if prev.Status == Failed {
+	if prev.Status == wire.Failed {
 		dead = "failed: " + prev.Error
 	}
 	return h.finish(res, prev.Status, prev.Error, disp, dead)
@@ -264,9 +265,9 @@ func errorText(err error) string {
 	var apiErr *graph.APIError
 	if errors.As(err, &apiErr) && apiErr.Status != 0 {
 		if apiErr.Code != "" {
-			return fmt.Sprintf("graph answered %d %s: %s", apiErr.Status, apiErr.Code, truncate(apiErr.Message, 300))
+			return fmt.Sprintf("graph answered %d %s: %s", apiErr.Status, apiErr.Code, wire.Truncate(apiErr.Message, 300))
 		}
 		return fmt.Sprintf("graph answered %d", apiErr.Status)
 	}
-	return truncate(err.Error(), 300)
+	return wire.Truncate(err.Error(), 300)
 }

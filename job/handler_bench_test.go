@@ -26,6 +26,7 @@ import (
 	"github.com/recoverpasscode/recoverpasscode/metrics"
 	"github.com/recoverpasscode/recoverpasscode/queue"
 	"github.com/recoverpasscode/recoverpasscode/ratelimit"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 	"github.com/recoverpasscode/recoverpasscode/worker"
 )
 
@@ -104,7 +105,7 @@ func BenchmarkHandle(b *testing.B) {
 func benchDelivery(id string, seq uint64) job.Delivery {
 	return job.Delivery{
 		Data: fmt.Appendf(nil, `{"id":%q,"managedDeviceId":%q,"requestedBy":"helpdesk-agent@contoso.com","ticket":"INC0012345"}`, id, benchDevice),
-		Meta: job.Meta{
+		Meta: wire.Meta{
 			Source: "bench", MsgID: id, Stream: "RECOVERPASSCODE_JOBS",
 			Sequence: seq, Timestamp: time.Now(),
 		},
@@ -114,7 +115,7 @@ func benchDelivery(id string, seq uint64) job.Delivery {
 }
 
 func mustSucceed(b *testing.B, out job.Outcome, replayed bool) {
-	if out.Disposition != job.Ack || out.Result == nil || out.Result.Status != job.Succeeded || out.Result.Replayed != replayed {
+	if out.Disposition != job.Ack || out.Result == nil || out.Result.Status != wire.Succeeded || out.Result.Replayed != replayed {
 		b.Fatalf("outcome %+v, result %+v", out, out.Result)
 	}
 }
@@ -142,7 +143,7 @@ func newBenchHandler(b testing.TB, srv benchServers) (*job.Handler, *idempotency
 	if err != nil {
 		b.Fatal(err)
 	}
-	names := queue.Names{}
+	names := wire.Names{}
 	if _, err := (queue.Setup{Names: names}).Ensure(ctx, js,
 		idempotency.BucketConfig(names.KeysBucket(), time.Hour, 1),
 		ratelimit.BucketConfig(names.LimitsBucket(), 1)); err != nil {
@@ -185,7 +186,7 @@ func newBenchHandler(b testing.TB, srv benchServers) (*job.Handler, *idempotency
 	h := &job.Handler{
 		Graph: client, Tokens: cred, Limiter: limiter, Ledger: store,
 		Observer:       worker.NewTelemetry(js, names, metrics.New(prometheus.NewRegistry()), log),
-		Policy:         job.Policy{DefaultTenant: benchTenant},
+		Policy:         wire.Policy{DefaultTenant: benchTenant},
 		Worker:         "bench",
 		KeepAliveEvery: 10 * time.Second,
 		Logger:         log,

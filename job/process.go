@@ -14,6 +14,7 @@ import (
 	"github.com/recoverpasscode/recoverpasscode/graph"
 	"github.com/recoverpasscode/recoverpasscode/idempotency"
 	"github.com/recoverpasscode/recoverpasscode/internal/timing"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // process carries one valid job through its idempotency record and its
@@ -21,8 +22,8 @@ import (
 type process struct {
 	h     *Handler
 	d     Delivery
-	job   *Job
-	res   *Result
+	job   *wire.Job
+	res   *wire.Result
 	log   zerolog.Logger
 	claim idempotency.Claim
 }
@@ -83,7 +84,7 @@ func (p *process) attempts(ctx context.Context) Outcome {
 	for {
 		if h.expired(p.job) {
 			p.release(ctx)
-			return h.finish(p.res, Expired, fmt.Sprintf("notAfter %s passed before Graph answered", p.job.NotAfter.Format(time.RFC3339)), Ack, "")
+			return h.finish(p.res, wire.Expired, fmt.Sprintf("notAfter %s passed before Graph answered", p.job.NotAfter.Format(time.RFC3339)), Ack, "")
 		}
 		if until, paused := h.Limiter.PausedUntil(p.job.TenantID); paused {
 			if wait := time.Until(until); wait > h.MaxInlineWait {
@@ -114,13 +115,13 @@ func (p *process) attempts(ctx context.Context) Outcome {
 		p.res.Attempts++
 		resp, err := h.Graph.RecoverPasscode(ctx, target)
 		p.recordGraph(resp, err)
-		call := NewAuditEvent(KindGraphCall, p.res, h.Now())
+		call := wire.NewAuditEvent(wire.KindGraphCall, p.res, h.Now())
 		call.Form = target.Form()
 		call.DurationMS = float64(resp.Duration.Microseconds()) / 1000
 		h.Observer.GraphCalled(ctx, call, resp.Duration)
 		p.log.Debug().Int("attempt", p.res.Attempts).Int("status", resp.Status).Str("request_id", resp.RequestID).Str("client_request_id", resp.ClientRequestID).Err(err).Msg("graph call")
 		if err == nil {
-			return p.complete(ctx, Succeeded, "", "")
+			return p.complete(ctx, wire.Succeeded, "", "")
 		}
 		if ctx.Err() != nil {
 			return p.handBack(ctx, 0, ctx.Err())
@@ -139,7 +140,7 @@ func (p *process) attempts(ctx context.Context) Outcome {
 			return p.credentialsBroken(ctx, err)
 		case errors.Is(err, graph.ErrPermanent):
 			msg := errorText(err)
-			return p.complete(ctx, Failed, msg, "failed: "+msg)
+			return p.complete(ctx, wire.Failed, msg, "failed: "+msg)
 		}
 		// Throttled, transient or unknown outcome: retry within bounds.
 		if errors.Is(err, graph.ErrUnknownOutcome) {
@@ -153,7 +154,7 @@ func (p *process) attempts(ctx context.Context) Outcome {
 		if failures >= h.Backoff.MaxAttempts || h.Now().Add(delay).Sub(p.res.StartedAt) > h.Backoff.MaxElapsed {
 			msg := fmt.Sprintf("gave up after %d attempts: %s", p.res.Attempts, errorText(err))
 			p.release(ctx)
-			return h.finish(p.res, Failed, msg, Ack, "failed: "+msg)
+			return h.finish(p.res, wire.Failed, msg, Ack, "failed: "+msg)
 		}
 		if errors.Is(err, graph.ErrThrottled) || serverSaidWait(err) {
 			// The server speaks for the tenant, not for this job: every
@@ -203,11 +204,11 @@ func serverSaidWait(err error) bool {
 }
 
 func (p *process) recordGraph(resp graph.Response, err error) {
-	g := &GraphOutcome{Status: resp.Status, RequestID: resp.RequestID, ClientRequestID: resp.ClientRequestID}
+	g := &wire.GraphOutcome{Status: resp.Status, RequestID: resp.RequestID, ClientRequestID: resp.ClientRequestID}
 	var apiErr *graph.APIError
 	if errors.As(err, &apiErr) {
 		g.ErrorCode = apiErr.Code
-		g.ErrorMessage = truncate(apiErr.Message, 300)
+		g.ErrorMessage = wire.Truncate(apiErr.Message, 300)
 		if g.Status == 0 {
 			g.Status = apiErr.Status
 		}
@@ -216,7 +217,7 @@ func (p *process) recordGraph(resp graph.Response, err error) {
 }
 
 // complete stores the final outcome in the key's record, then answers.
-func (p *process) complete(ctx context.Context, st Status, why, deadLetter string) Outcome {
+func (p *process) complete(ctx context.Context, st wire.Status, why, deadLetter string) Outcome {
 	out := p.h.finish(p.res, st, why, Ack, deadLetter)
 	blob, err := json.Marshal(out.Result)
 	if err == nil {
@@ -228,7 +229,7 @@ func (p *process) complete(ctx context.Context, st Status, why, deadLetter strin
 		// later owner may call Graph again, and either result may be the
 		// one stored for this job.
 		out.Result.Uncertain = true
-		out.Result.UncertainReason = "the outcome could not be recorded for the idempotency key (" + truncate(err.Error(), 200) + "); another worker may act on the key again"
+		out.Result.UncertainReason = "the outcome could not be recorded for the idempotency key (" + wire.Truncate(err.Error(), 200) + "); another worker may act on the key again"
 	}
 	if err != nil {
 		p.log.Warn().Err(err).Msg("could not store the outcome in the idempotency record")

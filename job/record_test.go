@@ -14,6 +14,7 @@ import (
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
 	"github.com/recoverpasscode/recoverpasscode/idempotency"
 	"github.com/recoverpasscode/recoverpasscode/job"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // flakyLedger is the real store whose Complete fails, before reaching it,
@@ -66,7 +67,7 @@ func TestOutcomeWriteIsRetried(t *testing.T) {
 			id := fmt.Sprintf("record-%d", i)
 			out := h.Handle(t.Context(), benchDelivery(id, uint64(i+1)))
 
-			if out.Result == nil || out.Result.Status != job.Succeeded || out.Result.Uncertain != tt.wantUncertain {
+			if out.Result == nil || out.Result.Status != wire.Succeeded || out.Result.Uncertain != tt.wantUncertain {
 				t.Fatalf("outcome %+v, result %+v; want succeeded, uncertain=%v", out, out.Result, tt.wantUncertain)
 			}
 			if tt.wantUncertain && !strings.Contains(out.Result.UncertainReason, "could not be recorded") {
@@ -78,7 +79,7 @@ func TestOutcomeWriteIsRetried(t *testing.T) {
 			if got := len(gs.Calls()) - before; got != 1 {
 				t.Errorf("graph saw %d calls, want 1", got)
 			}
-			c, err := store.Claim(t.Context(), job.LedgerKey(&job.Job{TenantID: benchTenant, IdempotencyKey: id}), "next")
+			c, err := store.Claim(t.Context(), job.LedgerKey(&wire.Job{TenantID: benchTenant, IdempotencyKey: id}), "next")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -7,12 +7,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // Setup describes the JetStream objects a worker creates or updates at
 // start. The zero value is usable on a single server.
 type Setup struct {
-	Names Names
+	Names wire.Names
 	// Replicas for every stream and bucket: 1 on a single server, 3 on a
 	// cluster. Defaults to 1.
 	Replicas int
@@ -143,3 +144,6 @@ func (s Setup) Ensure(ctx context.Context, js jetstream.JetStream, buckets ...je
 // ErrNoStream is returned by lookups when the worker has not created the
 // streams yet.
 var ErrNoStream = errors.New("queue: streams not found: start a worker first (it creates them)")
+
+// ConsumerName is the durable pull consumer every worker shares.
+const ConsumerName = "worker"

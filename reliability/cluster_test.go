@@ -9,6 +9,7 @@ import (
 	"github.com/recoverpasscode/recoverpasscode/devserver"
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
 	"github.com/recoverpasscode/recoverpasscode/queue"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // TestClusterNodeStopped runs a batch through two workers on a three-node
@@ -19,7 +20,7 @@ import (
 // is lost or doubled.
 func TestClusterNodeStopped(t *testing.T) {
 	t.Parallel()
-	names := queue.Names{}
+	names := wire.Names{}
 	cases := []struct {
 		name string
 		pick func(c *devserver.Cluster) int
@@ -98,7 +99,7 @@ func waitPick(ctx context.Context, t *testing.T, pick func() int) int {
 
 // rolesOf says what node i leads, for the log.
 func rolesOf(c *devserver.Cluster, i int) string {
-	names := queue.Names{}
+	names := wire.Names{}
 	var roles []string
 	if c.MetaLeader() == i {
 		roles = append(roles, "meta leader")

@@ -10,9 +10,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
-	"github.com/recoverpasscode/recoverpasscode/job"
 	"github.com/recoverpasscode/recoverpasscode/queue"
-	"github.com/recoverpasscode/recoverpasscode/worker"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // pollEvery is how often Settle re-reads the stream state: JetStream has no
@@ -24,7 +23,7 @@ const pollEvery = 100 * time.Millisecond
 // result stored, since workers acknowledge only after storing it. Errors
 // reading the state (a cluster electing a leader, a server restarting) are
 // retried. On ctx's end it returns an error with the last state seen.
-func Settle(ctx context.Context, js jetstream.JetStream, names queue.Names) error {
+func Settle(ctx context.Context, js jetstream.JetStream, names wire.Names) error {
 	tick := time.NewTicker(pollEvery)
 	defer tick.Stop()
 	last := "no state read yet"
@@ -47,7 +46,7 @@ func Settle(ctx context.Context, js jetstream.JetStream, names queue.Names) erro
 }
 
 // queueState reads the jobs stream's size and the workers' consumer.
-func queueState(ctx context.Context, js jetstream.JetStream, names queue.Names) (left uint64, ackPending int, pending uint64, err error) {
+func queueState(ctx context.Context, js jetstream.JetStream, names wire.Names) (left uint64, ackPending int, pending uint64, err error) {
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	stream, err := js.Stream(rctx, names.JobsStream())
@@ -71,7 +70,7 @@ func queueState(ctx context.Context, js jetstream.JetStream, names queue.Names) 
 
 // Collect reads what Check judges: every stored result and dead letter,
 // duplicates included, Graph's call log, and the jobs stream's state.
-func Collect(ctx context.Context, js jetstream.JetStream, names queue.Names, gs *graphsim.Server) (Observed, error) {
+func Collect(ctx context.Context, js jetstream.JetStream, names wire.Names, gs *graphsim.Server) (Observed, error) {
 	var obs Observed
 	var err error
 	obs.JobsLeft, obs.AckPending, obs.Pending, err = queueState(ctx, js, names)
@@ -79,7 +78,7 @@ func Collect(ctx context.Context, js jetstream.JetStream, names queue.Names, gs 
 		return obs, fmt.Errorf("reliability: collect: jobs stream: %w", err)
 	}
 	err = readAll(ctx, js, names.ResultsStream(), func(data []byte) error {
-		var r job.Result
+		var r wire.Result
 		if err := json.Unmarshal(data, &r); err != nil {
 			return fmt.Errorf("result is not JSON: %w: %.200s", err, data)
 		}
@@ -90,7 +89,7 @@ func Collect(ctx context.Context, js jetstream.JetStream, names queue.Names, gs 
 		return obs, fmt.Errorf("reliability: collect: %w", err)
 	}
 	err = readAll(ctx, js, names.DLQStream(), func(data []byte) error {
-		var d worker.DeadLetter
+		var d wire.DeadLetter
 		if err := json.Unmarshal(data, &d); err != nil {
 			return fmt.Errorf("dead letter is not JSON: %w: %.200s", err, data)
 		}

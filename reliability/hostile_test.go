@@ -12,8 +12,8 @@ import (
 	"github.com/recoverpasscode/recoverpasscode/devserver"
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
 	"github.com/recoverpasscode/recoverpasscode/internal/testsystem"
-	"github.com/recoverpasscode/recoverpasscode/job"
 	"github.com/recoverpasscode/recoverpasscode/reliability"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // hostile is one broken or malicious job message and how it must end.
@@ -24,7 +24,7 @@ type hostile struct {
 	// carry unless derived is set.
 	id     string
 	device string // the device the message names, if any
-	want   job.Status
+	want   wire.Status
 	// any accepts any status (see reliability.Expected.AnyStatus).
 	any bool
 	// key is the idempotency key when the job sets one.
@@ -53,7 +53,7 @@ func (b *builder) next() (id, device string) {
 }
 
 // field adds a valid job with one JSON field set to value.
-func (b *builder) field(name, key string, value any, want job.Status) *hostile {
+func (b *builder) field(name, key string, value any, want wire.Status) *hostile {
 	id, device := b.next()
 	j := map[string]any{"managedDeviceId": device}
 	if key == "managedDeviceId" {
@@ -73,7 +73,7 @@ func (b *builder) field(name, key string, value any, want job.Status) *hostile {
 }
 
 // raw adds a message built by hand around the job's device.
-func (b *builder) raw(name string, want job.Status, build func(device string) string) {
+func (b *builder) raw(name string, want wire.Status, build func(device string) string) {
 	id, device := b.next()
 	b.cases = append(b.cases, hostile{name: name, data: []byte(build(device)), id: id, device: device, want: want})
 }
@@ -87,105 +87,105 @@ var hostileGroups = []struct {
 	{"path tricks in identifiers", func(b *builder) {
 		for _, trick := range pathTricks {
 			q := fmt.Sprintf("%q", trick)
-			b.field("tenantId "+q, "tenantId", testsystem.Tenant+trick, job.Rejected)
-			b.field("managedDeviceId "+q, "managedDeviceId", testsystem.Device+trick, job.Rejected)
-			b.field("userId "+q, "userId", trick, job.Rejected)
-			b.field("userId UPN "+q, "userId", "user"+trick+"@contoso.com", job.Rejected)
-			b.field("detectedAppId "+q, "detectedAppId", trick, job.Rejected)
+			b.field("tenantId "+q, "tenantId", testsystem.Tenant+trick, wire.Rejected)
+			b.field("managedDeviceId "+q, "managedDeviceId", testsystem.Device+trick, wire.Rejected)
+			b.field("userId "+q, "userId", trick, wire.Rejected)
+			b.field("userId UPN "+q, "userId", "user"+trick+"@contoso.com", wire.Rejected)
+			b.field("detectedAppId "+q, "detectedAppId", trick, wire.Rejected)
 			// Free text: anything printable is fine, it never reaches a path.
-			b.field("idempotencyKey "+q, "idempotencyKey", fmt.Sprintf("%s~%d", trick, b.n), job.Succeeded)
-			b.field("ticket "+q, "ticket", trick, job.Succeeded)
-			b.field("requestedBy "+q, "requestedBy", trick, job.Succeeded)
+			b.field("idempotencyKey "+q, "idempotencyKey", fmt.Sprintf("%s~%d", trick, b.n), wire.Succeeded)
+			b.field("ticket "+q, "ticket", trick, wire.Succeeded)
+			b.field("requestedBy "+q, "requestedBy", trick, wire.Succeeded)
 		}
 		// Identifiers Graph accepts that look odd.
-		b.field("userId UPN with an apostrophe", "userId", "o'brien@contoso.com", job.Succeeded)
-		b.field("userId UPN with every allowed sign", "userId", "a.b-c_d!^~'e@sub.contoso.com", job.Succeeded)
-		b.field("detectedAppId with dots", "detectedAppId", "..x", job.Succeeded)
-		b.field("detectedAppId of 128 characters", "detectedAppId", strings.Repeat("a", 128), job.Succeeded)
-		b.field("detectedAppId of 129 characters", "detectedAppId", strings.Repeat("a", 129), job.Rejected)
+		b.field("userId UPN with an apostrophe", "userId", "o'brien@contoso.com", wire.Succeeded)
+		b.field("userId UPN with every allowed sign", "userId", "a.b-c_d!^~'e@sub.contoso.com", wire.Succeeded)
+		b.field("detectedAppId with dots", "detectedAppId", "..x", wire.Succeeded)
+		b.field("detectedAppId of 128 characters", "detectedAppId", strings.Repeat("a", 128), wire.Succeeded)
+		b.field("detectedAppId of 129 characters", "detectedAppId", strings.Repeat("a", 129), wire.Rejected)
 	}},
 	{"path tricks in job ids", func(b *builder) {
 		// A bad id is rejected, and the rejection answers under the id
 		// derived from the message's stream position.
 		for _, trick := range pathTricks {
-			b.field(fmt.Sprintf("id %q", trick), "id", trick, job.Rejected).derived = true
+			b.field(fmt.Sprintf("id %q", trick), "id", trick, wire.Rejected).derived = true
 		}
 		// A bad message id cannot be the job's id either: the id derived
 		// from the stream position answers.
 		for _, trick := range []string{"..", "a/../b", "a b", "%2F", "a\u2215b"} {
 			_, device := b.next()
 			b.cases = append(b.cases, hostile{name: fmt.Sprintf("Nats-Msg-Id %q", trick), data: []byte(`{"managedDeviceId":"` + device + `"}`),
-				id: trick, device: device, want: job.Rejected, derived: true})
+				id: trick, device: device, want: wire.Rejected, derived: true})
 		}
 	}},
 	{"reply subjects", func(b *builder) {
 		// replyTo is a NATS subject: empty tokens, spaces and wildcards are not.
 		for _, bad := range []string{"..", "../x", "a/../b", "a b", "a.*", "a.>", "a..b", ".a", "a."} {
-			b.field(fmt.Sprintf("replyTo %q", bad), "replyTo", bad, job.Rejected)
+			b.field(fmt.Sprintf("replyTo %q", bad), "replyTo", bad, wire.Rejected)
 		}
 		for _, ok := range []string{"%2F", "a%2Fb", "a?b", "a#b", "a\\b", "a\u2215b", "_INBOX.x"} {
-			b.field(fmt.Sprintf("replyTo %q", ok), "replyTo", ok, job.Succeeded)
+			b.field(fmt.Sprintf("replyTo %q", ok), "replyTo", ok, wire.Succeeded)
 		}
 		// A result stored on another source's subject would be read as theirs.
-		b.field("replyTo on another source's result subject", "replyTo", "recoverpasscode.results.ticketing.INC0012345", job.Rejected)
+		b.field("replyTo on another source's result subject", "replyTo", "recoverpasscode.results.ticketing.INC0012345", wire.Rejected)
 	}},
 	{"header injection and control characters", func(b *builder) {
 		for _, inj := range []string{"INC1\r\nX-Injected: yes", "INC1\nX-Injected: yes", "INC1\rX", "INC1\x00", "INC1\x1b[2J", "INC1\u2028x", "INC1\u0085x", "INC1\x7f"} {
-			b.field(fmt.Sprintf("ticket %q", inj), "ticket", inj, job.Rejected)
-			b.field(fmt.Sprintf("requestedBy %q", inj), "requestedBy", inj, job.Rejected)
-			b.field(fmt.Sprintf("idempotencyKey %q", inj), "idempotencyKey", inj, job.Rejected)
+			b.field(fmt.Sprintf("ticket %q", inj), "ticket", inj, wire.Rejected)
+			b.field(fmt.Sprintf("requestedBy %q", inj), "requestedBy", inj, wire.Rejected)
+			b.field(fmt.Sprintf("idempotencyKey %q", inj), "idempotencyKey", inj, wire.Rejected)
 		}
-		b.field("ticket with an encoded CRLF stays text", "ticket", "INC1%0d%0aX-Injected: yes", job.Succeeded)
-		b.field("requestedBy with emoji", "requestedBy", "Zoë 🤖 <zoe@contoso.com>", job.Succeeded)
+		b.field("ticket with an encoded CRLF stays text", "ticket", "INC1%0d%0aX-Injected: yes", wire.Succeeded)
+		b.field("requestedBy with emoji", "requestedBy", "Zoë 🤖 <zoe@contoso.com>", wire.Succeeded)
 		// Keys the job accepts and the record store may not: the contract
 		// does not say which way they go, only that they end at once.
 		for _, key := range []string{"INC1\u200bx", "INC1\u00a0x", strings.Repeat("k", 256)} {
 			b.field(fmt.Sprintf("idempotencyKey %.20q (%d bytes)", key, len(key)), "idempotencyKey", key, "").any = true
 		}
-		b.field("idempotencyKey of 257 bytes", "idempotencyKey", strings.Repeat("k", 257), job.Rejected)
+		b.field("idempotencyKey of 257 bytes", "idempotencyKey", strings.Repeat("k", 257), wire.Rejected)
 	}},
 	{"broken encodings and shapes", func(b *builder) {
-		b.raw("invalid UTF-8", job.Rejected, func(d string) string { return `{"managedDeviceId":"` + d + `","ticket":"` + "\xff\xfe" + `"}` })
-		b.raw("overlong UTF-8 slash", job.Rejected, func(d string) string { return `{"managedDeviceId":"` + d + "\xc0\xaf" + `"}` })
-		b.raw("UTF-8 surrogate", job.Rejected, func(d string) string { return `{"managedDeviceId":"` + d + `","ticket":"` + "\xed\xa0\x80" + `"}` })
-		b.raw("escaped slashes in the device", job.Rejected, func(d string) string { return `{"managedDeviceId":"` + d + `\u002f..\u002fx"}` })
-		b.raw("escaped NUL in the ticket", job.Rejected, func(d string) string { return `{"managedDeviceId":"` + d + `","ticket":"a\u0000b"}` })
-		b.raw("lone surrogate escape in the ticket", job.Succeeded, func(d string) string { return `{"managedDeviceId":"` + d + `","ticket":"a\ud800b"}` })
-		b.raw("empty", job.Rejected, func(string) string { return "" })
-		b.raw("whitespace", job.Rejected, func(string) string { return " \n\t " })
-		b.raw("null", job.Rejected, func(string) string { return "null" })
-		b.raw("array", job.Rejected, func(d string) string { return `[{"managedDeviceId":"` + d + `"}]` })
-		b.raw("string", job.Rejected, func(string) string { return `"x"` })
-		b.raw("empty object", job.Rejected, func(string) string { return `{}` })
-		b.raw("two objects", job.Rejected, func(d string) string { return `{"managedDeviceId":"` + d + `"} {}` })
-		b.raw("unknown field", job.Rejected, func(d string) string { return `{"managedDeviceId":"` + d + `","device":"x"}` })
-		b.raw("number for a string", job.Rejected, func(d string) string { return `{"managedDeviceId":"` + d + `","ticket":1}` })
-		b.raw("bad notAfter", job.Rejected, func(d string) string { return `{"managedDeviceId":"` + d + `","notAfter":"tomorrow"}` })
-		b.raw("truncated", job.Rejected, func(d string) string { return `{"managedDeviceId":"` + d })
-		b.raw("deeply nested unknown field", job.Rejected, func(d string) string {
+		b.raw("invalid UTF-8", wire.Rejected, func(d string) string { return `{"managedDeviceId":"` + d + `","ticket":"` + "\xff\xfe" + `"}` })
+		b.raw("overlong UTF-8 slash", wire.Rejected, func(d string) string { return `{"managedDeviceId":"` + d + "\xc0\xaf" + `"}` })
+		b.raw("UTF-8 surrogate", wire.Rejected, func(d string) string { return `{"managedDeviceId":"` + d + `","ticket":"` + "\xed\xa0\x80" + `"}` })
+		b.raw("escaped slashes in the device", wire.Rejected, func(d string) string { return `{"managedDeviceId":"` + d + `\u002f..\u002fx"}` })
+		b.raw("escaped NUL in the ticket", wire.Rejected, func(d string) string { return `{"managedDeviceId":"` + d + `","ticket":"a\u0000b"}` })
+		b.raw("lone surrogate escape in the ticket", wire.Succeeded, func(d string) string { return `{"managedDeviceId":"` + d + `","ticket":"a\ud800b"}` })
+		b.raw("empty", wire.Rejected, func(string) string { return "" })
+		b.raw("whitespace", wire.Rejected, func(string) string { return " \n\t " })
+		b.raw("null", wire.Rejected, func(string) string { return "null" })
+		b.raw("array", wire.Rejected, func(d string) string { return `[{"managedDeviceId":"` + d + `"}]` })
+		b.raw("string", wire.Rejected, func(string) string { return `"x"` })
+		b.raw("empty object", wire.Rejected, func(string) string { return `{}` })
+		b.raw("two objects", wire.Rejected, func(d string) string { return `{"managedDeviceId":"` + d + `"} {}` })
+		b.raw("unknown field", wire.Rejected, func(d string) string { return `{"managedDeviceId":"` + d + `","device":"x"}` })
+		b.raw("number for a string", wire.Rejected, func(d string) string { return `{"managedDeviceId":"` + d + `","ticket":1}` })
+		b.raw("bad notAfter", wire.Rejected, func(d string) string { return `{"managedDeviceId":"` + d + `","notAfter":"tomorrow"}` })
+		b.raw("truncated", wire.Rejected, func(d string) string { return `{"managedDeviceId":"` + d })
+		b.raw("deeply nested unknown field", wire.Rejected, func(d string) string {
 			return `{"managedDeviceId":"` + d + `","x":` + strings.Repeat("[", 7000) + strings.Repeat("]", 7000) + `}`
 		})
-		b.raw("deeply nested known field", job.Rejected, func(d string) string {
+		b.raw("deeply nested known field", wire.Rejected, func(d string) string {
 			return `{"ticket":` + strings.Repeat(`{"a":`, 2500) + `1` + strings.Repeat("}", 2500) + `,"managedDeviceId":"` + d + `"}`
 		})
-		b.raw("nesting beyond the parser's limit", job.Rejected, func(string) string {
+		b.raw("nesting beyond the parser's limit", wire.Rejected, func(string) string {
 			return strings.Repeat("[", 8100) + strings.Repeat("]", 8100)
 		})
 	}},
 	{"oversize messages", func(b *builder) {
-		b.raw("just over 16 KiB", job.Rejected, func(d string) string {
-			return `{"managedDeviceId":"` + d + `"` + strings.Repeat(" ", job.MaxSize) + `}`
+		b.raw("just over 16 KiB", wire.Rejected, func(d string) string {
+			return `{"managedDeviceId":"` + d + `"` + strings.Repeat(" ", wire.MaxSize) + `}`
 		})
-		b.raw("600 KiB", job.Rejected, func(d string) string {
+		b.raw("600 KiB", wire.Rejected, func(d string) string {
 			return `{"managedDeviceId":"` + d + `","ticket":"` + strings.Repeat("x", 600<<10) + `"}`
 		})
 		// The dead letter quotes the job: JSON escapes '<' in six bytes,
 		// base64 takes four for three, so a job well under the 1 MiB limit
 		// may make a dead letter over it.
-		b.raw("200 KiB of characters JSON escapes", job.Rejected, func(d string) string {
+		b.raw("200 KiB of characters JSON escapes", wire.Rejected, func(d string) string {
 			return `{"managedDeviceId":"` + d + `","ticket":"` + strings.Repeat("<", 200<<10) + `"}`
 		})
-		b.raw("900 KiB of invalid UTF-8", job.Rejected, func(d string) string {
+		b.raw("900 KiB of invalid UTF-8", wire.Rejected, func(d string) string {
 			return `{"managedDeviceId":"` + d + `","ticket":"` + strings.Repeat("\xff", 900<<10) + `"}`
 		})
 	}},
@@ -226,7 +226,7 @@ func runHostile(t *testing.T, cases []hostile) {
 	// position of each message can be read to derive its id.
 	for _, c := range cases {
 		seq := r.publish(t.Context(), "hostile", c.id, c.data)
-		e := reliability.Expected{JobID: c.id, Key: c.key, Device: c.device, Status: c.want, AnyStatus: c.any, NoGraph: c.want == job.Rejected}
+		e := reliability.Expected{JobID: c.id, Key: c.key, Device: c.device, Status: c.want, AnyStatus: c.any, NoGraph: c.want == wire.Rejected}
 		if c.derived {
 			e.JobID = r.derivedID(seq)
 		}
@@ -242,7 +242,7 @@ func runHostile(t *testing.T, cases []hostile) {
 		}
 	}
 	r.checkResultHeaders()
-	t.Logf("%d hostile messages: %d to be rejected", len(cases), count(cases, job.Rejected))
+	t.Logf("%d hostile messages: %d to be rejected", len(cases), count(cases, wire.Rejected))
 }
 
 // mentions reports whether text names the job id id as a whole word.
@@ -260,7 +260,7 @@ func mentions(text, id string) bool {
 	}
 }
 
-func count(cases []hostile, st job.Status) int {
+func count(cases []hostile, st wire.Status) int {
 	n := 0
 	for _, c := range cases {
 		if c.want == st {

@@ -7,8 +7,7 @@ import (
 	"strings"
 
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
-	"github.com/recoverpasscode/recoverpasscode/job"
-	"github.com/recoverpasscode/recoverpasscode/worker"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // Expected is one accepted job and how it must end.
@@ -22,9 +21,9 @@ type Expected struct {
 	// devices; jobs that share a key share its device.
 	Device string
 	// Status is the status the job's result must have. Defaults to
-	// job.Succeeded. A job expected to end rejected or failed (a permanent
+	// wire.Succeeded. A job expected to end rejected or failed (a permanent
 	// failure) must have exactly one dead letter; no other job may have one.
-	Status job.Status
+	Status wire.Status
 	// AnyStatus accepts a result of any status, where the contract leaves
 	// the choice open: the job must still end exactly once, and have a dead
 	// letter if and only if it ended rejected or failed.
@@ -41,16 +40,16 @@ func (e Expected) key() string {
 	return e.Key
 }
 
-func (e Expected) status() job.Status {
+func (e Expected) status() wire.Status {
 	if e.Status == "" {
-		return job.Succeeded
+		return wire.Succeeded
 	}
 	return e.Status
 }
 
 // permanent reports whether the job must end in the dead-letter queue,
 // given its stored results.
-func (e Expected) permanent(results []job.Result) bool {
+func (e Expected) permanent(results []wire.Result) bool {
 	st := e.status()
 	if e.AnyStatus {
 		if len(results) == 0 {
@@ -58,15 +57,15 @@ func (e Expected) permanent(results []job.Result) bool {
 		}
 		st = results[0].Status
 	}
-	return st == job.Rejected || st == job.Failed
+	return st == wire.Rejected || st == wire.Failed
 }
 
 // Observed is what a settled system holds, as Collect reads it.
 type Observed struct {
 	// Results is every message of the results stream, duplicates included.
-	Results []job.Result
+	Results []wire.Result
 	// DeadLetters is every message of the dead-letter stream.
-	DeadLetters []worker.DeadLetter
+	DeadLetters []wire.DeadLetter
 	// Calls is Graph's call log.
 	Calls []graphsim.Call
 	// JobsLeft is the number of messages in the jobs stream. Its retention
@@ -169,7 +168,7 @@ func (r Report) String() string {
 // Jobs with different keys must name different devices (see Expected).
 func Check(expected []Expected, obs Observed) Report {
 	r := Report{Jobs: len(expected), Results: len(obs.Results), DeadLetters: len(obs.DeadLetters), GraphCalls: len(obs.Calls)}
-	results := make(map[string][]job.Result)
+	results := make(map[string][]wire.Result)
 	for _, res := range obs.Results {
 		results[res.JobID] = append(results[res.JobID], res)
 		if res.Uncertain {
@@ -192,7 +191,7 @@ func Check(expected []Expected, obs Observed) Report {
 	return r
 }
 
-func (r *Report) checkResults(expected []Expected, byID map[string]Expected, results map[string][]job.Result) {
+func (r *Report) checkResults(expected []Expected, byID map[string]Expected, results map[string][]wire.Result) {
 	for _, e := range expected {
 		rs := results[e.JobID]
 		switch {
@@ -214,7 +213,7 @@ func (r *Report) checkResults(expected []Expected, byID map[string]Expected, res
 	slices.Sort(r.Unexpected)
 }
 
-func workers(rs []job.Result) string {
+func workers(rs []wire.Result) string {
 	var names []string
 	for _, res := range rs {
 		names = append(names, res.Worker)
@@ -222,7 +221,7 @@ func workers(rs []job.Result) string {
 	return strings.Join(names, ",")
 }
 
-func (r *Report) checkGraph(expected []Expected, results map[string][]job.Result, calls []graphsim.Call) {
+func (r *Report) checkGraph(expected []Expected, results map[string][]wire.Result, calls []graphsim.Call) {
 	performed := make(map[string]int)
 	known := make(map[string]bool)
 	for _, e := range expected {
@@ -264,7 +263,7 @@ func (r *Report) checkGraph(expected []Expected, results map[string][]job.Result
 			for _, res := range results[id] {
 				ids = append(ids, id)
 				disclosed = disclosed || res.Uncertain
-				succeeded = succeeded || res.Status == job.Succeeded
+				succeeded = succeeded || res.Status == wire.Succeeded
 			}
 		}
 		switch {
@@ -278,7 +277,7 @@ func (r *Report) checkGraph(expected []Expected, results map[string][]job.Result
 	}
 }
 
-func (r *Report) checkDeadLetters(expected []Expected, byID map[string]Expected, results map[string][]job.Result, dls []worker.DeadLetter) {
+func (r *Report) checkDeadLetters(expected []Expected, byID map[string]Expected, results map[string][]wire.Result, dls []wire.DeadLetter) {
 	count := make(map[string]int)
 	for _, d := range dls {
 		count[d.JobID]++

@@ -5,9 +5,8 @@ import (
 	"testing"
 
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
-	"github.com/recoverpasscode/recoverpasscode/job"
 	"github.com/recoverpasscode/recoverpasscode/reliability"
-	"github.com/recoverpasscode/recoverpasscode/worker"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // TestCheck proves the checker sees each violation it exists for, and
@@ -17,9 +16,9 @@ func TestCheck(t *testing.T) {
 	want := []reliability.Expected{
 		{JobID: "a", Device: devA},
 		{JobID: "a2", Key: "a", Device: devA},
-		{JobID: "b", Device: devB, Status: job.Rejected, NoGraph: true},
+		{JobID: "b", Device: devB, Status: wire.Rejected, NoGraph: true},
 	}
-	ok := func(id string) job.Result { return job.Result{JobID: id, Status: job.Succeeded} }
+	ok := func(id string) wire.Result { return wire.Result{JobID: id, Status: wire.Succeeded} }
 	acted := func(dev string) graphsim.Call {
 		return graphsim.Call{Form: graphsim.FormManagedDevice, DeviceID: dev, Status: 204, Performed: true}
 	}
@@ -27,8 +26,8 @@ func TestCheck(t *testing.T) {
 		replayed := ok("a2")
 		replayed.Replayed = true
 		return reliability.Observed{
-			Results:     []job.Result{ok("a"), replayed, {JobID: "b", Status: job.Rejected}},
-			DeadLetters: []worker.DeadLetter{{JobID: "b", Reason: "rejected: id"}},
+			Results:     []wire.Result{ok("a"), replayed, {JobID: "b", Status: wire.Rejected}},
+			DeadLetters: []wire.DeadLetter{{JobID: "b", Reason: "rejected: id"}},
 			Calls:       []graphsim.Call{acted(devA)},
 		}
 	}
@@ -40,7 +39,7 @@ func TestCheck(t *testing.T) {
 		{"clean", func(*reliability.Observed) {}, ""},
 		{"lost", func(o *reliability.Observed) { o.Results = o.Results[1:] }, "lost"},
 		{"doubled", func(o *reliability.Observed) { o.Results = append(o.Results, ok("a")) }, "doubled"},
-		{"wrong status", func(o *reliability.Observed) { o.Results[0].Status = job.Failed }, "wrong status"},
+		{"wrong status", func(o *reliability.Observed) { o.Results[0].Status = wire.Failed }, "wrong status"},
 		{"unexpected result", func(o *reliability.Observed) { o.Results = append(o.Results, ok("z")) }, "never submitted"},
 		{"acted twice, not marked", func(o *reliability.Observed) { o.Calls = append(o.Calls, acted(devA)) }, "repeated"},
 		{"acted twice, marked", func(o *reliability.Observed) {
@@ -60,7 +59,7 @@ func TestCheck(t *testing.T) {
 			o.Calls = append(o.Calls, graphsim.Call{DeviceID: devA, Path: "/v1.0/x", Status: 404})
 		}, "stray"},
 		{"dead letter of a success", func(o *reliability.Observed) {
-			o.DeadLetters = append(o.DeadLetters, worker.DeadLetter{JobID: "a", Reason: "failed: gave up"})
+			o.DeadLetters = append(o.DeadLetters, wire.DeadLetter{JobID: "a", Reason: "failed: gave up"})
 		}, "dead-letter"},
 		{"second dead letter", func(o *reliability.Observed) { o.DeadLetters = append(o.DeadLetters, o.DeadLetters[0]) }, "dead-letter"},
 		{"rejection without dead letter", func(o *reliability.Observed) { o.DeadLetters = nil }, "dead-letter"},
@@ -87,8 +86,8 @@ func TestCheckAnyStatus(t *testing.T) {
 	const dev = "2d6a3d0e-8f5c-4d7a-9b1e-00000000000c"
 	want := []reliability.Expected{{JobID: "c", Device: dev, AnyStatus: true}}
 	rejected := reliability.Observed{
-		Results:     []job.Result{{JobID: "c", Status: job.Rejected}},
-		DeadLetters: []worker.DeadLetter{{JobID: "c"}},
+		Results:     []wire.Result{{JobID: "c", Status: wire.Rejected}},
+		DeadLetters: []wire.DeadLetter{{JobID: "c"}},
 	}
 	if err := reliability.Check(want, rejected).Err(); err != nil {
 		t.Errorf("rejected with a dead letter: %v", err)
@@ -98,7 +97,7 @@ func TestCheckAnyStatus(t *testing.T) {
 		t.Error("rejected without a dead letter passed")
 	}
 	succeeded := reliability.Observed{
-		Results: []job.Result{{JobID: "c", Status: job.Succeeded}},
+		Results: []wire.Result{{JobID: "c", Status: wire.Succeeded}},
 		Calls:   []graphsim.Call{{Form: graphsim.FormManagedDevice, DeviceID: dev, Status: 204, Performed: true}},
 	}
 	if err := reliability.Check(want, succeeded).Err(); err != nil {

@@ -15,11 +15,11 @@ import (
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
 	"github.com/recoverpasscode/recoverpasscode/idempotency"
 	"github.com/recoverpasscode/recoverpasscode/internal/testsystem"
-	"github.com/recoverpasscode/recoverpasscode/job"
 	"github.com/recoverpasscode/recoverpasscode/queue"
 	"github.com/recoverpasscode/recoverpasscode/ratelimit"
 	"github.com/recoverpasscode/recoverpasscode/reliability"
 	"github.com/recoverpasscode/recoverpasscode/service"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // rig is a system under fault: NATS (one server or a cluster, started by
@@ -32,7 +32,7 @@ type rig struct {
 	replicas int
 	nc       *nats.Conn
 	js       jetstream.JetStream
-	names    queue.Names
+	names    wire.Names
 	workers  []*workerLogs
 }
 
@@ -101,7 +101,7 @@ func newRig(t *testing.T, sim graphsim.Config, url string, replicas int) *rig {
 // more attempts than production so that a 30% storm cannot exhaust them.
 func (r *rig) config(name string) service.Config {
 	c := service.Config{
-		Prefix:         queue.DefaultPrefix,
+		Prefix:         wire.DefaultPrefix,
 		Replicas:       r.replicas,
 		Tenants:        []string{testsystem.Tenant, testsystem.OtherTenant},
 		Rate:           ratelimit.Unlimited,
@@ -150,11 +150,11 @@ func waitReady(t *testing.T, addr string) {
 // batch makes n jobs named prefix-i, each on its own device unless every
 // dupEvery-th job re-uses the previous job's key and device (0: never), and
 // what each must end as.
-func batch(prefix string, first, n, dupEvery int) ([]job.Job, []reliability.Expected) {
-	var jobs []job.Job
+func batch(prefix string, first, n, dupEvery int) ([]wire.Job, []reliability.Expected) {
+	var jobs []wire.Job
 	var want []reliability.Expected
 	for i := first; i < first+n; i++ {
-		j := job.Job{ID: fmt.Sprintf("%s-%05d", prefix, i), ManagedDeviceID: testsystem.DeviceN(i), Ticket: "INC" + fmt.Sprint(i)}
+		j := wire.Job{ID: fmt.Sprintf("%s-%05d", prefix, i), ManagedDeviceID: testsystem.DeviceN(i), Ticket: "INC" + fmt.Sprint(i)}
 		if dupEvery > 0 && i > first && i%dupEvery == 0 {
 			prev := jobs[len(jobs)-1]
 			j.IdempotencyKey = prev.ID
@@ -169,7 +169,7 @@ func batch(prefix string, first, n, dupEvery int) ([]job.Job, []reliability.Expe
 // submit publishes jobs with their ids as message ids, retrying each until
 // JetStream acknowledges it: a retried publish that was stored already is
 // dropped by the stream's duplicate window, as a careful publisher expects.
-func (r *rig) submit(ctx context.Context, source string, jobs []job.Job) {
+func (r *rig) submit(ctx context.Context, source string, jobs []wire.Job) {
 	r.t.Helper()
 	for _, j := range jobs {
 		data, err := json.Marshal(j)
@@ -212,7 +212,7 @@ func (r *rig) derivedID(seq uint64) string {
 	if err != nil {
 		r.t.Fatalf("job at sequence %d: %v", seq, err)
 	}
-	return job.Meta{Stream: r.names.JobsStream(), Sequence: seq, Timestamp: msg.Time}.DerivedID()
+	return wire.Meta{Stream: r.names.JobsStream(), Sequence: seq, Timestamp: msg.Time}.DerivedID()
 }
 
 // settle waits for the queue to drain, then checks every invariant and
@@ -276,7 +276,7 @@ func (r *rig) checkResultHeaders() {
 		if err != nil {
 			r.t.Fatalf("result %d: %v", seq, err)
 		}
-		var res job.Result
+		var res wire.Result
 		if err := json.Unmarshal(msg.Data, &res); err != nil {
 			r.t.Fatalf("result %d: %v", seq, err)
 		}

@@ -20,7 +20,7 @@ import (
 
 	"github.com/recoverpasscode/recoverpasscode/devserver"
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
-	"github.com/recoverpasscode/recoverpasscode/job"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 var (
@@ -225,7 +225,7 @@ func (r *rig) resultsStored() uint64 {
 
 // submitAsync publishes jobs without waiting for each acknowledgement,
 // keeping a few thousand in flight, then checks every one was stored.
-func (r *rig) submitAsync(jobs []job.Job) {
+func (r *rig) submitAsync(jobs []wire.Job) {
 	r.t.Helper()
 	js, err := jetstream.New(r.nc, jetstream.WithPublishAsyncMaxPending(4096))
 	if err != nil {

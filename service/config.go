@@ -15,6 +15,7 @@ import (
 	"github.com/recoverpasscode/recoverpasscode/graph"
 	"github.com/recoverpasscode/recoverpasscode/queue"
 	"github.com/recoverpasscode/recoverpasscode/ratelimit"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // Config is everything a worker process needs. The environment variable
@@ -43,7 +44,7 @@ type Config struct {
 	Tenants []string
 	// InboxPerSource answers a job's inbox replyTo only under its own
 	// source's "_INBOX.<source>." and rejects the job otherwise
-	// [RECOVER_INBOX_PER_SOURCE]; see job.Policy.InboxPerSource. Off by
+	// [RECOVER_INBOX_PER_SOURCE]; see wire.Policy.InboxPerSource. Off by
 	// default.
 	InboxPerSource bool
 	// Rate is the fleet-wide limit per app per tenant [RECOVER_RATE_LIMIT].
@@ -89,7 +90,7 @@ type Config struct {
 
 func (c *Config) defaults() {
 	if c.Prefix == "" {
-		c.Prefix = queue.DefaultPrefix
+		c.Prefix = wire.DefaultPrefix
 	}
 	if c.Replicas == 0 {
 		c.Replicas = 1
@@ -137,7 +138,7 @@ func (c *Config) defaults() {
 func (c *Config) Validate() error {
 	c.defaults()
 	var errs []error
-	if !queue.ValidToken(c.Prefix) {
+	if !wire.ValidToken(c.Prefix) {
 		errs = append(errs, fmt.Errorf("RECOVER_PREFIX %q: want one subject token (letters, digits, '-', '_')", c.Prefix))
 	}
 	if c.Concurrency < 1 {

@@ -7,13 +7,13 @@ import (
 
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
 	"github.com/recoverpasscode/recoverpasscode/internal/testsystem"
-	"github.com/recoverpasscode/recoverpasscode/job"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 func TestEachPathFormSucceeds(t *testing.T) {
 	sys := testsystem.Start(t, graphsim.Config{})
 	sys.StartWorker(sys.Config("w1"))
-	jobs := []job.Job{
+	jobs := []wire.Job{
 		{ID: "form-device", ManagedDeviceID: testsystem.Device, Ticket: "INC1", RequestedBy: "agent@contoso.com"},
 		{ID: "form-user-guid", ManagedDeviceID: testsystem.Device, UserID: "6f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0"},
 		{ID: "form-user-upn", ManagedDeviceID: testsystem.Device, UserID: "pat.doe@contoso.com"},
@@ -26,7 +26,7 @@ func TestEachPathFormSucceeds(t *testing.T) {
 	results := sys.Results("", len(jobs), 20*time.Second)
 	for _, j := range jobs {
 		r := results[j.ID]
-		if r.Status != job.Succeeded || r.Graph == nil || r.Graph.Status != 204 || r.Attempts != 1 {
+		if r.Status != wire.Succeeded || r.Graph == nil || r.Graph.Status != 204 || r.Attempts != 1 {
 			t.Errorf("%s: %+v (graph %+v)", j.ID, r, r.Graph)
 			continue
 		}
@@ -64,7 +64,7 @@ func TestInvalidJobsAreRejectedWithoutCallingGraph(t *testing.T) {
 		{"user-query-trick", `{"managedDeviceId":"` + testsystem.Device + `","userId":"x?y"}`, "userId"},
 		{"user-and-app", `{"managedDeviceId":"` + testsystem.Device + `","userId":"pat@contoso.com","detectedAppId":"app"}`, "detectedAppId"},
 		{"tenant-not-allowed", `{"managedDeviceId":"` + testsystem.Device + `","tenantId":"99999999-9999-4999-8999-999999999999"}`, "RECOVER_TENANTS"},
-		{"oversize", `{"managedDeviceId":"` + testsystem.Device + `","ticket":"` + strings.Repeat("x", job.MaxSize) + `"}`, "more than the"},
+		{"oversize", `{"managedDeviceId":"` + testsystem.Device + `","ticket":"` + strings.Repeat("x", wire.MaxSize) + `"}`, "more than the"},
 	}
 	for _, c := range cases {
 		sys.Publish("ticketing", c.id, []byte(c.data))
@@ -77,7 +77,7 @@ func TestInvalidJobsAreRejectedWithoutCallingGraph(t *testing.T) {
 			t.Errorf("%s: no result (have %v)", c.id, testsystem.Keys(results))
 			continue
 		}
-		if r.Status != job.Rejected || !strings.Contains(r.Error, c.want) {
+		if r.Status != wire.Rejected || !strings.Contains(r.Error, c.want) {
 			t.Errorf("%s: status %s, error %q; want rejected mentioning %q", c.id, r.Status, r.Error, c.want)
 		}
 		if d, ok := dead[c.id]; !ok || !strings.Contains(d.Reason, "rejected") {
@@ -95,9 +95,9 @@ func TestGraphNotFoundFailsWithGraphsCode(t *testing.T) {
 	missing := "0e0e0e0e-0e0e-4e0e-8e0e-0e0e0e0e0e0e"
 	sys.GS.SetDeviceMissing(missing)
 	sys.StartWorker(sys.Config("w1"))
-	sys.Submit("ticketing", job.Job{ID: "missing", ManagedDeviceID: missing})
+	sys.Submit("ticketing", wire.Job{ID: "missing", ManagedDeviceID: missing})
 	r := sys.Results("", 1, 20*time.Second)["missing"]
-	if r.Status != job.Failed || r.Graph == nil || r.Graph.Status != 404 || r.Graph.ErrorCode == "" || r.Graph.RequestID == "" {
+	if r.Status != wire.Failed || r.Graph == nil || r.Graph.Status != 404 || r.Graph.ErrorCode == "" || r.Graph.RequestID == "" {
 		t.Fatalf("result %+v graph %+v", r, r.Graph)
 	}
 	if r.Attempts != 1 {
@@ -112,9 +112,9 @@ func TestExpiredJobIsNotSentToGraph(t *testing.T) {
 	sys := testsystem.Start(t, graphsim.Config{})
 	sys.StartWorker(sys.Config("w1"))
 	past := time.Now().Add(-time.Minute)
-	sys.Submit("batch", job.Job{ID: "late", ManagedDeviceID: testsystem.Device, NotAfter: &past})
+	sys.Submit("batch", wire.Job{ID: "late", ManagedDeviceID: testsystem.Device, NotAfter: &past})
 	r := sys.Results("", 1, 20*time.Second)["late"]
-	if r.Status != job.Expired || r.Attempts != 0 {
+	if r.Status != wire.Expired || r.Attempts != 0 {
 		t.Fatalf("result %+v", r)
 	}
 	if n := len(sys.GS.Calls()); n != 0 {
@@ -129,7 +129,7 @@ func TestBareJobFromAnyClientGetsAResultOnTheDefaultSubject(t *testing.T) {
 	sys.Publish("ticketing", "", []byte(`{"managedDeviceId":"`+testsystem.Device+`"}`))
 	results := sys.Results("recoverpasscode.results.ticketing.*", 1, 20*time.Second)
 	for id, r := range results {
-		if r.Status != job.Succeeded || id == "" || r.IdempotencyKey != id {
+		if r.Status != wire.Succeeded || id == "" || r.IdempotencyKey != id {
 			t.Fatalf("result %+v", r)
 		}
 	}
@@ -143,7 +143,7 @@ func TestReplyToInboxAlsoStoresTheResult(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sys.Submit("automation", job.Job{ID: "inbox-job", ManagedDeviceID: testsystem.Device, ReplyTo: inbox})
+	sys.Submit("automation", wire.Job{ID: "inbox-job", ManagedDeviceID: testsystem.Device, ReplyTo: inbox})
 	msg, err := sub.NextMsg(20 * time.Second)
 	if err != nil {
 		t.Fatalf("no reply on the inbox: %v", err)
@@ -151,7 +151,7 @@ func TestReplyToInboxAlsoStoresTheResult(t *testing.T) {
 	if !strings.Contains(string(msg.Data), `"status":"succeeded"`) {
 		t.Fatalf("reply %s", msg.Data)
 	}
-	if r := sys.Results("", 1, 5*time.Second)["inbox-job"]; r.Status != job.Succeeded {
+	if r := sys.Results("", 1, 5*time.Second)["inbox-job"]; r.Status != wire.Succeeded {
 		t.Fatalf("stored result %+v", r)
 	}
 }

@@ -8,7 +8,7 @@ import (
 
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
 	"github.com/recoverpasscode/recoverpasscode/internal/testsystem"
-	"github.com/recoverpasscode/recoverpasscode/job"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 func TestSameKeyFromFiftyJobsAcrossFourWorkersCallsGraphOnce(t *testing.T) {
@@ -20,14 +20,14 @@ func TestSameKeyFromFiftyJobsAcrossFourWorkersCallsGraphOnce(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 50 {
 		wg.Go(func() {
-			sys.Submit("ticketing", job.Job{ID: fmt.Sprintf("dup-%02d", i), IdempotencyKey: "INC0012345/" + testsystem.Device, ManagedDeviceID: testsystem.Device})
+			sys.Submit("ticketing", wire.Job{ID: fmt.Sprintf("dup-%02d", i), IdempotencyKey: "INC0012345/" + testsystem.Device, ManagedDeviceID: testsystem.Device})
 		})
 	}
 	wg.Wait()
 	results := sys.Results("", 50, 60*time.Second)
 	replayed := 0
 	for id, r := range results {
-		if r.Status != job.Succeeded {
+		if r.Status != wire.Succeeded {
 			t.Errorf("%s: %s %s", id, r.Status, r.Error)
 		}
 		if r.Replayed {
@@ -50,7 +50,7 @@ func TestResubmittedBatchIsAnsweredFromTheRecords(t *testing.T) {
 	// The two rounds come from two sources, so each has its own subjects.
 	submitBatch := func(round string) {
 		for i := range 200 {
-			sys.Submit(round, job.Job{
+			sys.Submit(round, wire.Job{
 				ID:              fmt.Sprintf("%s-%03d", round, i),
 				IdempotencyKey:  fmt.Sprintf("batch-7/%03d", i),
 				ManagedDeviceID: testsystem.DeviceN(i),
@@ -69,7 +69,7 @@ func TestResubmittedBatchIsAnsweredFromTheRecords(t *testing.T) {
 		t.Errorf("re-submission made %d new graph calls", n)
 	}
 	for id, r := range again {
-		if r.Status != job.Succeeded || !r.Replayed {
+		if r.Status != wire.Succeeded || !r.Replayed {
 			t.Errorf("%s: status %s replayed %v", id, r.Status, r.Replayed)
 		}
 	}
@@ -83,11 +83,11 @@ func TestResubmittedBatchIsAnsweredFromTheRecords(t *testing.T) {
 func TestKeyReusedForAnotherDeviceIsRejected(t *testing.T) {
 	sys := testsystem.Start(t, graphsim.Config{})
 	sys.StartWorker(sys.Config("w1"))
-	sys.Submit("ticketing", job.Job{ID: "one", IdempotencyKey: "INC9", ManagedDeviceID: testsystem.Device})
+	sys.Submit("ticketing", wire.Job{ID: "one", IdempotencyKey: "INC9", ManagedDeviceID: testsystem.Device})
 	sys.Results("recoverpasscode.results.ticketing.one", 1, 20*time.Second)
-	sys.Submit("ticketing", job.Job{ID: "two", IdempotencyKey: "INC9", ManagedDeviceID: "0e0e0e0e-0e0e-4e0e-8e0e-0e0e0e0e0e0e"})
+	sys.Submit("ticketing", wire.Job{ID: "two", IdempotencyKey: "INC9", ManagedDeviceID: "0e0e0e0e-0e0e-4e0e-8e0e-0e0e0e0e0e0e"})
 	r := sys.Results("recoverpasscode.results.ticketing.two", 1, 20*time.Second)["two"]
-	if r.Status != job.Rejected || len(sys.GS.Calls()) != 1 {
+	if r.Status != wire.Rejected || len(sys.GS.Calls()) != 1 {
 		t.Fatalf("result %+v after %d calls", r, len(sys.GS.Calls()))
 	}
 }

@@ -14,7 +14,7 @@ import (
 
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
 	"github.com/recoverpasscode/recoverpasscode/internal/testsystem"
-	"github.com/recoverpasscode/recoverpasscode/job"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // tokenRecorder passes requests through and remembers every bearer token
@@ -52,10 +52,10 @@ func TestMetricsAuditTraceAndNoSecretsInLogs(t *testing.T) {
 	if _, err := sys.JS.PublishMsg(t.Context(), m); err != nil {
 		t.Fatal(err)
 	}
-	sys.Submit("ticketing", job.Job{ID: "missing", ManagedDeviceID: missing})
+	sys.Submit("ticketing", wire.Job{ID: "missing", ManagedDeviceID: missing})
 	sys.Publish("ticketing", "invalid", []byte(`{"managedDeviceId":"nope"}`))
 	results := sys.Results("", 3, 20*time.Second)
-	if r := results["traced"]; r.Traceparent != trace || r.Status != job.Succeeded {
+	if r := results["traced"]; r.Traceparent != trace || r.Status != wire.Succeeded {
 		t.Errorf("traced result: %+v", r)
 	}
 
@@ -70,7 +70,7 @@ func TestMetricsAuditTraceAndNoSecretsInLogs(t *testing.T) {
 		if e.JobID == "traced" && (e.RequestedBy != "agent@contoso.com" || e.Ticket != "INC42" || e.Worker != "ops") {
 			t.Errorf("audit event lacks who asked: %+v", e)
 		}
-		if e.Kind == job.KindGraphCall && (e.Graph == nil || e.Graph.RequestID == "" || e.Graph.ClientRequestID == "" || e.Form == "") {
+		if e.Kind == wire.KindGraphCall && (e.Graph == nil || e.Graph.RequestID == "" || e.Graph.ClientRequestID == "" || e.Form == "") {
 			t.Errorf("graph call event lacks ids: %+v", e)
 		}
 	}
@@ -122,20 +122,20 @@ func TestMetricsAuditTraceAndNoSecretsInLogs(t *testing.T) {
 	}
 }
 
-func auditEvents(t *testing.T, sys *testsystem.System, n int) []job.AuditEvent {
+func auditEvents(t *testing.T, sys *testsystem.System, n int) []wire.AuditEvent {
 	t.Helper()
 	cons, err := sys.JS.OrderedConsumer(t.Context(), sys.Names.AuditStream(), jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []job.AuditEvent
+	var out []wire.AuditEvent
 	deadline := time.Now().Add(10 * time.Second)
 	for len(out) < n {
 		msg, err := cons.Next(jetstream.FetchMaxWait(time.Until(deadline)))
 		if err != nil {
 			t.Fatalf("%d of %d audit events: %v", len(out), n, err)
 		}
-		var e job.AuditEvent
+		var e wire.AuditEvent
 		if err := json.Unmarshal(msg.Data(), &e); err != nil {
 			t.Fatal(err)
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/recoverpasscode/recoverpasscode/metrics"
 	"github.com/recoverpasscode/recoverpasscode/queue"
 	"github.com/recoverpasscode/recoverpasscode/ratelimit"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 	"github.com/recoverpasscode/recoverpasscode/worker"
 )
 
@@ -68,7 +69,7 @@ func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
 	}
 	defer stopHTTP()
 
-	names := queue.Names{Prefix: cfg.Prefix}
+	names := wire.Names{Prefix: cfg.Prefix}
 	cons, err := setUp(ctx, js, &cfg, names, log)
 	if err != nil {
 		return err
@@ -96,7 +97,7 @@ func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
 		Tokens:   cred,
 		Limiter:  limiter,
 		Ledger:   idempotency.New(kvKeys, idempotency.Config{Owner: cfg.Name, Lease: cfg.Lease, Logger: log}),
-		Policy:   job.Policy{DefaultTenant: cfg.Credential.TenantID, Tenants: cfg.Tenants, Prefix: cfg.Prefix, InboxPerSource: cfg.InboxPerSource},
+		Policy:   wire.Policy{DefaultTenant: cfg.Credential.TenantID, Tenants: cfg.Tenants, Names: names, InboxPerSource: cfg.InboxPerSource},
 		Worker:   cfg.Name,
 		Backoff:  job.Backoff{MaxAttempts: cfg.MaxAttempts},
 		// Renew well inside both deadlines so neither lapses while a job waits.
@@ -161,7 +162,7 @@ func newGraph(cfg *Config, log zerolog.Logger) (graph.TokenSource, *graph.Client
 
 // setUp creates or updates streams, consumer and buckets, retrying while
 // NATS is unreachable so a worker may start before its servers.
-func setUp(ctx context.Context, js jetstream.JetStream, cfg *Config, names queue.Names, log zerolog.Logger) (jetstream.Consumer, error) {
+func setUp(ctx context.Context, js jetstream.JetStream, cfg *Config, names wire.Names, log zerolog.Logger) (jetstream.Consumer, error) {
 	setup := queue.Setup{Names: names, Replicas: cfg.Replicas, AckWait: cfg.AckWait}
 	buckets := []jetstream.KeyValueConfig{
 		idempotency.BucketConfig(names.KeysBucket(), cfg.KeysTTL, cfg.Replicas),

@@ -10,7 +10,7 @@ import (
 
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
 	"github.com/recoverpasscode/recoverpasscode/internal/testsystem"
-	"github.com/recoverpasscode/recoverpasscode/job"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 func TestThrottledTenantIsPausedForEveryWorkerAndOthersFlow(t *testing.T) {
@@ -18,18 +18,18 @@ func TestThrottledTenantIsPausedForEveryWorkerAndOthersFlow(t *testing.T) {
 	sys.StartWorker(sys.Config("w1"))
 	sys.StartWorker(sys.Config("w2"))
 	// Warm both workers' tokens so the throttle hits the batch, not the first call.
-	sys.Submit("ticketing", job.Job{ID: "warm-a", ManagedDeviceID: testsystem.DeviceN(900)})
-	sys.Submit("ticketing", job.Job{ID: "warm-b", ManagedDeviceID: testsystem.DeviceN(901), TenantID: testsystem.OtherTenant})
+	sys.Submit("ticketing", wire.Job{ID: "warm-a", ManagedDeviceID: testsystem.DeviceN(900)})
+	sys.Submit("ticketing", wire.Job{ID: "warm-b", ManagedDeviceID: testsystem.DeviceN(901), TenantID: testsystem.OtherTenant})
 	sys.Results("", 2, 20*time.Second)
 
 	sys.GS.ThrottleTenant(testsystem.Tenant, "3", 1)
 	for i := range 20 {
-		sys.Submit("ticketing", job.Job{ID: fmt.Sprintf("a-%02d", i), ManagedDeviceID: testsystem.DeviceN(i)})
-		sys.Submit("ticketing", job.Job{ID: fmt.Sprintf("b-%02d", i), ManagedDeviceID: testsystem.DeviceN(100 + i), TenantID: testsystem.OtherTenant})
+		sys.Submit("ticketing", wire.Job{ID: fmt.Sprintf("a-%02d", i), ManagedDeviceID: testsystem.DeviceN(i)})
+		sys.Submit("ticketing", wire.Job{ID: fmt.Sprintf("b-%02d", i), ManagedDeviceID: testsystem.DeviceN(100 + i), TenantID: testsystem.OtherTenant})
 	}
 	results := sys.Results("", 42, 60*time.Second)
 	for id, r := range results {
-		if r.Status != job.Succeeded {
+		if r.Status != wire.Succeeded {
 			t.Errorf("%s: %s %s", id, r.Status, r.Error)
 		}
 	}
@@ -73,12 +73,12 @@ func TestThrottledTenantIsPausedForEveryWorkerAndOthersFlow(t *testing.T) {
 func TestThrottleWithoutRetryAfterBacksOffExponentially(t *testing.T) {
 	sys := testsystem.Start(t, graphsim.Config{})
 	sys.StartWorker(sys.Config("w1"))
-	sys.Submit("ticketing", job.Job{ID: "warm", ManagedDeviceID: testsystem.DeviceN(900)})
+	sys.Submit("ticketing", wire.Job{ID: "warm", ManagedDeviceID: testsystem.DeviceN(900)})
 	sys.Results("", 1, 20*time.Second)
 	sys.GS.ThrottleTenant(testsystem.Tenant, "", 3)
-	sys.Submit("ticketing", job.Job{ID: "patient", ManagedDeviceID: testsystem.Device})
+	sys.Submit("ticketing", wire.Job{ID: "patient", ManagedDeviceID: testsystem.Device})
 	r := sys.Results("recoverpasscode.results.ticketing.patient", 1, 30*time.Second)["patient"]
-	if r.Status != job.Succeeded || r.Attempts != 4 {
+	if r.Status != wire.Succeeded || r.Attempts != 4 {
 		t.Fatalf("result %+v", r)
 	}
 	var times []time.Time
@@ -122,13 +122,13 @@ func TestStormOf503sAndTimeoutsStillSucceedsOnce(t *testing.T) {
 	}
 	const n = 200
 	for i := range n {
-		sys.Submit("batch", job.Job{ID: fmt.Sprintf("s-%03d", i), ManagedDeviceID: testsystem.DeviceN(i)})
+		sys.Submit("batch", wire.Job{ID: fmt.Sprintf("s-%03d", i), ManagedDeviceID: testsystem.DeviceN(i)})
 	}
 	results := sys.Results("", n, 120*time.Second)
 	attempts, retried, uncertain := 0, 0, 0
 	for i := range n {
 		r := results[fmt.Sprintf("s-%03d", i)]
-		if r.Status != job.Succeeded {
+		if r.Status != wire.Succeeded {
 			t.Errorf("s-%03d: %s %s", i, r.Status, r.Error)
 		}
 		if p := sys.GS.Performed(testsystem.DeviceN(i)); p != 1 {
@@ -160,7 +160,7 @@ func TestBrokenSecretKeepsJobsQueuedUntilFixed(t *testing.T) {
 	cfg.HTTPAddr = testsystem.FreeAddr(t)
 	sys.StartWorker(cfg)
 	for i := range 5 {
-		sys.Submit("ticketing", job.Job{ID: fmt.Sprintf("q-%d", i), ManagedDeviceID: testsystem.DeviceN(i)})
+		sys.Submit("ticketing", wire.Job{ID: fmt.Sprintf("q-%d", i), ManagedDeviceID: testsystem.DeviceN(i)})
 	}
 	status, body := testsystem.WaitReadyz(t, cfg.HTTPAddr, 503, 20*time.Second)
 	if !strings.Contains(body, "credentials") {
@@ -175,7 +175,7 @@ func TestBrokenSecretKeepsJobsQueuedUntilFixed(t *testing.T) {
 	sys.GS.AddApp(testsystem.Client, "rotated-by-someone-else") // the operator fixes the registration
 	results := sys.Results("", 5, 60*time.Second)
 	for id, r := range results {
-		if r.Status != job.Succeeded {
+		if r.Status != wire.Succeeded {
 			t.Errorf("%s: %s", id, r.Status)
 		}
 	}
@@ -189,16 +189,16 @@ func TestSecretRevokedWhileRunningHandsTheJobBack(t *testing.T) {
 	cfg := sys.Config("w1")
 	cfg.HTTPAddr = testsystem.FreeAddr(t)
 	logs := sys.StartWorker(cfg)
-	sys.Submit("ticketing", job.Job{ID: "before", ManagedDeviceID: testsystem.DeviceN(1)})
+	sys.Submit("ticketing", wire.Job{ID: "before", ManagedDeviceID: testsystem.DeviceN(1)})
 	sys.Results("recoverpasscode.results.ticketing.before", 1, 20*time.Second)
 
 	sys.GS.AddApp(testsystem.Client, "new-secret-not-yet-deployed")
 	sys.GS.ExpireTokens()
-	sys.Submit("ticketing", job.Job{ID: "during", ManagedDeviceID: testsystem.DeviceN(2)})
+	sys.Submit("ticketing", wire.Job{ID: "during", ManagedDeviceID: testsystem.DeviceN(2)})
 	testsystem.WaitReadyz(t, cfg.HTTPAddr, 503, 20*time.Second)
 	sys.GS.AddApp(testsystem.Client, testsystem.Secret) // rolled back
 	r := sys.Results("recoverpasscode.results.ticketing.during", 1, 60*time.Second)["during"]
-	if r.Status != job.Succeeded {
+	if r.Status != wire.Succeeded {
 		t.Fatalf("result %+v", r)
 	}
 	for _, secret := range []string{testsystem.Secret, "new-secret-not-yet-deployed"} {

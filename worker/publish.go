@@ -12,34 +12,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/recoverpasscode/recoverpasscode/job"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
-
-// MaxQuote is the most of a job a dead letter quotes: escaped as JSON or
-// base64 it stays far below NATS's 1 MiB message limit.
-const MaxQuote = 64 << 10
 
 // publishTimeout bounds each publish of a result or dead letter.
 const publishTimeout = 10 * time.Second
-
-// DeadLetter is what the DLQ stores for a job that could not be processed.
-type DeadLetter struct {
-	JobID    string `json:"jobId"`
-	Source   string `json:"source"`
-	Reason   string `json:"reason"`
-	Subject  string `json:"subject"`
-	Sequence uint64 `json:"sequence"`
-	// Job is the original message as text, or JobBase64 when it was not
-	// valid UTF-8 or was cut: a message over MaxQuote bytes is quoted only
-	// up to it (JobTruncated, with its full JobSize), so that the dead
-	// letter itself always fits in a NATS message.
-	Job          string      `json:"job,omitempty"`
-	JobBase64    string      `json:"jobBase64,omitempty"`
-	JobTruncated bool        `json:"jobTruncated,omitempty"`
-	JobSize      int         `json:"jobSize"`
-	Headers      nats.Header `json:"headers,omitempty"`
-	Result       *job.Result `json:"result"`
-	At           time.Time   `json:"at"`
-}
 
 // handle processes one message end to end: handler, result, dead letter,
 // acknowledgement.
@@ -54,7 +31,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	defer w.cfg.Telemetry.metrics.InFlight(-1)
 	d := job.Delivery{
 		Data: msg.Data(),
-		Meta: job.Meta{
+		Meta: wire.Meta{
 			Source:    w.cfg.Names.SourceOf(msg.Subject()),
 			MsgID:     msg.Headers().Get(jetstream.MsgIDHeader),
 			Stream:    meta.Stream,
@@ -64,7 +41,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		NumDelivered: meta.NumDelivered,
 		InProgress:   func() { _ = msg.InProgress() },
 	}
-	if tp := msg.Headers().Get("traceparent"); job.ValidTraceparent(tp) {
+	if tp := msg.Headers().Get("traceparent"); wire.ValidTraceparent(tp) {
 		d.Meta.Traceparent = tp
 	}
 	out := w.cfg.Handler.Handle(ctx, d)
@@ -144,7 +121,7 @@ func (w *Worker) publishResult(ctx context.Context, out job.Outcome) error {
 }
 
 func (w *Worker) publishDeadLetter(ctx context.Context, msg jetstream.Msg, d job.Delivery, out job.Outcome) error {
-	dl := DeadLetter{
+	dl := wire.DeadLetter{
 		JobID:    out.Result.JobID,
 		Source:   out.Result.Source,
 		Reason:   out.DeadLetter,
@@ -156,9 +133,9 @@ func (w *Worker) publishDeadLetter(ctx context.Context, msg jetstream.Msg, d job
 	}
 	dl.JobSize = len(d.Data)
 	switch {
-	case len(d.Data) > MaxQuote:
+	case len(d.Data) > wire.MaxQuote:
 		dl.JobTruncated = true
-		dl.JobBase64 = base64.StdEncoding.EncodeToString(d.Data[:MaxQuote])
+		dl.JobBase64 = base64.StdEncoding.EncodeToString(d.Data[:wire.MaxQuote])
 	case utf8.Valid(d.Data):
 		dl.Job = string(d.Data)
 	default:

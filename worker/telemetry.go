@@ -12,14 +12,14 @@ import (
 
 	"github.com/recoverpasscode/recoverpasscode/job"
 	"github.com/recoverpasscode/recoverpasscode/metrics"
-	"github.com/recoverpasscode/recoverpasscode/queue"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // Telemetry turns what the handler and the worker do into metrics and
 // audit events. It is safe for concurrent use.
 type Telemetry struct {
 	js      jetstream.JetStream
-	names   queue.Names
+	names   wire.Names
 	metrics *metrics.Metrics
 	log     zerolog.Logger
 }
@@ -27,12 +27,12 @@ type Telemetry struct {
 var _ job.Observer = (*Telemetry)(nil)
 
 // NewTelemetry publishes audit events through js and records metrics in m.
-func NewTelemetry(js jetstream.JetStream, names queue.Names, m *metrics.Metrics, log zerolog.Logger) *Telemetry {
+func NewTelemetry(js jetstream.JetStream, names wire.Names, m *metrics.Metrics, log zerolog.Logger) *Telemetry {
 	return &Telemetry{js: js, names: names, metrics: m, log: log}
 }
 
 // GraphCalled records a Graph call and publishes its audit event.
-func (t *Telemetry) GraphCalled(_ context.Context, e job.AuditEvent, latency time.Duration) {
+func (t *Telemetry) GraphCalled(_ context.Context, e wire.AuditEvent, latency time.Duration) {
 	status := 0
 	if e.Graph != nil {
 		status = e.Graph.Status
@@ -48,15 +48,15 @@ func (t *Telemetry) RateLimited(_ string, waited time.Duration) { t.metrics.Rate
 func (t *Telemetry) Paused(tenantID string, until time.Time) { t.metrics.Paused(tenantID, until) }
 
 // decided records a job's terminal decision and publishes its audit event.
-func (t *Telemetry) decided(res *job.Result, deadLettered bool) {
+func (t *Telemetry) decided(res *wire.Result, deadLettered bool) {
 	t.metrics.JobFinished(string(res.Status), res.Source, deadLettered)
-	t.audit(job.NewAuditEvent(job.KindDecision, res, time.Now().UTC()), "decision")
+	t.audit(wire.NewAuditEvent(wire.KindDecision, res, time.Now().UTC()), "decision")
 }
 
 // audit publishes e asynchronously, deduplicated by job and discriminator,
 // so a retried publish is stored once; a failure is logged, never fatal to
 // the job.
-func (t *Telemetry) audit(e job.AuditEvent, discriminator string) {
+func (t *Telemetry) audit(e wire.AuditEvent, discriminator string) {
 	data, err := json.Marshal(e)
 	if err != nil {
 		t.log.Error().Err(err).Str("job_id", e.JobID).Msg("could not encode an audit event")

@@ -18,7 +18,7 @@ import (
 
 	"github.com/recoverpasscode/recoverpasscode/internal/timing"
 	"github.com/recoverpasscode/recoverpasscode/job"
-	"github.com/recoverpasscode/recoverpasscode/queue"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // Config wires a Worker. Fields marked required have no default.
@@ -26,7 +26,7 @@ type Config struct {
 	NC       *nats.Conn          // required
 	JS       jetstream.JetStream // required
 	Consumer jetstream.Consumer  // required: the jobs consumer
-	Names    queue.Names
+	Names    wire.Names
 	Handler  *job.Handler // required
 	Health   *Health      // required
 	// Telemetry records metrics and audit events. Required.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/recoverpasscode/recoverpasscode/internal/envflag"
 	"github.com/recoverpasscode/recoverpasscode/queue"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // connFlags are the settings every subcommand shares: how to reach NATS
@@ -23,10 +24,10 @@ type connFlags struct {
 
 func (c *connFlags) define(s *envflag.Set) {
 	c.nats.Flags(s)
-	s.StringVar(&c.prefix, "prefix", "RECOVER_PREFIX", queue.DefaultPrefix, "first token of every subject")
+	s.StringVar(&c.prefix, "prefix", "RECOVER_PREFIX", wire.DefaultPrefix, "first token of every subject")
 }
 
-func (c *connFlags) names() queue.Names { return queue.Names{Prefix: c.prefix} }
+func (c *connFlags) names() wire.Names { return wire.Names{Prefix: c.prefix} }
 
 // connect connects to NATS; the caller closes the connection. Unlike the
 // worker, a command does not wait for a server to come up: an unreachable
@@ -82,7 +83,7 @@ func sourceOrDefault(src, def string) (string, error) {
 	if src == "" {
 		src = def
 	}
-	if !queue.ValidToken(src) {
+	if !wire.ValidToken(src) {
 		return "", fmt.Errorf("--source %q: want one subject token (letters, digits, '-', '_')", src)
 	}
 	return src, nil

@@ -14,8 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/recoverpasscode/recoverpasscode/batch"
-	"github.com/recoverpasscode/recoverpasscode/queue"
-	"github.com/recoverpasscode/recoverpasscode/worker"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 const dlqUsage = `enqueue dlq inspects and re-submits dead-lettered jobs: jobs that were rejected or
@@ -36,7 +35,7 @@ per-source users may not.
 // names it in lists and in the ids of its replays.
 type deadLetter struct {
 	Seq uint64 `json:"dlqSequence"`
-	worker.DeadLetter
+	wire.DeadLetter
 }
 
 // selector chooses dead letters.
@@ -51,7 +50,7 @@ func (s *selector) define(fs *flag.FlagSet) {
 }
 
 func (s *selector) check() error {
-	if s.source != "" && !queue.ValidToken(s.source) {
+	if s.source != "" && !wire.ValidToken(s.source) {
 		return fmt.Errorf("--source %q: want one subject token (letters, digits, '-', '_')", s.source)
 	}
 	if s.batch != "" && !batch.ValidName(s.batch) {
@@ -73,7 +72,7 @@ func (s *selector) match(d deadLetter) bool {
 }
 
 // filter is the DLQ subject filter of the selection.
-func (s *selector) filter(names queue.Names) string {
+func (s *selector) filter(names wire.Names) string {
 	if s.source != "" {
 		return names.DLQ(s.source)
 	}
@@ -177,7 +176,7 @@ func orDash(s string) string {
 
 // readDeadLetters reads the dead letters stored now that the selector
 // matches, oldest first.
-func readDeadLetters(ctx context.Context, js jetstream.JetStream, names queue.Names, sel *selector) ([]deadLetter, error) {
+func readDeadLetters(ctx context.Context, js jetstream.JetStream, names wire.Names, sel *selector) ([]deadLetter, error) {
 	r, err := batch.OpenStream(ctx, js, names.DLQStream(), sel.filter(names))
 	if err != nil {
 		return nil, err

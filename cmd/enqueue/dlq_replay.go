@@ -8,11 +8,11 @@ import (
 	"io"
 	"strings"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/recoverpasscode/recoverpasscode/batch"
-	"github.com/recoverpasscode/recoverpasscode/job"
-	"github.com/recoverpasscode/recoverpasscode/queue"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 const dlqReplayUsage = `enqueue dlq replay submits dead-lettered jobs again, to the subject of their source.
@@ -78,7 +78,7 @@ func parseReplay(args []string, stderr io.Writer) (*replayOptions, error) {
 // replay is the job a dead letter is replayed as.
 type replay struct {
 	from    deadLetter
-	job     job.Job
+	job     wire.Job
 	subject string
 }
 
@@ -160,11 +160,11 @@ func latestPerJob(letters []deadLetter) (latest []deadLetter, superseded int) {
 }
 
 // plan makes the replay of a dead letter, or says why it is skipped.
-func (o *replayOptions) plan(names queue.Names, d deadLetter) (replay, string) {
-	if d.Result != nil && d.Result.Status == job.Rejected && !o.includeRejected {
+func (o *replayOptions) plan(names wire.Names, d deadLetter) (replay, string) {
+	if d.Result != nil && d.Result.Status == wire.Rejected && !o.includeRejected {
 		return replay{}, "rejected (" + batch.Message(*d.Result) + "); pass --include-rejected once the cause is fixed"
 	}
-	if !queue.ValidToken(d.Source) || d.Source == "unknown" {
+	if !wire.ValidToken(d.Source) || d.Source == "unknown" {
 		return replay{}, fmt.Sprintf("no source to submit it to (%q)", d.Source)
 	}
 	data := []byte(d.Job)
@@ -174,7 +174,7 @@ func (o *replayOptions) plan(names queue.Names, d deadLetter) (replay, string) {
 			return replay{}, "the dead letter holds no original message"
 		}
 	}
-	j, err := job.Decode(data, job.Meta{MsgID: d.Headers.Get(jetstream.MsgIDHeader)})
+	j, err := wire.Decode(data, wire.Meta{MsgID: nats.Header(d.Headers).Get(jetstream.MsgIDHeader)})
 	if err != nil {
 		return replay{}, "the original message is not a valid job: " + err.Error()
 	}
@@ -194,7 +194,7 @@ func (o *replayOptions) plan(names queue.Names, d deadLetter) (replay, string) {
 // replayReplyTo moves a reply subject in the results stream that ends with
 // the old job id (a batch's, or an explicit default) to the new id; other
 // reply subjects (an inbox) are kept.
-func replayReplyTo(names queue.Names, replyTo, oldID, newID string) string {
+func replayReplyTo(names wire.Names, replyTo, oldID, newID string) string {
 	if replyTo == "" || !names.IsResult(replyTo) {
 		return replyTo
 	}
@@ -210,7 +210,7 @@ func replayReplyTo(names queue.Names, replyTo, oldID, newID string) string {
 // or the job was itself answered from the record.
 func storedFailure(d deadLetter) bool {
 	r := d.Result
-	if r == nil || r.Status != job.Failed {
+	if r == nil || r.Status != wire.Failed {
 		return false
 	}
 	if r.Replayed {

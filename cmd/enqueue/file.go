@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/recoverpasscode/recoverpasscode/batch"
-	"github.com/recoverpasscode/recoverpasscode/job"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // checkFile refuses flags that make no sense for a batch.
@@ -121,7 +121,7 @@ func submitFile(ctx context.Context, o *submitOptions, stdout, stderr io.Writer)
 		}
 		return fmt.Errorf("read the batch's earlier results: %w", err)
 	}
-	todo := make([]job.Job, 0, len(b.Rows))
+	todo := make([]wire.Job, 0, len(b.Rows))
 	for _, r := range b.Rows {
 		if _, done := outcomes.Get(r.Job.ID); !done {
 			todo = append(todo, r.Job)
@@ -143,15 +143,15 @@ func submitFile(ctx context.Context, o *submitOptions, stdout, stderr io.Writer)
 
 // addRow returns a function recording results of the batch's rows; results
 // of other rows of a batch with the same name are left out.
-func addRow(b *batch.Batch, outcomes *batch.Outcomes) func(job.Result) {
-	return func(r job.Result) {
+func addRow(b *batch.Batch, outcomes *batch.Outcomes) func(wire.Result) {
+	return func(r wire.Result) {
 		if _, ok := b.Row(r.JobID); ok {
 			outcomes.Add(r)
 		}
 	}
 }
 
-func publishRows(ctx context.Context, o *submitOptions, nc *nats.Conn, b *batch.Batch, todo []job.Job, stdout io.Writer) error {
+func publishRows(ctx context.Context, o *submitOptions, nc *nats.Conn, b *batch.Batch, todo []wire.Job, stdout io.Writer) error {
 	if len(todo) == 0 {
 		return nil
 	}

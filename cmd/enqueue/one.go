@@ -13,8 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/recoverpasscode/recoverpasscode/batch"
-	"github.com/recoverpasscode/recoverpasscode/job"
-	"github.com/recoverpasscode/recoverpasscode/queue"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // submitOne publishes one job and, with --wait, prints its result.
@@ -58,7 +57,7 @@ func submitOne(ctx context.Context, o *submitOptions, stdout, stderr io.Writer) 
 		return fmt.Errorf("job %s submitted, but %w", o.job.ID, err)
 	}
 	printResult(stdout, res, o.json)
-	if res.Status != job.Succeeded {
+	if res.Status != wire.Succeeded {
 		return errNotSucceeded
 	}
 	return nil
@@ -73,7 +72,7 @@ func dupNote(ack *jetstream.PubAck) string {
 
 // publishJob publishes j with Nats-Msg-Id set to its id, so a re-sent job is
 // stored once.
-func publishJob(ctx context.Context, js jetstream.JetStream, subject string, j *job.Job) (*jetstream.PubAck, error) {
+func publishJob(ctx context.Context, js jetstream.JetStream, subject string, j *wire.Job) (*jetstream.PubAck, error) {
 	data, err := json.Marshal(j)
 	if err != nil {
 		return nil, err
@@ -95,13 +94,13 @@ func publishJob(ctx context.Context, js jetstream.JetStream, subject string, j *
 
 // awaitResult waits for the result on the subscription, or finds it already
 // stored (a re-sent job whose result exists).
-func awaitResult(ctx context.Context, js jetstream.JetStream, names queue.Names, subject string, live <-chan *nats.Msg) (*job.Result, error) {
+func awaitResult(ctx context.Context, js jetstream.JetStream, names wire.Names, subject string, live <-chan *nats.Msg) (*wire.Result, error) {
 	if res, ok := storedResult(ctx, js, names, subject); ok {
 		return res, nil
 	}
 	select {
 	case m := <-live:
-		var res job.Result
+		var res wire.Result
 		if err := json.Unmarshal(m.Data, &res); err != nil {
 			return nil, fmt.Errorf("the result is not valid JSON: %w", err)
 		}
@@ -120,7 +119,7 @@ func awaitResult(ctx context.Context, js jetstream.JetStream, names queue.Names,
 // storedResult reads the last result stored on subject through an ordered
 // consumer filtered on it, which a source's NATS user may create for its
 // own results (a direct get it may not make).
-func storedResult(ctx context.Context, js jetstream.JetStream, names queue.Names, subject string) (*job.Result, bool) {
+func storedResult(ctx context.Context, js jetstream.JetStream, names wire.Names, subject string) (*wire.Result, bool) {
 	if !names.IsResult(subject) {
 		return nil, false
 	}
@@ -131,14 +130,14 @@ func storedResult(ctx context.Context, js jetstream.JetStream, names queue.Names
 		return nil, false
 	}
 	defer r.Close()
-	var last *job.Result
-	if _, err := r.ReadBacklog(gctx, func(res job.Result) { last = &res }); err != nil {
+	var last *wire.Result
+	if _, err := r.ReadBacklog(gctx, func(res wire.Result) { last = &res }); err != nil {
 		return nil, false
 	}
 	return last, last != nil
 }
 
-func printResult(w io.Writer, res *job.Result, asJSON bool) {
+func printResult(w io.Writer, res *wire.Result, asJSON bool) {
 	if asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")

@@ -11,7 +11,7 @@ import (
 
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
 	"github.com/recoverpasscode/recoverpasscode/internal/testsystem"
-	"github.com/recoverpasscode/recoverpasscode/queue"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // TestBatchUserPermissions runs a batch as the NATS user "batch" of
@@ -69,7 +69,7 @@ func waitForStreams(t *testing.T, url, user, password string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	names := queue.Names{}
+	names := wire.Names{}
 	ok := testsystem.Eventually(20*time.Second, func() bool {
 		_, err := js.Stream(t.Context(), names.ResultsStream())
 		return err == nil

@@ -8,7 +8,7 @@ import (
 	"os"
 
 	"github.com/recoverpasscode/recoverpasscode/batch"
-	"github.com/recoverpasscode/recoverpasscode/job"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 const resultsUsage = `enqueue results shows the outcome of a batch from the results stream, without
@@ -100,9 +100,9 @@ func results(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	outcomes := batch.NewOutcomes()
 	add := outcomes.Add
 	if b != nil {
-		add = func(r job.Result) bool { addRow(b, outcomes)(r); return true }
+		add = func(r wire.Result) bool { addRow(b, outcomes)(r); return true }
 	}
-	skipped, err := reader.ReadBacklog(ctx, func(r job.Result) { add(r) })
+	skipped, err := reader.ReadBacklog(ctx, func(r wire.Result) { add(r) })
 	if err != nil {
 		return err
 	}

@@ -9,8 +9,8 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/recoverpasscode/recoverpasscode/job"
 	"github.com/recoverpasscode/recoverpasscode/ratelimit"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 const submitUsage = `enqueue submits one recoverPasscode job, or a batch of them from a file, and
@@ -49,7 +49,7 @@ Flags:
 type submitOptions struct {
 	conn    connFlags
 	source  string
-	job     job.Job
+	job     wire.Job
 	notAft  string
 	wait    bool
 	timeout time.Duration

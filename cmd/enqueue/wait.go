@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/recoverpasscode/recoverpasscode/batch"
-	"github.com/recoverpasscode/recoverpasscode/job"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // renderEvery is how often the progress is redrawn.
@@ -70,7 +70,7 @@ func (w *waiter) wait(ctx context.Context) error {
 	}
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
-	results := make(chan job.Result)
+	results := make(chan wire.Result)
 	failed := make(chan error, 1)
 	go w.read(rctx, results, failed)
 	tick := time.NewTicker(renderEvery)
@@ -95,7 +95,7 @@ func (w *waiter) wait(ctx context.Context) error {
 }
 
 // read passes results on until ctx ends or reading fails.
-func (w *waiter) read(ctx context.Context, results chan<- job.Result, failed chan<- error) {
+func (w *waiter) read(ctx context.Context, results chan<- wire.Result, failed chan<- error) {
 	for {
 		r, err := w.reader.Next(ctx)
 		var nr *batch.NotResultError

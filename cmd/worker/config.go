@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/recoverpasscode/recoverpasscode/service"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 
 	"github.com/recoverpasscode/recoverpasscode/graph"
 	"github.com/recoverpasscode/recoverpasscode/internal/envflag"
@@ -50,7 +51,7 @@ func parseConfig(args []string) (*config, error) {
 	fs.BoolVar(&c.Dev, "dev", false, "start an embedded nats-server (on NATS_URL's host and port) and a Graph and Entra ID double, and use them")
 	s.StringVar(&c.DevDir, "dev-dir", "RECOVER_DEV_DIR", service.DefaultDevDir(), "with --dev: where the embedded nats-server keeps its data")
 	c.NATS.Flags(s)
-	s.StringVar(&c.Prefix, "prefix", "RECOVER_PREFIX", queue.DefaultPrefix, "first token of every subject, and base of stream and bucket names")
+	s.StringVar(&c.Prefix, "prefix", "RECOVER_PREFIX", wire.DefaultPrefix, "first token of every subject, and base of stream and bucket names")
 	s.IntVar(&c.Replicas, "replicas", "RECOVER_REPLICAS", 1, "replicas of streams and buckets (3 on a NATS cluster)")
 	s.StringVar(&c.Credential.TenantID, "tenant-id", "AZURE_TENANT_ID", "", "default Entra ID tenant (required but with --dev)")
 	s.StringVar(&c.Credential.ClientID, "client-id", "AZURE_CLIENT_ID", "", "app registration (client) id (required but with --dev)")

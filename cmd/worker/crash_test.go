@@ -12,8 +12,8 @@ import (
 
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
 	"github.com/recoverpasscode/recoverpasscode/internal/testsystem"
-	"github.com/recoverpasscode/recoverpasscode/job"
 	"github.com/recoverpasscode/recoverpasscode/service"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // child is a worker process.
@@ -80,7 +80,7 @@ func TestKilledWorkersJobsAreCompletedByAnother(t *testing.T) {
 
 	const n = 60
 	for i := range n {
-		sys.Submit("batch", job.Job{ID: fmt.Sprintf("k-%02d", i), ManagedDeviceID: testsystem.DeviceN(i)})
+		sys.Submit("batch", wire.Job{ID: fmt.Sprintf("k-%02d", i), ManagedDeviceID: testsystem.DeviceN(i)})
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -104,7 +104,7 @@ func TestKilledWorkersJobsAreCompletedByAnother(t *testing.T) {
 		id := fmt.Sprintf("k-%02d", i)
 		device := testsystem.DeviceN(i)
 		r, ok := results[id]
-		if !ok || r.Status != job.Succeeded {
+		if !ok || r.Status != wire.Succeeded {
 			t.Errorf("%s: %+v", id, r)
 			continue
 		}

@@ -20,7 +20,7 @@ import (
 	"github.com/recoverpasscode/recoverpasscode/graph"
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
 	"github.com/recoverpasscode/recoverpasscode/internal/testsystem"
-	"github.com/recoverpasscode/recoverpasscode/job"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // The service account the delegated worker acts as.
@@ -218,10 +218,10 @@ func TestLoginThenDelegatedWorker(t *testing.T) {
 	t.Run("jobs run on delegated tokens, refreshed silently", func(t *testing.T) {
 		before, _ := os.ReadFile(cache)
 		for i := range 3 {
-			sys.Submit("ticketing", job.Job{ID: fmt.Sprintf("delegated-%d", i), ManagedDeviceID: testsystem.DeviceN(i)})
+			sys.Submit("ticketing", wire.Job{ID: fmt.Sprintf("delegated-%d", i), ManagedDeviceID: testsystem.DeviceN(i)})
 		}
 		for id, r := range sys.Results("", 3, 20*time.Second) {
-			if r.Status != job.Succeeded {
+			if r.Status != wire.Succeeded {
 				t.Errorf("%s: %s %s", id, r.Status, r.Error)
 			}
 		}
@@ -240,7 +240,7 @@ func TestLoginThenDelegatedWorker(t *testing.T) {
 		if err := sys.GS.RevokeUserSessions(serviceUPN); err != nil {
 			t.Fatal(err)
 		}
-		sys.Submit("ticketing", job.Job{ID: "after-revoke", ManagedDeviceID: testsystem.Device})
+		sys.Submit("ticketing", wire.Job{ID: "after-revoke", ManagedDeviceID: testsystem.Device})
 		body := waitReadyz(t, addr, 20*time.Second, func(status int, body string) bool {
 			return status == http.StatusServiceUnavailable && strings.Contains(body, "run `worker login` again")
 		})
@@ -257,7 +257,7 @@ func TestLoginThenDelegatedWorker(t *testing.T) {
 		out += loginAs(t, sys.GS, loginCfg)
 		tokens = append(tokens, testsystem.CacheSecrets(t, cache)...)
 		r := sys.Results("", 4, 30*time.Second)["after-revoke"]
-		if r.Status != job.Succeeded {
+		if r.Status != wire.Succeeded {
 			t.Fatalf("after-revoke: %s %s", r.Status, r.Error)
 		}
 		waitReadyz(t, addr, 5*time.Second, func(status int, _ string) bool { return status == http.StatusOK })

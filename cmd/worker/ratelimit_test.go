@@ -7,8 +7,8 @@ import (
 
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
 	"github.com/recoverpasscode/recoverpasscode/internal/testsystem"
-	"github.com/recoverpasscode/recoverpasscode/job"
 	"github.com/recoverpasscode/recoverpasscode/ratelimit"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // Three worker processes share one limit: Graph never sees more than N
@@ -25,11 +25,11 @@ func TestThreeProcessesShareTheRateLimit(t *testing.T) {
 	}
 	const n = 300
 	for i := range n {
-		sys.Submit("batch", job.Job{ID: fmt.Sprintf("r-%03d", i), ManagedDeviceID: testsystem.DeviceN(i)})
+		sys.Submit("batch", wire.Job{ID: fmt.Sprintf("r-%03d", i), ManagedDeviceID: testsystem.DeviceN(i)})
 	}
 	results := sys.Results("", n, 90*time.Second)
 	for id, r := range results {
-		if r.Status != job.Succeeded || r.Attempts != 1 {
+		if r.Status != wire.Succeeded || r.Attempts != 1 {
 			t.Errorf("%s: %s after %d attempts: %s", id, r.Status, r.Attempts, r.Error)
 		}
 	}
@@ -67,7 +67,7 @@ func TestOneWorkerReachesTheLimitWithSlowGraph(t *testing.T) {
 	sys.StartWorker(cfg)
 	const n = 100
 	for i := range n {
-		sys.Submit("batch", job.Job{ID: fmt.Sprintf("s-%03d", i), ManagedDeviceID: testsystem.DeviceN(i)})
+		sys.Submit("batch", wire.Job{ID: fmt.Sprintf("s-%03d", i), ManagedDeviceID: testsystem.DeviceN(i)})
 	}
 	sys.Results("", n, 60*time.Second)
 	achieved := steadyRate(sys.GS.Calls(), rate)

@@ -21,11 +21,10 @@ import (
 
 	"github.com/recoverpasscode/recoverpasscode/devserver"
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
-	"github.com/recoverpasscode/recoverpasscode/job"
 	"github.com/recoverpasscode/recoverpasscode/queue"
 	"github.com/recoverpasscode/recoverpasscode/ratelimit"
 	"github.com/recoverpasscode/recoverpasscode/service"
-	"github.com/recoverpasscode/recoverpasscode/worker"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // The system's directory: two tenants, one app registration, a device.
@@ -49,7 +48,7 @@ type System struct {
 	GS    *graphsim.Server
 	NC    *nats.Conn
 	JS    jetstream.JetStream
-	Names queue.Names
+	Names wire.Names
 }
 
 // Start starts a system that ends with the test.
@@ -83,7 +82,7 @@ func Start(t testing.TB, simCfg graphsim.Config) *System {
 // leases and ack waits so that takeovers happen within a test.
 func (s *System) Config(name string) service.Config {
 	c := service.Config{
-		Prefix:         queue.DefaultPrefix,
+		Prefix:         wire.DefaultPrefix,
 		Replicas:       1,
 		Tenants:        []string{Tenant, OtherTenant},
 		Rate:           ratelimit.Rate{N: 200, Per: 20 * time.Second},
@@ -133,7 +132,7 @@ func (s *System) Publish(source, msgID string, data []byte) {
 }
 
 // Submit publishes a job with its id as message id.
-func (s *System) Submit(source string, j job.Job) {
+func (s *System) Submit(source string, j wire.Job) {
 	s.t.Helper()
 	data, err := json.Marshal(j)
 	if err != nil {
@@ -145,13 +144,13 @@ func (s *System) Submit(source string, j job.Job) {
 // Results reads stored results matching filter ("" for all) from the
 // results stream until n have arrived, keyed by job id; it fails the test
 // after timeout or on a second result for one job.
-func (s *System) Results(filter string, n int, timeout time.Duration) map[string]job.Result {
+func (s *System) Results(filter string, n int, timeout time.Duration) map[string]wire.Result {
 	s.t.Helper()
 	if filter == "" {
 		filter = s.Names.ResultsWildcard()
 	}
-	return readStream(s.t, s.JS, s.Names.ResultsStream(), filter, n, timeout, func(data []byte) (string, job.Result) {
-		var r job.Result
+	return readStream(s.t, s.JS, s.Names.ResultsStream(), filter, n, timeout, func(data []byte) (string, wire.Result) {
+		var r wire.Result
 		if err := json.Unmarshal(data, &r); err != nil {
 			s.t.Fatalf("result is not JSON: %v: %s", err, data)
 		}
@@ -160,10 +159,10 @@ func (s *System) Results(filter string, n int, timeout time.Duration) map[string
 }
 
 // DeadLetters reads n dead letters, keyed by job id.
-func (s *System) DeadLetters(n int, timeout time.Duration) map[string]worker.DeadLetter {
+func (s *System) DeadLetters(n int, timeout time.Duration) map[string]wire.DeadLetter {
 	s.t.Helper()
-	return readStream(s.t, s.JS, s.Names.DLQStream(), s.Names.DLQWildcard(), n, timeout, func(data []byte) (string, worker.DeadLetter) {
-		var d worker.DeadLetter
+	return readStream(s.t, s.JS, s.Names.DLQStream(), s.Names.DLQWildcard(), n, timeout, func(data []byte) (string, wire.DeadLetter) {
+		var d wire.DeadLetter
 		if err := json.Unmarshal(data, &d); err != nil {
 			s.t.Fatalf("dead letter is not JSON: %v", err)
 		}

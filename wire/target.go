@@ -1,10 +1,9 @@
-package graph
+package wire
 
 import (
 	"fmt"
 	"net/url"
 	"strings"
-	"unicode/utf8"
 )
 
 // The three forms of the recoverPasscode path, as returned by [Target.Form].
@@ -61,21 +60,7 @@ func (e *FieldError) Error() string {
 }
 
 func fieldError(field, value, reason string) *FieldError {
-	return &FieldError{Field: field, Value: truncate(value, maxShownValue), Reason: reason}
-}
-
-// truncate shortens s to at most n runes (bytes of invalid UTF-8 count as one each),
-// marking the cut with an ellipsis.
-func truncate(s string, n int) string {
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	i := 0
-	for range n {
-		_, size := utf8.DecodeRuneInString(s[i:])
-		i += size
-	}
-	return s[:i] + "…"
+	return &FieldError{Field: field, Value: Truncate(value, maxShownValue), Reason: reason}
 }
 
 // Validate checks every identifier of t and returns a *FieldError for the first one that
@@ -199,14 +184,14 @@ func domainProblem(s string) string {
 	if s == "" || len(s) > maxUPNDomain {
 		return fmt.Sprintf("the domain must be 1 to %d characters", maxUPNDomain)
 	}
-	if !isDNSName(s, maxUPNDomain) {
+	if !IsDNSName(s, maxUPNDomain) {
 		return "the domain must be two or more DNS labels (letters, digits, inner hyphens) joined by dots"
 	}
 	return ""
 }
 
-// isDNSName reports whether s is at most maxLen characters of two or more DNS labels.
-func isDNSName(s string, maxLen int) bool {
+// IsDNSName reports whether s is at most maxLen characters of two or more DNS labels.
+func IsDNSName(s string, maxLen int) bool {
 	if len(s) > maxLen {
 		return false
 	}

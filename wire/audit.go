@@ -1,7 +1,6 @@
-package job
+package wire
 
 import (
-	"context"
 	"regexp"
 	"time"
 )
@@ -71,24 +70,6 @@ func NewAuditEvent(kind string, res *Result, at time.Time) AuditEvent {
 	}
 	return e
 }
-
-// Observer learns what the handler does, for metrics and the audit trail.
-// Implementations must be safe for concurrent use and return quickly.
-type Observer interface {
-	// GraphCalled reports one Graph call (Kind KindGraphCall).
-	GraphCalled(ctx context.Context, e AuditEvent, latency time.Duration)
-	// RateLimited reports how long a call waited for the shared limit.
-	RateLimited(tenantID string, waited time.Duration)
-	// Paused reports a pause the handler set for a tenant after Graph
-	// asked to slow down.
-	Paused(tenantID string, until time.Time)
-}
-
-type nopObserver struct{}
-
-func (nopObserver) GraphCalled(context.Context, AuditEvent, time.Duration) {}
-func (nopObserver) RateLimited(string, time.Duration)                      {}
-func (nopObserver) Paused(string, time.Time)                               {}
 
 // traceparentRE is the W3C Trace Context header, version 00: a non-zero
 // trace id and parent id.

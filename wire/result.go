@@ -1,4 +1,4 @@
-package job
+package wire
 
 import (
 	"time"
@@ -64,8 +64,8 @@ type GraphOutcome struct {
 	ErrorMessage    string `json:"errorMessage,omitempty"`
 }
 
-// newResult starts the result of job j.
-func newResult(j *Job, meta Meta, worker string, started time.Time) Result {
+// NewResult starts the result of job j.
+func NewResult(j *Job, meta Meta, worker string, started time.Time) Result {
 	return Result{
 		JobID:           j.ID,
 		IdempotencyKey:  j.IdempotencyKey,

@@ -1,7 +1,4 @@
-// Package queue names the NATS subjects, JetStream streams, consumer and
-// KeyValue buckets of recoverpasscode, creates them, and connects to NATS
-// with the NATS_* settings.
-package queue
+package wire
 
 import (
 	"strings"
@@ -11,14 +8,23 @@ import (
 // stream and bucket name.
 const DefaultPrefix = "recoverpasscode"
 
-// ConsumerName is the durable pull consumer every worker shares.
-const ConsumerName = "worker"
-
 // Names derives every subject, stream and bucket name from one prefix. The
 // zero value uses DefaultPrefix.
 type Names struct {
 	// Prefix is a single subject token. Defaults to "recoverpasscode".
 	Prefix string
+}
+
+// Owns reports whether subject is the prefix itself or under it: a subject
+// of this service, which no job may choose freely.
+func (n Names) Owns(subject string) bool {
+	p := n.prefix()
+	return subject == p || strings.HasPrefix(subject, p+".")
+}
+
+// IsResultOf reports whether subject is a result subject of source.
+func (n Names) IsResultOf(subject, source string) bool {
+	return strings.HasPrefix(subject, n.Result(source, ""))
 }
 
 func (n Names) prefix() string {
