@@ -3,10 +3,12 @@ package main
 import (
 	"os"
 	"os/exec"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/recoverpasscode/recoverpasscode/internal/testsystem"
+	"github.com/recoverpasscode/recoverpasscode/service"
 )
 
 // TestInboxSettings: the worker reads its inbox prefix and the per-source
@@ -57,4 +59,33 @@ func TestInboxSettings(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestFlagsDefaultToTheServiceDefaults: with nothing in the environment,
+// every flag's default is service.DefaultConfig's, so --help shows what a
+// worker runs with and no layer keeps a default of its own.
+func TestFlagsDefaultToTheServiceDefaults(t *testing.T) {
+	clearWorkerEnv(t)
+	c, err := parseConfig([]string{"--dev"}) // --dev: no credentials needed
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := service.DefaultConfig()
+	want.Credential.GraphBaseURL = want.GraphURL
+	if !reflect.DeepEqual(c.Config, want) {
+		t.Errorf("flag defaults:\n got %+v\nwant %+v", c.Config, want)
+	}
+}
+
+// clearWorkerEnv unsets, for the test, every variable the worker reads.
+func clearWorkerEnv(t *testing.T) {
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		for _, prefix := range []string{"NATS_", "AZURE_", "GRAPH_", "RECOVER_"} {
+			if strings.HasPrefix(k, prefix) {
+				t.Setenv(k, "")
+				os.Unsetenv(k)
+			}
+		}
+	}
 }
