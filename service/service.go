@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -15,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+	"golang.org/x/term"
 
 	"github.com/recoverpasscode/recoverpasscode/graph"
 	"github.com/recoverpasscode/recoverpasscode/idempotency"
@@ -225,15 +227,22 @@ func serveHTTP(addr string, h http.Handler, log zerolog.Logger) (stop func(), er
 }
 
 // NewLogger returns a zerolog logger writing JSON, or a console format for
-// people, at the given level (info when unknown).
+// people (in colour when out is a terminal), at the given level (info when
+// unknown).
 func NewLogger(format, level string, out io.Writer) zerolog.Logger {
 	w := out
 	if format == "console" {
-		w = zerolog.ConsoleWriter{Out: out, TimeFormat: time.TimeOnly}
+		w = zerolog.ConsoleWriter{Out: out, TimeFormat: time.TimeOnly, NoColor: !isTerminal(out)}
 	}
 	lvl, err := zerolog.ParseLevel(level)
 	if err != nil || level == "" {
 		lvl = zerolog.InfoLevel
 	}
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/recoverpasscode/recoverpasscode/internal/envflag"
@@ -17,6 +18,9 @@ type config struct {
 	Dev    bool
 	DevDir string
 	service.Config
+	// logFormatSet says whether --log-format or RECOVER_LOG_FORMAT chose
+	// the log format, which then holds with --dev too.
+	logFormatSet bool
 }
 
 const usageHeader = `worker consumes recoverPasscode jobs from NATS JetStream and calls Microsoft Graph.
@@ -68,7 +72,7 @@ func parseConfig(args []string) (*config, error) {
 	s.DurationVar(&c.DrainTimeout, "drain-timeout", "RECOVER_DRAIN_TIMEOUT", d.DrainTimeout, "on SIGTERM, how long jobs in flight may finish before they are handed back")
 	s.DurationVar(&c.AckWait, "ack-wait", "RECOVER_ACK_WAIT", d.AckWait, "how long a job may go without an ack or progress signal before JetStream redelivers it (a dead worker's jobs wait this long)")
 	s.StringVar(&c.Name, "name", "RECOVER_WORKER_NAME", d.Name, "this worker's name in results, logs and leases")
-	s.StringVar(&c.LogFormat, "log-format", "RECOVER_LOG_FORMAT", d.LogFormat, "json, or console for people")
+	s.StringVar(&c.LogFormat, "log-format", "RECOVER_LOG_FORMAT", d.LogFormat, "json, or console for people; with --dev, console when stderr is a terminal unless this is set")
 	s.StringVar(&c.LogLevel, "log-level", "RECOVER_LOG_LEVEL", d.LogLevel, "debug, info, warn or error")
 	s.BoolVar(&c.Pprof, "pprof", "RECOVER_PPROF", d.Pprof, "also serve Go's profiler under /debug/pprof/ on the HTTP address (keep that address private)")
 	if err := fs.Parse(args); err != nil {
@@ -77,6 +81,8 @@ func parseConfig(args []string) (*config, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
 	}
+	_, c.logFormatSet = os.LookupEnv("RECOVER_LOG_FORMAT")
+	fs.Visit(func(f *flag.Flag) { c.logFormatSet = c.logFormatSet || f.Name == "log-format" })
 	var errs []error
 	if err := s.Err(); err != nil {
 		errs = append(errs, err)
@@ -97,6 +103,16 @@ func parseConfig(args []string) (*config, error) {
 		return nil, errors.Join(errs...)
 	}
 	return &c, nil
+}
+
+// forPeople makes --dev, which is for people trying the worker out, log in
+// the console format when its log goes to a terminal. JSON stays the
+// format everywhere else, and whenever --log-format or RECOVER_LOG_FORMAT
+// asks for it.
+func (c *config) forPeople(stderrIsTerminal bool) {
+	if c.Dev && !c.logFormatSet && stderrIsTerminal {
+		c.LogFormat = "console"
+	}
 }
 
 func splitList(s string) []string {

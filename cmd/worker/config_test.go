@@ -89,3 +89,39 @@ func clearWorkerEnv(t *testing.T) {
 		}
 	}
 }
+
+// TestDevLogsForPeople: --dev logs in the console format when stderr is a
+// terminal; JSON stays the format without a terminal, without --dev, and
+// whenever the flag or the variable asks for it.
+func TestDevLogsForPeople(t *testing.T) {
+	creds := []string{"--tenant-id", testsystem.Tenant, "--client-id", testsystem.Client, "--client-secret", "s"}
+	for _, tt := range []struct {
+		name     string
+		args     []string
+		env      string // RECOVER_LOG_FORMAT, if set
+		terminal bool
+		want     string
+	}{
+		{"--dev on a terminal", []string{"--dev"}, "", true, "console"},
+		{"--dev into a pipe or file", []string{"--dev"}, "", false, "json"},
+		{"--dev, JSON by flag", []string{"--dev", "--log-format", "json"}, "", true, "json"},
+		{"--dev, JSON by variable", []string{"--dev"}, "json", true, "json"},
+		{"production on a terminal", creds, "", true, "json"},
+		{"production, console by flag", append([]string{"--log-format", "console"}, creds...), "", false, "console"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			clearWorkerEnv(t)
+			if tt.env != "" {
+				t.Setenv("RECOVER_LOG_FORMAT", tt.env)
+			}
+			c, err := parseConfig(tt.args)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.forPeople(tt.terminal)
+			if c.LogFormat != tt.want {
+				t.Errorf("log format %q, want %q", c.LogFormat, tt.want)
+			}
+		})
+	}
+}
