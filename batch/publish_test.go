@@ -11,14 +11,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/recoverpasscode/recoverpasscode/batch"
-	"github.com/recoverpasscode/recoverpasscode/devserver"
+	"github.com/recoverpasscode/recoverpasscode/devserver/devservertest"
 	"github.com/recoverpasscode/recoverpasscode/queue"
 	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 func startNATS(t *testing.T, setup bool) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	s := devserver.StartForTest(t)
+	s := devservertest.Start(t)
 	nc, err := nats.Connect(s.URL())
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"golang.org/x/term"
 )
 
 // Renderer shows the progress of a batch. Update is called often (several
@@ -18,14 +20,9 @@ type Renderer interface {
 }
 
 // IsTerminal reports whether f is an interactive terminal that can redraw a
-// line: a character device, unless $TERM is "dumb". (/dev/null is a
-// character device too; drawing a bar into it does no harm.)
+// line: a terminal (as golang.org/x/term tells), unless $TERM is "dumb".
 func IsTerminal(f *os.File) bool {
-	if os.Getenv("TERM") == "dumb" {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	return os.Getenv("TERM") != "dumb" && term.IsTerminal(int(f.Fd()))
 }
 
 // Bar redraws one line on a terminal: a bar, done/total, succeeded and

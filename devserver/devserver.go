@@ -1,6 +1,7 @@
-// Package devserver runs an embedded nats-server with JetStream enabled. It
-// backs `worker --dev` and every test that needs a real NATS server, so that
-// both exercise the same server code as production.
+// Package devserver runs an embedded nats-server with JetStream enabled:
+// the NATS half of `worker --dev` (and of the bench), so that trying the
+// worker out exercises the same server code as production. Tests start
+// theirs through devserver/devservertest, which builds on this package.
 package devserver
 
 import (

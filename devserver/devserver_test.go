@@ -9,10 +9,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/recoverpasscode/recoverpasscode/devserver"
+	"github.com/recoverpasscode/recoverpasscode/devserver/devservertest"
 )
 
 func TestJetStreamIsEnabled(t *testing.T) {
-	s := devserver.StartForTest(t)
+	s := devservertest.Start(t)
 	nc, err := nats.Connect(s.URL())
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/recoverpasscode/recoverpasscode/devserver"
+	"github.com/recoverpasscode/recoverpasscode/devserver/devservertest"
 	"github.com/recoverpasscode/recoverpasscode/idempotency"
 )
 
@@ -25,7 +26,7 @@ func testCtx(tb testing.TB) context.Context {
 // startBucket starts a server and creates the bucket with BucketConfig.
 func startBucket(tb testing.TB) *devserver.Server {
 	tb.Helper()
-	srv := devserver.StartForTest(tb)
+	srv := devservertest.Start(tb)
 	js := connect(tb, srv)
 	if _, err := js.CreateKeyValue(testCtx(tb), idempotency.BucketConfig(bucket, 0, 1)); err != nil {
 		tb.Fatalf("create bucket: %v", err)

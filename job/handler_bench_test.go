@@ -18,7 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
-	"github.com/recoverpasscode/recoverpasscode/devserver"
+	"github.com/recoverpasscode/recoverpasscode/devserver/devservertest"
 	"github.com/recoverpasscode/recoverpasscode/graph"
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
 	"github.com/recoverpasscode/recoverpasscode/idempotency"
@@ -237,7 +237,7 @@ func TestHelperBenchServers(t *testing.T) {
 	if os.Getenv(benchServersEnv) == "" {
 		t.Skip("the helper process of BenchmarkHandle")
 	}
-	ns := devserver.StartForTest(t)
+	ns := devservertest.Start(t)
 	gs := graphsim.New(graphsim.Config{Limit: -1})
 	defer gs.Close()
 	gs.AddTenant(benchTenant)

@@ -10,7 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/recoverpasscode/recoverpasscode/devserver"
+	"github.com/recoverpasscode/recoverpasscode/devserver/devservertest"
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
 	"github.com/recoverpasscode/recoverpasscode/idempotency"
 	"github.com/recoverpasscode/recoverpasscode/job"
@@ -38,7 +38,7 @@ func (l *flakyLedger) Complete(ctx context.Context, c *idempotency.Claim, status
 // inline wait, until it lands or the key is lost: giving up would let
 // another worker act on the key again.
 func TestOutcomeWriteIsRetried(t *testing.T) {
-	ns := devserver.StartForTest(t)
+	ns := devservertest.Start(t)
 	gs := graphsim.New(graphsim.Config{Limit: -1})
 	t.Cleanup(gs.Close)
 	gs.AddTenant(benchTenant)

@@ -10,6 +10,10 @@ import (
 	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
+// DefaultAckWait is how long a job may go without an ack or progress
+// signal before JetStream redelivers it, when Setup.AckWait is zero.
+const DefaultAckWait = 30 * time.Second
+
 // Setup describes the JetStream objects a worker creates or updates at
 // start. The zero value is usable on a single server.
 type Setup struct {
@@ -27,7 +31,7 @@ type Setup struct {
 	// AuditMaxAge is how long audit events are kept. Defaults to 400 days.
 	AuditMaxAge time.Duration
 	// AckWait is how long a job may go without an ack or progress signal
-	// before it is redelivered. Defaults to 30s.
+	// before it is redelivered. Defaults to DefaultAckWait (30s).
 	AckWait time.Duration
 	// MaxAckPending bounds jobs in flight across the fleet. Defaults to
 	// 10000.
@@ -51,7 +55,7 @@ func (s *Setup) defaults() {
 		s.AuditMaxAge = 400 * 24 * time.Hour
 	}
 	if s.AckWait == 0 {
-		s.AckWait = 30 * time.Second
+		s.AckWait = DefaultAckWait
 	}
 	if s.MaxAckPending == 0 {
 		s.MaxAckPending = 10000

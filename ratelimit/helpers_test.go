@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/recoverpasscode/recoverpasscode/devserver"
+	"github.com/recoverpasscode/recoverpasscode/devserver/devservertest"
 )
 
 const (
@@ -33,7 +33,7 @@ type fleet struct {
 // when the test ends.
 func newFleet(tb testing.TB, n int, cfg Config) *fleet {
 	tb.Helper()
-	srv := devserver.StartForTest(tb)
+	srv := devservertest.Start(tb)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	f := &fleet{url: srv.URL()}

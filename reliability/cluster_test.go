@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/recoverpasscode/recoverpasscode/devserver"
+	"github.com/recoverpasscode/recoverpasscode/devserver/devservertest"
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
 	"github.com/recoverpasscode/recoverpasscode/queue"
 	"github.com/recoverpasscode/recoverpasscode/wire"
@@ -23,14 +23,14 @@ func TestClusterNodeStopped(t *testing.T) {
 	names := wire.Names{}
 	cases := []struct {
 		name string
-		pick func(c *devserver.Cluster) int
+		pick func(c *devservertest.Cluster) int
 	}{
-		{"meta leader", func(c *devserver.Cluster) int { return c.MetaLeader() }},
-		{"jobs stream leader", func(c *devserver.Cluster) int {
-			return c.StreamLeader(devserver.Account, names.JobsStream())
+		{"meta leader", func(c *devservertest.Cluster) int { return c.MetaLeader() }},
+		{"jobs stream leader", func(c *devservertest.Cluster) int {
+			return c.StreamLeader(devservertest.Account, names.JobsStream())
 		}},
-		{"non-leader", func(c *devserver.Cluster) int {
-			meta, jobs := c.MetaLeader(), c.StreamLeader(devserver.Account, names.JobsStream())
+		{"non-leader", func(c *devservertest.Cluster) int {
+			meta, jobs := c.MetaLeader(), c.StreamLeader(devservertest.Account, names.JobsStream())
 			if meta < 0 || jobs < 0 {
 				return -1
 			}
@@ -46,7 +46,7 @@ func TestClusterNodeStopped(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			began := time.Now()
 			at := func() time.Duration { return time.Since(began).Round(100 * time.Millisecond) }
-			c := devserver.StartClusterForTest(t)
+			c := devservertest.StartCluster(t)
 			ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 			defer cancel()
 			if _, err := c.WaitMetaLeader(ctx); err != nil {
@@ -98,18 +98,18 @@ func waitPick(ctx context.Context, t *testing.T, pick func() int) int {
 }
 
 // rolesOf says what node i leads, for the log.
-func rolesOf(c *devserver.Cluster, i int) string {
+func rolesOf(c *devservertest.Cluster, i int) string {
 	names := wire.Names{}
 	var roles []string
 	if c.MetaLeader() == i {
 		roles = append(roles, "meta leader")
 	}
 	for _, s := range []string{names.JobsStream(), names.ResultsStream(), "KV_" + names.KeysBucket(), "KV_" + names.LimitsBucket()} {
-		if c.StreamLeader(devserver.Account, s) == i {
+		if c.StreamLeader(devservertest.Account, s) == i {
 			roles = append(roles, s+" leader")
 		}
 	}
-	if c.ConsumerLeader(devserver.Account, names.JobsStream(), queue.ConsumerName) == i {
+	if c.ConsumerLeader(devservertest.Account, names.JobsStream(), queue.ConsumerName) == i {
 		roles = append(roles, "jobs consumer leader")
 	}
 	if len(roles) == 0 {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/recoverpasscode/recoverpasscode/devserver"
+	"github.com/recoverpasscode/recoverpasscode/devserver/devservertest"
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
 	"github.com/recoverpasscode/recoverpasscode/internal/testsystem"
 	"github.com/recoverpasscode/recoverpasscode/reliability"
@@ -206,7 +206,7 @@ func TestHostileInput(t *testing.T) {
 		})
 	}
 	t.Run("over 1 MiB is refused at the door", func(t *testing.T) {
-		ns := devserver.StartForTest(t)
+		ns := devservertest.Start(t)
 		r := newRig(t, graphsim.Config{}, ns.URL(), 1)
 		m := nats.NewMsg(r.names.Jobs("hostile"))
 		m.Data = []byte(`{"managedDeviceId":"` + testsystem.Device + `","ticket":"` + strings.Repeat("x", 1<<20) + `"}`)
@@ -219,7 +219,7 @@ func TestHostileInput(t *testing.T) {
 // runHostile runs one group of cases on a system of its own and checks
 // every invariant.
 func runHostile(t *testing.T, cases []hostile) {
-	ns := devserver.StartForTest(t)
+	ns := devservertest.Start(t)
 	r := newRig(t, graphsim.Config{}, ns.URL(), 1)
 	var want []reliability.Expected
 	// Everything is queued before the worker starts, so that the stream

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/recoverpasscode/recoverpasscode/devserver"
+	"github.com/recoverpasscode/recoverpasscode/devserver/devservertest"
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
 )
 
@@ -26,7 +26,7 @@ func TestWorkerKilled(t *testing.T) {
 	for _, seed := range []uint64{1, 2, 3} {
 		t.Run(fmt.Sprintf("seed %d", seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 0x6b696c6c))
-			ns := devserver.StartForTest(t)
+			ns := devservertest.Start(t)
 			r := newRig(t, graphsim.Config{Latency: killLatency}, ns.URL(), 1)
 			spawned := 0
 			spawn := func() *proc {

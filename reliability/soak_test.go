@@ -18,7 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/recoverpasscode/recoverpasscode/devserver"
+	"github.com/recoverpasscode/recoverpasscode/devserver/devservertest"
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
 	"github.com/recoverpasscode/recoverpasscode/wire"
 )
@@ -39,7 +39,7 @@ func TestSoak(t *testing.T) {
 	if !*soak {
 		t.Skip("the soak runs with -soak")
 	}
-	ns := devserver.StartForTest(t)
+	ns := devservertest.Start(t)
 	r := newRig(t, graphsim.Config{Limit: -1}, ns.URL(), 1)
 	var procs []*soakProc
 	for i := range 3 {

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/recoverpasscode/recoverpasscode/devserver"
+	"github.com/recoverpasscode/recoverpasscode/devserver/devservertest"
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
 )
 
@@ -39,7 +39,7 @@ func TestGraphStorm(t *testing.T) {
 	}
 	for i, storm := range storms {
 		t.Run(storm.name, func(t *testing.T) {
-			ns := devserver.StartForTest(t)
+			ns := devservertest.Start(t)
 			r := newRig(t, graphsim.Config{Latency: 20 * time.Millisecond}, ns.URL(), 1)
 			r.gs.SetFaultFunc(faultShare(uint64(i+1), storm.share, storm.fault))
 			for _, name := range []string{"storm-a", "storm-b"} {

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/recoverpasscode/recoverpasscode/devserver"
+	"github.com/recoverpasscode/recoverpasscode/devserver/devservertest"
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
 )
 
@@ -19,7 +19,7 @@ const tokenOutage = 20 * time.Second
 // endpoint is back.
 func TestTokenEndpointDown(t *testing.T) {
 	t.Parallel()
-	ns := devserver.StartForTest(t)
+	ns := devservertest.Start(t)
 	r := newRig(t, graphsim.Config{Latency: 50 * time.Millisecond, TokenLifetime: time.Minute}, ns.URL(), 1)
 	for _, name := range []string{"token-a", "token-b"} {
 		r.startWorker(r.config(name))

@@ -9,31 +9,38 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/recoverpasscode/recoverpasscode/graph"
+	"github.com/recoverpasscode/recoverpasscode/idempotency"
 	"github.com/recoverpasscode/recoverpasscode/queue"
 	"github.com/recoverpasscode/recoverpasscode/ratelimit"
 	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // Config is everything a worker process needs. The environment variable
-// each field comes from in cmd/worker is in brackets.
+// each field comes from in cmd/worker is in brackets. DefaultConfig holds
+// every default; Validate (and so Run) fills a zero field from it, except
+// where the field says otherwise.
 type Config struct {
-	// NATS holds the connection settings [NATS_*].
+	// NATS holds the connection settings [NATS_*]. NATS.URL defaults to
+	// queue.DefaultURL (nats://127.0.0.1:4222).
 	NATS queue.Conn
 	// Prefix of every subject, stream and bucket [RECOVER_PREFIX].
-	// Defaults to "recoverpasscode".
+	// Defaults to wire.DefaultPrefix ("recoverpasscode").
 	Prefix string
 	// Replicas of streams and buckets [RECOVER_REPLICAS]. Defaults to 1.
 	Replicas int
 	// Credential configures the token source [AZURE_*, RECOVER_TOKEN_CACHE]:
 	// app-only, or, with only Credential.TokenCache set, delegated from the
-	// cache `worker login` wrote.
+	// cache `worker login` wrote. Credential.AuthorityHost defaults to
+	// graph.DefaultAuthorityHost (https://login.microsoftonline.com), and
+	// Credential.GraphBaseURL to GraphURL.
 	Credential graph.CredentialConfig
 	// GraphURL is the Graph root including its version [GRAPH_BASE_URL].
-	// Defaults to https://graph.microsoft.com/v1.0.
+	// Defaults to graph.DefaultBaseURL (https://graph.microsoft.com/v1.0).
 	GraphURL string
 	// HTTPClient carries Graph and Entra ID requests. Defaults to clients
 	// trusting the system pool, which honours SSL_CERT_FILE.
@@ -48,22 +55,23 @@ type Config struct {
 	// default.
 	InboxPerSource bool
 	// Rate is the fleet-wide limit per app per tenant [RECOVER_RATE_LIMIT].
-	// Defaults to 200/20s.
+	// Defaults to ratelimit.DefaultRate (200/20s).
 	Rate ratelimit.Rate
 	// Concurrency is the number of jobs in flight [RECOVER_CONCURRENCY].
 	// Defaults to 32.
 	Concurrency int
 	// HTTPAddr serves /healthz, /readyz and /metrics [RECOVER_HTTP_ADDR].
-	// Empty turns it off.
+	// DefaultConfig sets DefaultHTTPAddr (127.0.0.1:9464); empty, the zero
+	// value, turns it off.
 	HTTPAddr string
 	// KeysTTL is how long an idempotency record lives after its last change
-	// [RECOVER_KEYS_TTL]. Defaults to 24h.
+	// [RECOVER_KEYS_TTL]. Defaults to idempotency.DefaultTTL (24h).
 	KeysTTL time.Duration
 	// Lease is how long a worker holds a key without renewing it
-	// [RECOVER_LEASE]. Defaults to 30s.
+	// [RECOVER_LEASE]. Defaults to idempotency.DefaultLease (30s).
 	Lease time.Duration
 	// AttemptTimeout bounds one Graph call [RECOVER_ATTEMPT_TIMEOUT].
-	// Defaults to 30s.
+	// Defaults to graph.DefaultAttemptTimeout (30s).
 	AttemptTimeout time.Duration
 	// MaxAttempts bounds failed Graph calls per job [RECOVER_MAX_ATTEMPTS].
 	// Defaults to 8.
@@ -72,10 +80,12 @@ type Config struct {
 	// 30s.
 	DrainTimeout time.Duration
 	// AckWait is how long JetStream waits for an ack or a progress signal
-	// before redelivering [RECOVER_ACK_WAIT]. Defaults to 30s.
+	// before redelivering [RECOVER_ACK_WAIT]. Defaults to
+	// queue.DefaultAckWait (30s).
 	AckWait time.Duration
 	// Name names this worker in results, logs and leases
-	// [RECOVER_WORKER_NAME]. Required.
+	// [RECOVER_WORKER_NAME]. Required: the zero value is refused;
+	// DefaultConfig sets DefaultName(), "host-pid".
 	Name string
 	// LogFormat is "json" (the default) or "console" [RECOVER_LOG_FORMAT].
 	LogFormat string
@@ -88,48 +98,81 @@ type Config struct {
 	Pprof bool
 }
 
+// DefaultHTTPAddr is where a worker serves /healthz, /readyz and /metrics
+// unless told otherwise: loopback, so nothing is exposed by default.
+const DefaultHTTPAddr = "127.0.0.1:9464"
+
+// The defaults of worker.Config (Concurrency, DrainTimeout) and
+// job.Backoff (MaxAttempts), which those packages apply to their own zero
+// values but do not export.
+const (
+	defaultConcurrency  = 32
+	defaultDrainTimeout = 30 * time.Second
+	defaultMaxAttempts  = 8
+)
+
+// DefaultConfig returns the settings a worker runs with when none are
+// given: what cmd/worker's flags and --help show as defaults, and what
+// Validate fills a zero field with. It sets everything but the credentials, which
+// have no default (AZURE_TENANT_ID and AZURE_CLIENT_ID are required).
+func DefaultConfig() Config {
+	return Config{
+		NATS:           queue.Conn{URL: queue.DefaultURL},
+		Prefix:         wire.DefaultPrefix,
+		Replicas:       1,
+		Credential:     graph.CredentialConfig{AuthorityHost: graph.DefaultAuthorityHost},
+		GraphURL:       graph.DefaultBaseURL,
+		Rate:           ratelimit.DefaultRate,
+		Concurrency:    defaultConcurrency,
+		HTTPAddr:       DefaultHTTPAddr,
+		KeysTTL:        idempotency.DefaultTTL,
+		Lease:          idempotency.DefaultLease,
+		AttemptTimeout: graph.DefaultAttemptTimeout,
+		MaxAttempts:    defaultMaxAttempts,
+		DrainTimeout:   defaultDrainTimeout,
+		AckWait:        queue.DefaultAckWait,
+		Name:           DefaultName(),
+		LogFormat:      "json",
+		LogLevel:       "info",
+	}
+}
+
+// DefaultName names a worker after its host and process: "host-pid".
+func DefaultName() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "worker"
+	}
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
+}
+
+// defaults fills every zero field that has a default from DefaultConfig.
+// HTTPAddr stays empty (off), Name stays required, and the NATS and
+// credential settings are left to queue and graph, which default their
+// own zero values.
 func (c *Config) defaults() {
-	if c.Prefix == "" {
-		c.Prefix = wire.DefaultPrefix
-	}
-	if c.Replicas == 0 {
-		c.Replicas = 1
-	}
-	if c.GraphURL == "" {
-		c.GraphURL = graph.DefaultBaseURL
-	}
-	if c.Credential.GraphBaseURL == "" {
-		c.Credential.GraphBaseURL = c.GraphURL
-	}
-	if c.Rate == (ratelimit.Rate{}) {
-		c.Rate = ratelimit.DefaultRate
-	}
-	if c.Concurrency == 0 {
-		c.Concurrency = 32
-	}
-	if c.KeysTTL == 0 {
-		c.KeysTTL = 24 * time.Hour
-	}
-	if c.Lease == 0 {
-		c.Lease = 30 * time.Second
-	}
-	if c.AttemptTimeout == 0 {
-		c.AttemptTimeout = 30 * time.Second
-	}
-	if c.MaxAttempts == 0 {
-		c.MaxAttempts = 8
-	}
-	if c.DrainTimeout == 0 {
-		c.DrainTimeout = 30 * time.Second
-	}
-	if c.AckWait == 0 {
-		c.AckWait = 30 * time.Second
-	}
-	if c.LogFormat == "" {
-		c.LogFormat = "json"
-	}
-	if c.LogLevel == "" {
-		c.LogLevel = "info"
+	d := DefaultConfig()
+	orDefault(&c.Prefix, d.Prefix)
+	orDefault(&c.Replicas, d.Replicas)
+	orDefault(&c.GraphURL, d.GraphURL)
+	orDefault(&c.Credential.GraphBaseURL, c.GraphURL)
+	orDefault(&c.Rate, d.Rate)
+	orDefault(&c.Concurrency, d.Concurrency)
+	orDefault(&c.KeysTTL, d.KeysTTL)
+	orDefault(&c.Lease, d.Lease)
+	orDefault(&c.AttemptTimeout, d.AttemptTimeout)
+	orDefault(&c.MaxAttempts, d.MaxAttempts)
+	orDefault(&c.DrainTimeout, d.DrainTimeout)
+	orDefault(&c.AckWait, d.AckWait)
+	orDefault(&c.LogFormat, d.LogFormat)
+	orDefault(&c.LogLevel, d.LogLevel)
+}
+
+// orDefault sets *p to def if *p is its type's zero value.
+func orDefault[T comparable](p *T, def T) {
+	var zero T
+	if *p == zero {
+		*p = def
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -15,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+	"golang.org/x/term"
 
 	"github.com/recoverpasscode/recoverpasscode/graph"
 	"github.com/recoverpasscode/recoverpasscode/idempotency"
@@ -47,22 +49,20 @@ func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
 		return err
 	}
 	defer nc.Close()
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
 	// Audit events are published asynchronously: bound what may be in
 	// flight, and hand every one the stream did not confirm (a timeout, a
 	// lost connection) to the telemetry, which stores it again.
-	var telemetry *worker.Telemetry
+	retry := &auditRetry{metrics: m, log: log}
 	js, err := jetstream.New(nc,
 		jetstream.WithPublishAsyncMaxPending(4096),
 		jetstream.WithPublishAsyncTimeout(auditAckTimeout),
-		jetstream.WithPublishAsyncErrHandler(func(js jetstream.JetStream, m *nats.Msg, err error) {
-			telemetry.AuditNotStored(js, m, err)
-		}))
+		jetstream.WithPublishAsyncErrHandler(retry.notStored))
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	health := worker.NewHealth(nc)
-	reg := prometheus.NewRegistry()
-	m := metrics.New(reg)
 	stopHTTP, err := serveHTTP(cfg.HTTPAddr, httpHandler(health, reg, m, cfg.Pprof), log)
 	if err != nil {
 		return err
@@ -89,7 +89,8 @@ func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
 	}
 	defer limiter.Close()
 
-	telemetry = worker.NewTelemetry(js, names, m, log)
+	telemetry := worker.NewTelemetry(js, names, m, log)
+	retry.to.Store(telemetry)
 	m.OnScrape(telemetry.SampleConsumer(cons))
 	handler := &job.Handler{
 		Observer: telemetry,
@@ -171,24 +172,18 @@ func setUp(ctx context.Context, js jetstream.JetStream, cfg *Config, names wire.
 	b := backoff.NewExponentialBackOff()
 	b.MaxInterval = 10 * time.Second
 	b.MaxElapsedTime = 0
-	for {
+	ensure := func() (jetstream.Consumer, error) {
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		cons, err := setup.Ensure(sctx, js, buckets...)
-		cancel()
-		if err == nil {
-			return cons, nil
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		delay := b.NextBackOff()
-		log.Warn().Err(err).Dur("retry_in", delay).Msg("cannot set up JetStream yet")
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(delay):
-		}
+		defer cancel()
+		return setup.Ensure(sctx, js, buckets...)
 	}
+	cons, err := backoff.RetryNotifyWithData(ensure, backoff.WithContext(b, ctx), func(err error, delay time.Duration) {
+		log.Warn().Err(err).Dur("retry_in", delay).Msg("cannot set up JetStream yet")
+	})
+	if err != nil {
+		return nil, err
+	}
+	return cons, nil
 }
 
 // httpHandler serves health and metrics, and the profiler if asked;
@@ -232,15 +227,22 @@ func serveHTTP(addr string, h http.Handler, log zerolog.Logger) (stop func(), er
 }
 
 // NewLogger returns a zerolog logger writing JSON, or a console format for
-// people, at the given level (info when unknown).
+// people (in colour when out is a terminal), at the given level (info when
+// unknown).
 func NewLogger(format, level string, out io.Writer) zerolog.Logger {
 	w := out
 	if format == "console" {
-		w = zerolog.ConsoleWriter{Out: out, TimeFormat: time.TimeOnly}
+		w = zerolog.ConsoleWriter{Out: out, TimeFormat: time.TimeOnly, NoColor: !isTerminal(out)}
 	}
 	lvl, err := zerolog.ParseLevel(level)
 	if err != nil || level == "" {
 		lvl = zerolog.InfoLevel
 	}
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }

@@ -6,15 +6,10 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"time"
 
-	"github.com/recoverpasscode/recoverpasscode/service"
-	"github.com/recoverpasscode/recoverpasscode/wire"
-
-	"github.com/recoverpasscode/recoverpasscode/graph"
 	"github.com/recoverpasscode/recoverpasscode/internal/envflag"
-	"github.com/recoverpasscode/recoverpasscode/queue"
 	"github.com/recoverpasscode/recoverpasscode/ratelimit"
+	"github.com/recoverpasscode/recoverpasscode/service"
 )
 
 // config is what the worker reads from flags and the environment: the
@@ -23,6 +18,9 @@ type config struct {
 	Dev    bool
 	DevDir string
 	service.Config
+	// logFormatSet says whether --log-format or RECOVER_LOG_FORMAT chose
+	// the log format, which then holds with --dev too.
+	logFormatSet bool
 }
 
 const usageHeader = `worker consumes recoverPasscode jobs from NATS JetStream and calls Microsoft Graph.
@@ -45,14 +43,14 @@ func parseConfig(args []string) (*config, error) {
 		fmt.Fprint(fs.Output(), usageHeader)
 		fs.PrintDefaults()
 	}
+	d := service.DefaultConfig()
 	var c config
 	var tenants, rate string
-	c.NATS = queue.Conn{}
 	fs.BoolVar(&c.Dev, "dev", false, "start an embedded nats-server (on NATS_URL's host and port) and a Graph and Entra ID double, and use them")
 	s.StringVar(&c.DevDir, "dev-dir", "RECOVER_DEV_DIR", service.DefaultDevDir(), "with --dev: where the embedded nats-server keeps its data")
 	c.NATS.Flags(s)
-	s.StringVar(&c.Prefix, "prefix", "RECOVER_PREFIX", wire.DefaultPrefix, "first token of every subject, and base of stream and bucket names")
-	s.IntVar(&c.Replicas, "replicas", "RECOVER_REPLICAS", 1, "replicas of streams and buckets (3 on a NATS cluster)")
+	s.StringVar(&c.Prefix, "prefix", "RECOVER_PREFIX", d.Prefix, "first token of every subject, and base of stream and bucket names")
+	s.IntVar(&c.Replicas, "replicas", "RECOVER_REPLICAS", d.Replicas, "replicas of streams and buckets (3 on a NATS cluster)")
 	s.StringVar(&c.Credential.TenantID, "tenant-id", "AZURE_TENANT_ID", "", "default Entra ID tenant (required but with --dev)")
 	s.StringVar(&c.Credential.ClientID, "client-id", "AZURE_CLIENT_ID", "", "app registration (client) id (required but with --dev)")
 	s.SecretVar(&c.Credential.ClientSecret, "client-secret", "AZURE_CLIENT_SECRET", "app-only with a client secret; prefer the variable")
@@ -60,29 +58,31 @@ func parseConfig(args []string) (*config, error) {
 	s.SecretVar(&c.Credential.CertificatePassword, "client-certificate-password", "AZURE_CLIENT_CERTIFICATE_PASSWORD", "password of the certificate file, if any")
 	s.StringVar(&c.Credential.FederatedTokenFile, "federated-token-file", "AZURE_FEDERATED_TOKEN_FILE", "", "app-only with workload identity: file holding the federated token (re-read on each use)")
 	s.StringVar(&c.Credential.TokenCache, "token-cache", "RECOVER_TOKEN_CACHE", "", "delegated tokens, when no app-only credential is set: file of the token cache that worker login wrote (re-read when it changes)")
-	s.StringVar(&c.Credential.AuthorityHost, "authority-host", "AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com", "Entra ID host; a non-default host turns MSAL instance discovery off")
-	s.StringVar(&c.GraphURL, "graph-base-url", "GRAPH_BASE_URL", graph.DefaultBaseURL, "Graph root including the version")
+	s.StringVar(&c.Credential.AuthorityHost, "authority-host", "AZURE_AUTHORITY_HOST", d.Credential.AuthorityHost, "Entra ID host; a non-default host turns MSAL instance discovery off")
+	s.StringVar(&c.GraphURL, "graph-base-url", "GRAPH_BASE_URL", d.GraphURL, "Graph root including the version")
 	s.StringVar(&tenants, "tenants", "RECOVER_TENANTS", "", "comma-separated tenants jobs may target (defaults to AZURE_TENANT_ID)")
-	s.BoolVar(&c.InboxPerSource, "inbox-per-source", "RECOVER_INBOX_PER_SOURCE", false, "reject a job whose replyTo is an _INBOX. subject other than its source's own _INBOX.<source>. (where each NATS user reads only its own inboxes)")
-	s.StringVar(&rate, "rate-limit", "RECOVER_RATE_LIMIT", "200/20s", "Graph calls allowed per app per tenant across all workers, N/duration, or unlimited")
-	s.IntVar(&c.Concurrency, "concurrency", "RECOVER_CONCURRENCY", 32, "jobs in flight in this process")
-	s.StringVar(&c.HTTPAddr, "http-addr", "RECOVER_HTTP_ADDR", "127.0.0.1:9464", "address of /healthz, /readyz and /metrics (empty: off)")
-	s.DurationVar(&c.KeysTTL, "keys-ttl", "RECOVER_KEYS_TTL", 24*time.Hour, "how long an idempotency record is kept after its last change")
-	s.DurationVar(&c.Lease, "lease", "RECOVER_LEASE", 30*time.Second, "how long a worker holds a key without renewing it before another may take over")
-	s.DurationVar(&c.AttemptTimeout, "attempt-timeout", "RECOVER_ATTEMPT_TIMEOUT", 30*time.Second, "deadline of one Graph call")
-	s.IntVar(&c.MaxAttempts, "max-attempts", "RECOVER_MAX_ATTEMPTS", 8, "failed Graph calls (5xx, timeouts, connection errors; 429s do not count) before a job ends failed")
-	s.DurationVar(&c.DrainTimeout, "drain-timeout", "RECOVER_DRAIN_TIMEOUT", 30*time.Second, "on SIGTERM, how long jobs in flight may finish before they are handed back")
-	s.DurationVar(&c.AckWait, "ack-wait", "RECOVER_ACK_WAIT", 30*time.Second, "how long a job may go without an ack or progress signal before JetStream redelivers it (a dead worker's jobs wait this long)")
-	s.StringVar(&c.Name, "name", "RECOVER_WORKER_NAME", defaultName(), "this worker's name in results, logs and leases")
-	s.StringVar(&c.LogFormat, "log-format", "RECOVER_LOG_FORMAT", "json", "json, or console for people")
-	s.StringVar(&c.LogLevel, "log-level", "RECOVER_LOG_LEVEL", "info", "debug, info, warn or error")
-	s.BoolVar(&c.Pprof, "pprof", "RECOVER_PPROF", false, "also serve Go's profiler under /debug/pprof/ on the HTTP address (keep that address private)")
+	s.BoolVar(&c.InboxPerSource, "inbox-per-source", "RECOVER_INBOX_PER_SOURCE", d.InboxPerSource, "reject a job whose replyTo is an _INBOX. subject other than its source's own _INBOX.<source>. (where each NATS user reads only its own inboxes)")
+	s.StringVar(&rate, "rate-limit", "RECOVER_RATE_LIMIT", d.Rate.String(), "Graph calls allowed per app per tenant across all workers, N/duration, or unlimited")
+	s.IntVar(&c.Concurrency, "concurrency", "RECOVER_CONCURRENCY", d.Concurrency, "jobs in flight in this process")
+	s.StringVar(&c.HTTPAddr, "http-addr", "RECOVER_HTTP_ADDR", d.HTTPAddr, "address of /healthz, /readyz and /metrics (empty: off)")
+	s.DurationVar(&c.KeysTTL, "keys-ttl", "RECOVER_KEYS_TTL", d.KeysTTL, "how long an idempotency record is kept after its last change")
+	s.DurationVar(&c.Lease, "lease", "RECOVER_LEASE", d.Lease, "how long a worker holds a key without renewing it before another may take over")
+	s.DurationVar(&c.AttemptTimeout, "attempt-timeout", "RECOVER_ATTEMPT_TIMEOUT", d.AttemptTimeout, "deadline of one Graph call")
+	s.IntVar(&c.MaxAttempts, "max-attempts", "RECOVER_MAX_ATTEMPTS", d.MaxAttempts, "failed Graph calls (5xx, timeouts, connection errors; 429s do not count) before a job ends failed")
+	s.DurationVar(&c.DrainTimeout, "drain-timeout", "RECOVER_DRAIN_TIMEOUT", d.DrainTimeout, "on SIGTERM, how long jobs in flight may finish before they are handed back")
+	s.DurationVar(&c.AckWait, "ack-wait", "RECOVER_ACK_WAIT", d.AckWait, "how long a job may go without an ack or progress signal before JetStream redelivers it (a dead worker's jobs wait this long)")
+	s.StringVar(&c.Name, "name", "RECOVER_WORKER_NAME", d.Name, "this worker's name in results, logs and leases")
+	s.StringVar(&c.LogFormat, "log-format", "RECOVER_LOG_FORMAT", d.LogFormat, "json, or console for people; with --dev, console when stderr is a terminal unless this is set")
+	s.StringVar(&c.LogLevel, "log-level", "RECOVER_LOG_LEVEL", d.LogLevel, "debug, info, warn or error")
+	s.BoolVar(&c.Pprof, "pprof", "RECOVER_PPROF", d.Pprof, "also serve Go's profiler under /debug/pprof/ on the HTTP address (keep that address private)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
 	}
+	_, c.logFormatSet = os.LookupEnv("RECOVER_LOG_FORMAT")
+	fs.Visit(func(f *flag.Flag) { c.logFormatSet = c.logFormatSet || f.Name == "log-format" })
 	var errs []error
 	if err := s.Err(); err != nil {
 		errs = append(errs, err)
@@ -105,6 +105,16 @@ func parseConfig(args []string) (*config, error) {
 	return &c, nil
 }
 
+// forPeople makes --dev, which is for people trying the worker out, log in
+// the console format when its log goes to a terminal. JSON stays the
+// format everywhere else, and whenever --log-format or RECOVER_LOG_FORMAT
+// asks for it.
+func (c *config) forPeople(stderrIsTerminal bool) {
+	if c.Dev && !c.logFormatSet && stderrIsTerminal {
+		c.LogFormat = "console"
+	}
+}
+
 func splitList(s string) []string {
 	var out []string
 	for _, f := range strings.Split(s, ",") {
@@ -113,12 +123,4 @@ func splitList(s string) []string {
 		}
 	}
 	return out
-}
-
-func defaultName() string {
-	host, err := os.Hostname()
-	if err != nil {
-		host = "worker"
-	}
-	return fmt.Sprintf("%s-%d", host, os.Getpid())
 }

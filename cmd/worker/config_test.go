@@ -3,10 +3,12 @@ package main
 import (
 	"os"
 	"os/exec"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/recoverpasscode/recoverpasscode/internal/testsystem"
+	"github.com/recoverpasscode/recoverpasscode/service"
 )
 
 // TestInboxSettings: the worker reads its inbox prefix and the per-source
@@ -57,4 +59,69 @@ func TestInboxSettings(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestFlagsDefaultToTheServiceDefaults: with nothing in the environment,
+// every flag's default is service.DefaultConfig's, so --help shows what a
+// worker runs with and no layer keeps a default of its own.
+func TestFlagsDefaultToTheServiceDefaults(t *testing.T) {
+	clearWorkerEnv(t)
+	c, err := parseConfig([]string{"--dev"}) // --dev: no credentials needed
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := service.DefaultConfig()
+	want.Credential.GraphBaseURL = want.GraphURL
+	if !reflect.DeepEqual(c.Config, want) {
+		t.Errorf("flag defaults:\n got %+v\nwant %+v", c.Config, want)
+	}
+}
+
+// clearWorkerEnv unsets, for the test, every variable the worker reads.
+func clearWorkerEnv(t *testing.T) {
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		for _, prefix := range []string{"NATS_", "AZURE_", "GRAPH_", "RECOVER_"} {
+			if strings.HasPrefix(k, prefix) {
+				t.Setenv(k, "")
+				os.Unsetenv(k)
+			}
+		}
+	}
+}
+
+// TestDevLogsForPeople: --dev logs in the console format when stderr is a
+// terminal; JSON stays the format without a terminal, without --dev, and
+// whenever the flag or the variable asks for it.
+func TestDevLogsForPeople(t *testing.T) {
+	creds := []string{"--tenant-id", testsystem.Tenant, "--client-id", testsystem.Client, "--client-secret", "s"}
+	for _, tt := range []struct {
+		name     string
+		args     []string
+		env      string // RECOVER_LOG_FORMAT, if set
+		terminal bool
+		want     string
+	}{
+		{"--dev on a terminal", []string{"--dev"}, "", true, "console"},
+		{"--dev into a pipe or file", []string{"--dev"}, "", false, "json"},
+		{"--dev, JSON by flag", []string{"--dev", "--log-format", "json"}, "", true, "json"},
+		{"--dev, JSON by variable", []string{"--dev"}, "json", true, "json"},
+		{"production on a terminal", creds, "", true, "json"},
+		{"production, console by flag", append([]string{"--log-format", "console"}, creds...), "", false, "console"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			clearWorkerEnv(t)
+			if tt.env != "" {
+				t.Setenv("RECOVER_LOG_FORMAT", tt.env)
+			}
+			c, err := parseConfig(tt.args)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.forPeople(tt.terminal)
+			if c.LogFormat != tt.want {
+				t.Errorf("log format %q, want %q", c.LogFormat, tt.want)
+			}
+		})
+	}
 }

@@ -1,7 +1,8 @@
 // Command worker consumes recoverPasscode jobs from NATS JetStream and calls
 // Microsoft Graph for each, with idempotency, a rate limit shared by the
 // whole fleet, and backoff. With --dev it also starts an embedded
-// nats-server and a Graph and Entra ID double, so it runs on a fresh clone.
+// nats-server and a Graph and Entra ID double, so it runs on a fresh clone,
+// and logs for people (the console format) when stderr is a terminal.
 // `worker login` signs a service account in for delegated tokens instead of
 // app-only ones.
 package main
@@ -13,6 +14,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"golang.org/x/term"
 
 	"github.com/recoverpasscode/recoverpasscode/service"
 )
@@ -29,6 +32,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "worker:", err)
 		os.Exit(2)
 	}
+	cfg.forPeople(term.IsTerminal(int(os.Stderr.Fd())))
 	soft, hard := service.SignalContexts()
 	if err := run(soft, hard, cfg, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "worker:", err)

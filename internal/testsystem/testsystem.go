@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/recoverpasscode/recoverpasscode/devserver"
+	"github.com/recoverpasscode/recoverpasscode/devserver/devservertest"
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
 	"github.com/recoverpasscode/recoverpasscode/queue"
 	"github.com/recoverpasscode/recoverpasscode/ratelimit"
@@ -54,7 +55,7 @@ type System struct {
 // Start starts a system that ends with the test.
 func Start(t testing.TB, simCfg graphsim.Config) *System {
 	t.Helper()
-	ns := devserver.StartForTest(t)
+	ns := devservertest.Start(t)
 	gs := graphsim.New(simCfg)
 	t.Cleanup(gs.Close)
 	gs.AddTenant(Tenant)

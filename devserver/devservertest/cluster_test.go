@@ -1,4 +1,4 @@
-package devserver_test
+package devservertest_test
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/recoverpasscode/recoverpasscode/devserver"
+	"github.com/recoverpasscode/recoverpasscode/devserver/devservertest"
 	"github.com/recoverpasscode/recoverpasscode/internal/testsystem"
 )
 
@@ -18,7 +18,7 @@ import (
 // a stopped stream leader is replaced while its messages stay readable, and
 // the node comes back on the same URL with its data.
 func TestClusterSurvivesItsLeaderRestarting(t *testing.T) {
-	c := devserver.StartClusterForTest(t)
+	c := devservertest.StartCluster(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	if _, err := c.WaitMetaLeader(ctx); err != nil {
@@ -43,7 +43,7 @@ func TestClusterSurvivesItsLeaderRestarting(t *testing.T) {
 		return err
 	})
 
-	leader, err := c.WaitStreamLeader(ctx, devserver.Account, "R3")
+	leader, err := c.WaitStreamLeader(ctx, devservertest.Account, "R3")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func TestClusterSurvivesItsLeaderRestarting(t *testing.T) {
 	if c.Running(leader) {
 		t.Fatalf("node %d still runs after Stop", leader)
 	}
-	next, err := c.WaitStreamLeader(ctx, devserver.Account, "R3")
+	next, err := c.WaitStreamLeader(ctx, devservertest.Account, "R3")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package devserver
+package devservertest
 
 import (
 	"context"
@@ -55,12 +55,12 @@ type clusterNode struct {
 	starting   bool           // guarded by Cluster.mu
 }
 
-// StartCluster starts cfg.Size nodes routed to each other and returns once
+// NewCluster starts cfg.Size nodes routed to each other and returns once
 // every node accepts connections. The JetStream meta leader is elected a
 // moment later; WaitMetaLeader waits for it.
-func StartCluster(cfg ClusterConfig) (*Cluster, error) {
+func NewCluster(cfg ClusterConfig) (*Cluster, error) {
 	if cfg.Dir == "" {
-		return nil, errors.New("devserver: cluster: a store directory is required")
+		return nil, errors.New("devservertest: cluster: a store directory is required")
 	}
 	if cfg.Size == 0 {
 		cfg.Size = 3
@@ -75,7 +75,7 @@ func StartCluster(cfg ClusterConfig) (*Cluster, error) {
 	// chosen up front and kept for restarts.
 	ports, err := freePorts(2 * cfg.Size)
 	if err != nil {
-		return nil, fmt.Errorf("devserver: cluster: %w", err)
+		return nil, fmt.Errorf("devservertest: cluster: %w", err)
 	}
 	c := &Cluster{cfg: cfg}
 	for i := range cfg.Size {
@@ -100,11 +100,11 @@ func StartCluster(cfg ClusterConfig) (*Cluster, error) {
 	return c, nil
 }
 
-// StartClusterForTest starts a three-node cluster with its data in a
-// temporary directory, and shuts it down when the test ends.
-func StartClusterForTest(tb testing.TB) *Cluster {
+// StartCluster starts a three-node cluster with its data in a temporary
+// directory, and shuts it down when the test ends.
+func StartCluster(tb testing.TB) *Cluster {
 	tb.Helper()
-	c, err := StartCluster(ClusterConfig{Dir: tb.TempDir()})
+	c, err := NewCluster(ClusterConfig{Dir: tb.TempDir()})
 	if err != nil {
 		tb.Fatalf("start embedded nats cluster: %v", err)
 	}
@@ -191,13 +191,13 @@ func (c *Cluster) startNode(n *clusterNode) (*server.Server, error) {
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
-		return nil, fmt.Errorf("devserver: cluster node %s: %w", n.name, err)
+		return nil, fmt.Errorf("devservertest: cluster node %s: %w", n.name, err)
 	}
 	go srv.Start()
 	if !srv.ReadyForConnections(c.cfg.StartTimeout) {
 		srv.Shutdown()
 		srv.WaitForShutdown()
-		return nil, fmt.Errorf("devserver: cluster node %s: not ready to accept connections on port %d within %s", n.name, n.clientPort, c.cfg.StartTimeout)
+		return nil, fmt.Errorf("devservertest: cluster node %s: not ready to accept connections on port %d within %s", n.name, n.clientPort, c.cfg.StartTimeout)
 	}
 	return srv, nil
 }
@@ -264,7 +264,7 @@ func (c *Cluster) wait(ctx context.Context, what string, find func() int) (int, 
 		}
 		select {
 		case <-ctx.Done():
-			return -1, fmt.Errorf("devserver: cluster: waiting for %s: %w", what, ctx.Err())
+			return -1, fmt.Errorf("devservertest: cluster: waiting for %s: %w", what, ctx.Err())
 		case <-tick.C:
 		}
 	}

@@ -1,0 +1,24 @@
+// Package devservertest starts real nats-servers for tests: one embedded
+// server with JetStream per test, or a JetStream cluster whose nodes a
+// test stops and restarts. It is to devserver what net/http/httptest is to
+// net/http: only tests import it, so the test scaffolding (and the testing
+// package) stays out of the production binaries.
+package devservertest
+
+import (
+	"testing"
+
+	"github.com/recoverpasscode/recoverpasscode/devserver"
+)
+
+// Start starts a server on a random loopback port with its data in a
+// temporary directory, and shuts it down when the test ends.
+func Start(tb testing.TB) *devserver.Server {
+	tb.Helper()
+	s, err := devserver.Start(devserver.Config{StoreDir: tb.TempDir()})
+	if err != nil {
+		tb.Fatalf("start embedded nats-server: %v", err)
+	}
+	tb.Cleanup(s.Shutdown)
+	return s
+}
