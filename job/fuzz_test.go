@@ -120,8 +120,17 @@ func checkValid(t *testing.T, j wire.Job) {
 // one rejected. Either answer must be publishable as it stands.
 func checkAnswer(t *testing.T, policy wire.Policy, data []byte, meta wire.Meta) {
 	t.Helper()
-	h := &Handler{Policy: policy, Worker: "fuzz", MaxDeliveries: 1}
-	h.Init()
+	// Nil dependencies: reaching any of them panics.
+	var none struct {
+		Recoverer
+		Tokens
+		Limiter
+		Ledger
+	}
+	h, err := New(Config{Graph: none, Tokens: none, Limiter: none, Ledger: none, Policy: policy, Worker: "fuzz", MaxDeliveries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
 	out := h.Handle(context.Background(), Delivery{Data: data, Meta: meta, NumDelivered: 2})
 	if out.Result == nil || out.Disposition == Retry {
 		t.Fatalf("Handle gave no answer: %+v", out)

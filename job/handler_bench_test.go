@@ -133,6 +133,12 @@ type benchServers struct {
 // production log level (info, so per-attempt debug lines cost nothing).
 // The streams and buckets are those the worker sets up.
 func newBenchHandler(b testing.TB, srv benchServers) (*job.Handler, *idempotency.Store) {
+	return newBenchHandlerWith(b, srv, nil)
+}
+
+// newBenchHandlerWith is newBenchHandler with adjust, when not nil, given
+// the handler's configuration before New.
+func newBenchHandlerWith(b testing.TB, srv benchServers, adjust func(*job.Config)) (*job.Handler, *idempotency.Store) {
 	ctx := b.Context()
 	nc, err := nats.Connect(srv.NATS)
 	if err != nil {
@@ -183,7 +189,7 @@ func newBenchHandler(b testing.TB, srv benchServers) (*job.Handler, *idempotency
 		b.Fatal(err)
 	}
 	store := idempotency.New(keys, idempotency.Config{Owner: "bench", Lease: 30 * time.Second, Logger: log})
-	h := &job.Handler{
+	cfg := job.Config{
 		Graph: client, Tokens: cred, Limiter: limiter, Ledger: store,
 		Observer:       worker.NewTelemetry(js, names, metrics.New(prometheus.NewRegistry()), log),
 		Policy:         wire.Policy{DefaultTenant: benchTenant},
@@ -191,7 +197,13 @@ func newBenchHandler(b testing.TB, srv benchServers) (*job.Handler, *idempotency
 		KeepAliveEvery: 10 * time.Second,
 		Logger:         log,
 	}
-	h.Init()
+	if adjust != nil {
+		adjust(&cfg)
+	}
+	h, err := job.New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
 	return h, store
 }
 

@@ -34,14 +34,14 @@ func (p *process) run(ctx context.Context) Outcome {
 	// The key is claimed to call Graph right away: the claim marks the
 	// record calling in the same write, and the first MarkCalling below
 	// takes that mark up without a round trip.
-	claim, err := h.Ledger.ClaimCalling(ctx, key, p.job.ID)
+	claim, err := h.cfg.Ledger.ClaimCalling(ctx, key, p.job.ID)
 	if err != nil {
 		return p.handBack(ctx, time.Second, fmt.Errorf("claim idempotency key: %w", err))
 	}
 	if claim.State == idempotency.Busy {
-		waitCtx, cancel := context.WithTimeout(ctx, h.MaxInlineWait)
+		waitCtx, cancel := context.WithTimeout(ctx, h.cfg.MaxInlineWait)
 		stop := p.keepDeliveryAlive(waitCtx)
-		claim, err = h.Ledger.Await(waitCtx, key, claim)
+		claim, err = h.cfg.Ledger.Await(waitCtx, key, claim)
 		stop()
 		cancel()
 		if err != nil || claim.State == idempotency.Busy {
@@ -66,7 +66,7 @@ func (p *process) run(ctx context.Context) Outcome {
 		p.res.Uncertain = true
 		p.res.UncertainReason = fmt.Sprintf("took over the key from worker %s, which stopped after it may have called Graph", claim.PreviousOwner)
 	}
-	stopLease := h.Ledger.KeepAlive(ctx, &p.claim, h.KeepAliveEvery)
+	stopLease := h.cfg.Ledger.KeepAlive(ctx, &p.claim, h.cfg.KeepAliveEvery)
 	defer stopLease()
 	stopAck := p.keepDeliveryAlive(ctx)
 	defer stopAck()
@@ -86,39 +86,39 @@ func (p *process) attempts(ctx context.Context) Outcome {
 			p.release(ctx)
 			return h.finish(p.res, wire.Expired, fmt.Sprintf("notAfter %s passed before Graph answered", p.job.NotAfter.Format(time.RFC3339)), Ack, "")
 		}
-		if until, paused := h.Limiter.PausedUntil(p.job.TenantID); paused {
-			if wait := time.Until(until); wait > h.MaxInlineWait {
+		if until, paused := h.cfg.Limiter.PausedUntil(p.job.TenantID); paused {
+			if wait := time.Until(until); wait > h.cfg.MaxInlineWait {
 				return p.handBack(ctx, wait+jitter(time.Second), errors.New("tenant is paused by Graph throttling"))
 			}
 		}
 		// Mark the record before taking a permit, so that nothing but the
 		// call lies between the permit and Graph: the limit is on when calls
 		// arrive, and a KV round trip there would blur it.
-		if err := h.Ledger.MarkCalling(ctx, &p.claim); err != nil {
+		if err := h.cfg.Ledger.MarkCalling(ctx, &p.claim); err != nil {
 			return p.handBack(ctx, time.Second, fmt.Errorf("mark idempotency record: %w", err))
 		}
-		waited, err := h.Limiter.Wait(ctx, p.job.TenantID)
+		waited, err := h.cfg.Limiter.Wait(ctx, p.job.TenantID)
 		if err != nil {
 			p.unmark(ctx)
 			return p.handBack(ctx, 0, fmt.Errorf("rate limit: %w", err))
 		}
-		h.Observer.RateLimited(p.job.TenantID, waited)
+		h.cfg.Observer.RateLimited(p.job.TenantID, waited)
 		// The lease must still be ours, as last confirmed by a write: if the
 		// keep-alive could not renew it during the wait (NATS unreachable),
 		// another worker may have taken the key. Renewing is a
 		// compare-and-set, so a lost key is found out here, before calling.
-		if time.Until(p.claim.HeldUntil()) < h.KeepAliveEvery {
-			if err := h.Ledger.Renew(ctx, &p.claim); err != nil {
+		if time.Until(p.claim.HeldUntil()) < h.cfg.KeepAliveEvery {
+			if err := h.cfg.Ledger.Renew(ctx, &p.claim); err != nil {
 				return p.handBack(ctx, time.Second, fmt.Errorf("lease lapsed while waiting for the rate limit: %w", err))
 			}
 		}
 		p.res.Attempts++
-		resp, err := h.Graph.RecoverPasscode(ctx, target)
+		resp, err := h.cfg.Graph.RecoverPasscode(ctx, target)
 		p.recordGraph(resp, err)
-		call := wire.NewAuditEvent(wire.KindGraphCall, p.res, h.Now())
+		call := wire.NewAuditEvent(wire.KindGraphCall, p.res, h.cfg.Now())
 		call.Form = target.Form()
 		call.DurationMS = float64(resp.Duration.Microseconds()) / 1000
-		h.Observer.GraphCalled(ctx, call, resp.Duration)
+		h.cfg.Observer.GraphCalled(ctx, call, resp.Duration)
 		p.log.Debug().Int("attempt", p.res.Attempts).Int("status", resp.Status).Str("request_id", resp.RequestID).Str("client_request_id", resp.ClientRequestID).Err(err).Msg("graph call")
 		if err == nil {
 			return p.complete(ctx, wire.Succeeded, "", "")
@@ -132,7 +132,7 @@ func (p *process) attempts(ctx context.Context) Outcome {
 		switch {
 		case errors.Is(err, graph.ErrUnauthorized) && !refreshed:
 			refreshed = true
-			if _, rerr := h.Tokens.Refresh(ctx, p.job.TenantID); rerr != nil {
+			if _, rerr := h.cfg.Tokens.Refresh(ctx, p.job.TenantID); rerr != nil {
 				return p.credentialsBroken(ctx, rerr)
 			}
 			continue
@@ -151,7 +151,7 @@ func (p *process) attempts(ctx context.Context) Outcome {
 		if !errors.Is(err, graph.ErrThrottled) {
 			failures++ // being throttled is waiting our turn, not failing
 		}
-		if failures >= h.Backoff.MaxAttempts || h.Now().Add(delay).Sub(p.res.StartedAt) > h.Backoff.MaxElapsed {
+		if failures >= h.cfg.Backoff.MaxAttempts || h.cfg.Now().Add(delay).Sub(p.res.StartedAt) > h.cfg.Backoff.MaxElapsed {
 			msg := fmt.Sprintf("gave up after %d attempts: %s", p.res.Attempts, errorText(err))
 			p.release(ctx)
 			return h.finish(p.res, wire.Failed, msg, Ack, "failed: "+msg)
@@ -159,15 +159,15 @@ func (p *process) attempts(ctx context.Context) Outcome {
 		if errors.Is(err, graph.ErrThrottled) || serverSaidWait(err) {
 			// The server speaks for the tenant, not for this job: every
 			// worker holds its calls for this tenant until then.
-			until := h.Now().Add(delay)
-			if perr := h.Limiter.Pause(ctx, p.job.TenantID, until); perr != nil {
+			until := h.cfg.Now().Add(delay)
+			if perr := h.cfg.Limiter.Pause(ctx, p.job.TenantID, until); perr != nil {
 				p.log.Warn().Err(perr).Msg("could not share the throttling pause")
 			}
-			h.Observer.Paused(p.job.TenantID, until)
+			h.cfg.Observer.Paused(p.job.TenantID, until)
 			p.log.Info().Int("status", p.res.Graph.Status).Dur("pause", delay).Msg("graph asked to slow down: tenant paused")
 			continue // the next Wait observes the pause
 		}
-		if delay > h.MaxInlineWait {
+		if delay > h.cfg.MaxInlineWait {
 			return p.handBack(ctx, delay, err)
 		}
 		if !timing.Sleep(ctx, delay) {
@@ -183,7 +183,7 @@ func (p *process) unmark(ctx context.Context) {
 	if p.res.Uncertain {
 		return
 	}
-	if err := p.h.Ledger.MarkAnswered(context.WithoutCancel(ctx), &p.claim); err != nil {
+	if err := p.h.cfg.Ledger.MarkAnswered(context.WithoutCancel(ctx), &p.claim); err != nil {
 		p.log.Warn().Err(err).Msg("could not record that the marked Graph call did not happen")
 	}
 }
@@ -192,7 +192,7 @@ func (p *process) unmark(ctx context.Context) {
 func (p *process) retryDelay(err error, bo *backoff.ExponentialBackOff) time.Duration {
 	var apiErr *graph.APIError
 	if errors.As(err, &apiErr) && apiErr.HasRetryAfter {
-		return min(max(apiErr.RetryAfter, 0), p.h.Backoff.Max)
+		return min(max(apiErr.RetryAfter, 0), p.h.cfg.Backoff.Max)
 	}
 	return bo.NextBackOff()
 }
@@ -246,15 +246,15 @@ func (p *process) complete(ctx context.Context, st wire.Status, why, deadLetter 
 // meanwhile (during a NATS outage no one can), and stops at ErrLost.
 func (p *process) record(ctx context.Context, status string, blob []byte) error {
 	ctx = context.WithoutCancel(ctx)
-	err := p.h.Ledger.Complete(ctx, &p.claim, status, blob)
-	deadline := time.Now().Add(p.h.MaxInlineWait)
+	err := p.h.cfg.Ledger.Complete(ctx, &p.claim, status, blob)
+	deadline := time.Now().Add(p.h.cfg.MaxInlineWait)
 	for delay := 250 * time.Millisecond; err != nil; delay = min(2*delay, 2*time.Second) {
 		if errors.Is(err, idempotency.ErrLost) || errors.Is(err, idempotency.ErrNotHeld) || time.Until(deadline) < delay {
 			return err
 		}
 		p.log.Info().Err(err).Dur("retry_in", delay).Msg("could not store the outcome in the idempotency record yet; retrying")
 		timing.Sleep(ctx, delay)
-		err = p.h.Ledger.Complete(ctx, &p.claim, status, blob)
+		err = p.h.cfg.Ledger.Complete(ctx, &p.claim, status, blob)
 	}
 	return nil
 }
@@ -281,7 +281,7 @@ func (p *process) release(ctx context.Context) {
 	// Release even when ctx is done (shutdown), bounded.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	if err := p.h.Ledger.Release(rctx, &p.claim); err != nil {
+	if err := p.h.cfg.Ledger.Release(rctx, &p.claim); err != nil {
 		p.log.Warn().Err(err).Msg("could not release the idempotency key; it frees when its lease ends")
 	}
 }
@@ -291,7 +291,7 @@ func (p *process) keepDeliveryAlive(ctx context.Context) (stop func()) {
 	if p.d.InProgress == nil {
 		return func() {}
 	}
-	return timing.Every(ctx, p.h.KeepAliveEvery, func(context.Context) bool {
+	return timing.Every(ctx, p.h.cfg.KeepAliveEvery, func(context.Context) bool {
 		p.d.InProgress()
 		return true
 	})

@@ -58,11 +58,13 @@ func TestOutcomeWriteIsRetried(t *testing.T) {
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h, store := newBenchHandler(t, srv)
-			ledger := &flakyLedger{Store: store, err: tt.err}
-			ledger.fail.Store(tt.fail)
-			h.Ledger = ledger
-			h.MaxInlineWait = 1500 * time.Millisecond // retries after 250 and 500 ms fit, the next 1 s does not
+			var ledger *flakyLedger
+			h, store := newBenchHandlerWith(t, srv, func(c *job.Config) {
+				ledger = &flakyLedger{Store: c.Ledger.(*idempotency.Store), err: tt.err}
+				ledger.fail.Store(tt.fail)
+				c.Ledger = ledger
+				c.MaxInlineWait = 1500 * time.Millisecond // retries after 250 and 500 ms fit, the next 1 s does not
+			})
 			before := len(gs.Calls())
 			id := fmt.Sprintf("record-%d", i)
 			out := h.Handle(t.Context(), benchDelivery(id, uint64(i+1)))
