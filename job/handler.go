@@ -3,7 +3,6 @@ package job
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -31,18 +30,15 @@ type Limiter interface {
 	PausedUntil(tenantID string) (time.Time, bool)
 }
 
-// Ledger keeps the idempotency record of each key. *idempotency.Store
-// implements it.
+// Ledger grants each key's idempotency lease; the lease
+// (idempotency.Lease) carries the at-most-once protocol of the calls made
+// under it. *idempotency.Store implements it.
 type Ledger interface {
-	ClaimCalling(ctx context.Context, key, jobID string) (idempotency.Claim, error)
-	Await(ctx context.Context, key string, c idempotency.Claim) (idempotency.Claim, error)
-	MarkCalling(ctx context.Context, c *idempotency.Claim) error
-	Renew(ctx context.Context, c *idempotency.Claim) error
-	MarkAnswered(ctx context.Context, c *idempotency.Claim) error
-	Complete(ctx context.Context, c *idempotency.Claim, status string, outcome []byte) error
-	Release(ctx context.Context, c *idempotency.Claim) error
-	KeepAlive(ctx context.Context, c *idempotency.Claim, every time.Duration) (stop func())
+	Acquire(ctx context.Context, key, jobID string) (idempotency.Claim, error)
+	Await(ctx context.Context, c idempotency.Claim) (idempotency.Claim, error)
 }
+
+var _ Ledger = (*idempotency.Store)(nil)
 
 // Disposition says what the worker does with the job message.
 type Disposition int
@@ -129,7 +125,7 @@ func (h *Handler) Handle(ctx context.Context, d Delivery) Outcome {
 		msg := fmt.Sprintf("delivered %d times without finishing", d.NumDelivered)
 		out = h.finish(&res, wire.Failed, msg, Term, "failed: "+msg)
 	default:
-		p := &process{h: h, d: d, job: &j, res: &res, log: log}
+		p := &process{h: h, cfg: &h.cfg, d: d, job: &j, res: &res, log: log}
 		out = p.run(ctx)
 	}
 	out.ReplyTo = j.ReplyTo
@@ -185,16 +181,4 @@ func (h *Handler) newBackOff() *backoff.ExponentialBackOff {
 	b.MaxElapsedTime = 0 // bounded by MaxAttempts and MaxElapsed instead
 	b.Reset()
 	return b
-}
-
-// errorText is the person-readable text of a Graph error.
-func errorText(err error) string {
-	var apiErr *graph.APIError
-	if errors.As(err, &apiErr) && apiErr.Status != 0 {
-		if apiErr.Code != "" {
-			return fmt.Sprintf("graph answered %d %s: %s", apiErr.Status, apiErr.Code, wire.Truncate(apiErr.Message, 300))
-		}
-		return fmt.Sprintf("graph answered %d", apiErr.Status)
-	}
-	return wire.Truncate(err.Error(), 300)
 }

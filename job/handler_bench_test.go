@@ -137,8 +137,9 @@ func newBenchHandler(b testing.TB, srv benchServers) (*job.Handler, *idempotency
 }
 
 // newBenchHandlerWith is newBenchHandler with adjust, when not nil, given
-// the handler's configuration before New.
-func newBenchHandlerWith(b testing.TB, srv benchServers, adjust func(*job.Config)) (*job.Handler, *idempotency.Store) {
+// the configurations of the handler and of its idempotency store, and the
+// keys bucket the store writes to, before they are used.
+func newBenchHandlerWith(b testing.TB, srv benchServers, adjust func(*job.Config, *idempotency.Config, *jetstream.KeyValue)) (*job.Handler, *idempotency.Store) {
 	ctx := b.Context()
 	nc, err := nats.Connect(srv.NATS)
 	if err != nil {
@@ -188,9 +189,9 @@ func newBenchHandlerWith(b testing.TB, srv benchServers, adjust func(*job.Config
 	if err != nil {
 		b.Fatal(err)
 	}
-	store := idempotency.New(keys, idempotency.Config{Owner: "bench", Lease: 30 * time.Second, Logger: log})
+	storeCfg := idempotency.Config{Owner: "bench", Lease: 30 * time.Second, Logger: log}
 	cfg := job.Config{
-		Graph: client, Tokens: cred, Limiter: limiter, Ledger: store,
+		Graph: client, Tokens: cred, Limiter: limiter,
 		Observer:       worker.NewTelemetry(js, names, metrics.New(prometheus.NewRegistry()), log),
 		Policy:         wire.Policy{DefaultTenant: benchTenant},
 		Worker:         "bench",
@@ -198,8 +199,10 @@ func newBenchHandlerWith(b testing.TB, srv benchServers, adjust func(*job.Config
 		Logger:         log,
 	}
 	if adjust != nil {
-		adjust(&cfg)
+		adjust(&cfg, &storeCfg, &keys)
 	}
+	store := idempotency.New(keys, storeCfg)
+	cfg.Ledger = store
 	h, err := job.New(cfg)
 	if err != nil {
 		b.Fatal(err)
