@@ -59,10 +59,28 @@ func (l *Lease) Complete(ctx context.Context, status string, outcome []byte) err
 		}
 		return err
 	}
-	err := backoff.RetryNotify(write, backoff.WithContext(l.s.outcomeBackOff(), ctx), func(err error, next time.Duration) {
-		l.s.log.Info().Err(err).Str("key", l.key).Str("job_id", l.jobID).Dur("retry_in", next).
-			Msg("idempotency: could not store the outcome yet; retrying")
-	})
+	// The first write is made before any retry machinery exists: it
+	// nearly always lands, and a job should not pay for what it rarely
+	// needs. RetryNotify then starts with the failure at hand.
+	err := write()
+	var permanent *backoff.PermanentError
+	if err != nil && !errors.As(err, &permanent) {
+		first := err
+		retry := func() error {
+			if first != nil {
+				err, first = first, nil
+				return err
+			}
+			return write()
+		}
+		err = backoff.RetryNotify(retry, backoff.WithContext(l.s.outcomeBackOff(), ctx), func(err error, next time.Duration) {
+			l.s.log.Info().Err(err).Str("key", l.key).Str("job_id", l.jobID).Dur("retry_in", next).
+				Msg("idempotency: could not store the outcome yet; retrying")
+		})
+	}
+	if errors.As(err, &permanent) {
+		err = permanent.Err
+	}
 	if err != nil {
 		return fmt.Errorf("idempotency: complete: %w", err)
 	}
