@@ -67,9 +67,9 @@ func (l *Lease) Complete(ctx context.Context, status string, outcome []byte) err
 	if err != nil && !errors.As(err, &permanent) {
 		first := err
 		retry := func() error {
-			if first != nil {
-				err, first = first, nil
-				return err
+			if failed := first; failed != nil {
+				first = nil
+				return failed
 			}
 			return write()
 		}
