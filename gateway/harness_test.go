@@ -45,13 +45,21 @@ type harness struct {
 	url    string
 	client *http.Client
 	// keys holds an API key per source: ticketing, other, batch.
-	keys map[string]string
-	logs *testsystem.Buffer
+	keys    map[string]string
+	sources []Source
+	logs    *testsystem.Buffer
 }
 
 // newHarness starts a system and a gateway; workers are started by the
 // test (startWorker) so that it can look at jobs still queued.
 func newHarness(t *testing.T) *harness {
+	t.Helper()
+	return newSystem(t, false)
+}
+
+// newSystem starts the system, and the gateway on its NATS server unless
+// noGateway: then the test starts it (start) where it wants.
+func newSystem(t *testing.T, noGateway bool) *harness {
 	t.Helper()
 	sys := testsystem.Start(t, graphsim.Config{})
 	h := &harness{t: t, sys: sys, keys: map[string]string{}, logs: &testsystem.Buffer{}}
@@ -75,17 +83,20 @@ func newHarness(t *testing.T) *harness {
 		h.keys[name] = key
 		sources = append(sources, Source{Name: name, APIKeys: []string{hash}})
 	}
-	sources = append(sources,
+	h.sources = append(sources,
 		Source{Name: "automation", EntraApps: []string{automationApp}},
 		Source{Name: rolelessSource, EntraApps: []string{rolelessApp}})
-	h.start(sys.NS.URL(), sources)
+	if !noGateway {
+		h.start(sys.NS.URL(), h.sources)
+	}
 	return h
 }
 
 // start serves a gateway connected to natsURL until the test ends.
-func (h *harness) start(natsURL string, sources []Source) {
+func (h *harness) start(natsURL string, sources []Source, opts ...nats.Option) {
 	t := h.t
-	nc, err := nats.Connect(natsURL, nats.ReconnectBufSize(-1), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.RetryOnFailedConnect(true))
+	opts = append([]nats.Option{nats.ReconnectBufSize(-1), nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond), nats.RetryOnFailedConnect(true)}, opts...)
+	nc, err := nats.Connect(natsURL, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,13 +41,20 @@ func newStore(nc *nats.Conn, names wire.Names, timeout time.Duration) (*store, e
 	return &store{nc: nc, js: js, names: names, timeout: timeout}, nil
 }
 
-// unavailable is the 503 answered when NATS fails a request.
+// unavailable is the 503 answered when NATS fails a read.
 func unavailable(err error) *problemError {
-	detail := "NATS did not answer; nothing was accepted: retry the same request (with the same Idempotency-Key, so that it cannot be doubled)"
+	detail := "NATS did not answer: retry shortly"
 	if errors.Is(err, errNotSetUp) {
-		detail = "the streams or the requests bucket do not exist yet: a worker creates them when it starts; nothing was accepted, retry later"
+		detail = "the streams or the requests bucket do not exist yet: a worker creates them when it starts; retry later"
 	}
 	return newProblem(ProblemUnavailable, http.StatusServiceUnavailable, "%s", detail).withRetryAfter(2 * time.Second)
+}
+
+// unavailableSubmit is the 503 answered when NATS fails a submission.
+func unavailableSubmit(err error) *problemError {
+	p := unavailable(err)
+	p.p.Detail += "; nothing was accepted: send the same request again, with the same Idempotency-Key so that it cannot be doubled"
+	return p
 }
 
 // errNotSetUp means the workers have not created the objects yet.

@@ -97,7 +97,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		outcome = submitUnavailable
 		s.log.Warn().Err(err).Str("request_id", ri.id).Str("job_id", j.ID).Msg("cannot record the request")
-		writeProblem(w, r, unavailable(err).p)
+		writeProblem(w, r, unavailableSubmit(err).p)
 		return
 	}
 	if !created {
@@ -118,7 +118,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 			s.store.forget(r.Context(), rec)
 		}
 		s.log.Warn().Err(err).Str("request_id", ri.id).Str("job_id", j.ID).Msg("cannot publish the job")
-		writeProblem(w, r, unavailable(err).p)
+		writeProblem(w, r, unavailableSubmit(err).p)
 		return
 	}
 	if created && !duplicate {
