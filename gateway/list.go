@@ -150,6 +150,11 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		c = cursor{Phase: "r", Filter: c.Filter}
+		if len(out.Jobs) == limit && f.status != statusQueued {
+			out.Next = c.encode() // the finished jobs follow on the next page
+			writeJSON(w, http.StatusOK, out)
+			return
+		}
 	}
 	if f.status != statusQueued && len(out.Jobs) < limit {
 		results, next, err := s.finishedJobs(r.Context(), source, f, c.Seq, limit-len(out.Jobs))

@@ -232,3 +232,30 @@ func TestIdempotencyKeyHeader(t *testing.T) {
 		t.Error("two Idempotency-Key headers accepted")
 	}
 }
+
+// TestRetryHealsARecordWithoutItsJob: a gateway that stopped between
+// writing the record and publishing the job leaves a record alone; the
+// caller's retry publishes the job.
+func TestRetryHealsARecordWithoutItsJob(t *testing.T) {
+	h := newHarness(t)
+	body := jobBody(device(8))
+	j, _, perr := h.gw.decodeJob([]byte(body), "ticketing", "INC8")
+	if perr != nil {
+		t.Fatal(perr)
+	}
+	if _, created, err := h.gw.store.record(t.Context(), newRequest("ticketing", &j, time.Now())); err != nil || !created {
+		t.Fatalf("record: %v %v", created, err)
+	}
+	before := h.jobsStored()
+	if q := h.get("ticketing", jobPath(j.ID)); q.json(t)["status"] != statusQueued {
+		t.Fatalf("the record alone: %s", q.body)
+	}
+	h.startWorker("w1")
+	r := h.post("ticketing", body, "Idempotency-Key", "INC8", "Prefer", "wait=20")
+	if r.status != http.StatusOK || r.json(t)["jobId"] != j.ID {
+		t.Fatalf("the retry: %d %s", r.status, r.body)
+	}
+	if got := h.jobsStored() - before; got != 1 {
+		t.Errorf("%d jobs stored, want 1", got)
+	}
+}
