@@ -108,13 +108,17 @@ func (c *Config) defaults() {
 	}
 }
 
+// ErrNoNATS is reported by Validate when Config.NATS is nil; a caller that
+// checks the settings before connecting may skip it.
+var ErrNoNATS = errors.New("gateway: a NATS connection is required")
+
 // Validate reports every setting that cannot work, in terms of the
 // variables cmd/gateway reads.
 func (c Config) Validate() error {
 	c.defaults()
 	var errs []error
 	if c.NATS == nil {
-		errs = append(errs, errors.New("gateway: a NATS connection is required"))
+		errs = append(errs, ErrNoNATS)
 	}
 	if !wire.ValidToken(c.Prefix) {
 		errs = append(errs, fmt.Errorf("RECOVER_PREFIX %q: use one subject token: letters, digits, '-' or '_'", c.Prefix))

@@ -122,12 +122,16 @@ func (h *harness) start(natsURL string, sources []Source, opts ...nats.Option) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	hard, cancelHard := context.WithCancel(context.Background())
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(5*time.Second, cancelHard) })
 	done := make(chan error, 1)
-	go func() { done <- gw.Serve(ctx, ln, 5*time.Second) }()
+	go func() { done <- gw.Serve(ctx, hard, ln) }()
 	h.url = "http://" + ln.Addr().String()
 	h.client = &http.Client{Timeout: 90 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 128}}
 	t.Cleanup(func() {
 		cancel()
+		defer stop()
+		defer cancelHard()
 		if err := <-done; err != nil {
 			t.Errorf("gateway: %v", err)
 		}

@@ -193,8 +193,11 @@ func (s *Server) HTTPServer(addr string) *http.Server {
 }
 
 // Serve serves the gateway on ln until ctx ends, then stops taking
-// requests and lets those in flight finish within drain.
-func (s *Server) Serve(ctx context.Context, ln net.Listener, drain time.Duration) error {
+// requests and lets those in flight finish until hard ends (a second
+// signal, or a drain deadline), when their connections are closed. A
+// caller cut off that way may retry: with its Idempotency-Key nothing is
+// doubled.
+func (s *Server) Serve(ctx, hard context.Context, ln net.Listener) error {
 	srv := s.HTTPServer(ln.Addr().String())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
@@ -204,12 +207,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, drain time.Duration
 		return fmt.Errorf("gateway: serve: %w", err)
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drain)
-	defer cancel()
-	err := srv.Shutdown(sctx)
-	if errors.Is(err, context.DeadlineExceeded) {
+	err := srv.Shutdown(hard)
+	if hard.Err() != nil && errors.Is(err, hard.Err()) {
 		_ = srv.Close()
-		return fmt.Errorf("gateway: requests still in flight after %s were cut off", drain)
+		<-done
+		return errors.New("gateway: requests still in flight were cut off")
 	}
 	<-done
 	return err
