@@ -39,7 +39,7 @@ const (
 // workers on demand) with a gateway in front of it, served over HTTP on
 // loopback and called with a real client.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	sys    *testsystem.System
 	gw     *Server
 	url    string
@@ -52,14 +52,14 @@ type harness struct {
 
 // newHarness starts a system and a gateway; workers are started by the
 // test (startWorker) so that it can look at jobs still queued.
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	return newSystem(t, false)
 }
 
 // newSystem starts the system, and the gateway on its NATS server unless
 // noGateway: then the test starts it (start) where it wants.
-func newSystem(t *testing.T, noGateway bool) *harness {
+func newSystem(t testing.TB, noGateway bool) *harness {
 	t.Helper()
 	sys := testsystem.Start(t, graphsim.Config{})
 	h := &harness{t: t, sys: sys, keys: map[string]string{}, logs: &testsystem.Buffer{}}
@@ -152,7 +152,7 @@ type reply struct {
 	body   []byte
 }
 
-func (r reply) json(t *testing.T) map[string]any {
+func (r reply) json(t testing.TB) map[string]any {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal(r.body, &m); err != nil {
@@ -162,7 +162,7 @@ func (r reply) json(t *testing.T) map[string]any {
 }
 
 // problem checks r is a problem of the given status and type.
-func (r reply) problem(t *testing.T, status int, typ ProblemType) map[string]any {
+func (r reply) problem(t testing.TB, status int, typ ProblemType) map[string]any {
 	t.Helper()
 	if r.status != status || r.header.Get("Content-Type") != "application/problem+json" {
 		t.Fatalf("answer %d (%s) %s, want %d problem+json", r.status, r.header.Get("Content-Type"), r.body, status)

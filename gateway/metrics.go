@@ -73,7 +73,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
+// knownMethods are the method label's values; any other method a client
+// sends is counted as "other", so that no client can grow the series.
+var knownMethods = map[string]bool{"GET": true, "HEAD": true, "POST": true, "PUT": true, "PATCH": true, "DELETE": true, "OPTIONS": true}
+
 func (m *metrics) observe(route, method string, status int, d time.Duration) {
+	if !knownMethods[method] {
+		method = "other"
+	}
 	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
 	m.latency.WithLabelValues(route).Observe(d.Seconds())
 }

@@ -2,8 +2,6 @@ package gateway
 
 import (
 	"net/http"
-	"strconv"
-	"time"
 
 	"github.com/recoverpasscode/recoverpasscode/wire"
 )
@@ -37,7 +35,7 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, notFound("source %s has no job %s: no result is stored for it (results are kept 30 days) and the gateway did not submit it within its record's lifetime", ri.source, id).p)
 		return
 	}
-	w.Header().Set("Retry-After", strconv.Itoa(int(s.cfg.RetryAfter.Round(time.Second)/time.Second)))
+	w.Header().Set("Retry-After", s.retryAfter())
 	writeJSON(w, http.StatusOK, queuedOf(rec))
 }
 

@@ -149,11 +149,16 @@ func (s *Server) answerQueued(w http.ResponseWriter, r *http.Request, id, applie
 		h.Set("Preference-Applied", applied)
 	}
 	h.Set("Location", jobPath(id))
-	h.Set("Retry-After", strconv.Itoa(int(s.cfg.RetryAfter.Round(time.Second)/time.Second)))
+	h.Set("Retry-After", s.retryAfter())
 	writeJSON(w, http.StatusAccepted, map[string]string{"jobId": id, "status": statusQueued})
 }
 
 func jobPath(id string) string { return "/v1/jobs/" + id }
+
+// retryAfter is Config.RetryAfter in whole seconds, at least 1.
+func (s *Server) retryAfter() string {
+	return strconv.Itoa(max(1, int(s.cfg.RetryAfter.Round(time.Second)/time.Second)))
+}
 
 // readBody reads a job body of at most wire.MaxSize bytes; a larger one is
 // 413 without being read to its end.
