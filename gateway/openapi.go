@@ -11,9 +11,6 @@ import (
 //go:embed openapi.json
 var openAPIDocument []byte
 
-// OpenAPI returns the gateway's OpenAPI 3.1 document (JSON).
-func OpenAPI() []byte { return append([]byte(nil), openAPIDocument...) }
-
 func (s *Server) openAPI(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "public, max-age=300")

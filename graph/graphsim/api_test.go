@@ -1,6 +1,7 @@
 package graphsim_test
 
 import (
+	"encoding/json"
 	"net/url"
 	"slices"
 	"strings"
@@ -127,4 +128,61 @@ func TestAPITokenRefusals(t *testing.T) {
 	if resp.StatusCode != 401 {
 		t.Fatalf("Graph answered %d to a token for another API, want 401", resp.StatusCode)
 	}
+}
+
+// TestJWKSPublishesEveryKeyUntilRetired reads the keys where discovery
+// says they are: a rotation adds one, a retirement leaves the current.
+func TestJWKSPublishesEveryKeyUntilRetired(t *testing.T) {
+	s := newServer(t, graphsim.Config{})
+	s.AddAPI(graphsim.API{AppID: apiAppID})
+	keys := func() []string {
+		t.Helper()
+		resp, err := s.Client().Get(s.JWKSURL(tenantID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var doc struct {
+			Keys []struct {
+				Kid string `json:"kid"`
+				Kty string `json:"kty"`
+			} `json:"keys"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("JWKS: %d %v", resp.StatusCode, err)
+		}
+		var kids []string
+		for _, k := range doc.Keys {
+			kids = append(kids, k.Kid)
+		}
+		return kids
+	}
+	status, disc := getJSON(t, s, s.Issuer(tenantID)+"/.well-known/openid-configuration")
+	if status != 200 || disc["jwks_uri"] != s.JWKSURL(tenantID) || disc["issuer"] != s.Issuer(tenantID) {
+		t.Fatalf("discovery %d %v", status, disc)
+	}
+	first := keys()
+	kid, err := s.RotateSigningKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := keys(); len(first) != 1 || !slices.Equal(got, append(first, kid)) {
+		t.Fatalf("after a rotation: %v, first %v", got, first)
+	}
+	s.RetireSigningKeys()
+	if got := keys(); !slices.Equal(got, []string{kid}) {
+		t.Fatalf("after retiring: %v", got)
+	}
+}
+
+func getJSON(t *testing.T, s *graphsim.Server, u string) (int, map[string]any) {
+	t.Helper()
+	resp, err := s.Client().Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&m)
+	return resp.StatusCode, m
 }
