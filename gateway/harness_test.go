@@ -374,3 +374,28 @@ func (h *harness) parallelPosts(n int, source, body string, more ...string) []re
 	wg.Wait()
 	return out
 }
+
+// counter returns the value of a counter of the gateway's registry with
+// the given labels.
+func (h *harness) counter(name string, labels map[string]string) float64 {
+	h.t.Helper()
+	families, err := h.gw.reg.Gather()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	metric:
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if v, ok := labels[l.GetName()]; ok && v != l.GetValue() {
+					continue metric
+				}
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
+}

@@ -155,13 +155,13 @@ func (st *store) lastResult(ctx context.Context, subject string) (res wire.Resul
 // publishJob publishes a job with its id as Nats-Msg-Id, so that JetStream
 // stores it once within the duplicate window however often it is sent,
 // and returns once the jobs stream has acknowledged it.
-func (st *store) publishJob(ctx context.Context, source string, j *wire.Job, traceparent string) (duplicate bool, err error) {
+func (st *store) publishJob(ctx context.Context, source string, j *wire.Job, traceparent string) error {
 	if err := st.connected(); err != nil {
-		return false, err
+		return err
 	}
 	data, err := json.Marshal(j)
 	if err != nil {
-		return false, fmt.Errorf("gateway: encode job: %w", err)
+		return fmt.Errorf("gateway: encode job: %w", err)
 	}
 	m := nats.NewMsg(st.names.Jobs(source))
 	m.Data = data
@@ -171,12 +171,11 @@ func (st *store) publishJob(ctx context.Context, source string, j *wire.Job, tra
 	}
 	ctx, cancel := context.WithTimeout(ctx, st.timeout)
 	defer cancel()
-	ack, err := st.js.PublishMsg(ctx, m, jetstream.WithExpectStream(st.names.JobsStream()))
-	if err != nil {
+	if _, err := st.js.PublishMsg(ctx, m, jetstream.WithExpectStream(st.names.JobsStream())); err != nil {
 		if errors.Is(err, jetstream.ErrNoStreamResponse) {
-			return false, fmt.Errorf("%w: %w", errNotSetUp, err)
+			return fmt.Errorf("%w: %w", errNotSetUp, err)
 		}
-		return false, st.wrap(err)
+		return st.wrap(err)
 	}
-	return ack.Duplicate, nil
+	return nil
 }

@@ -107,11 +107,11 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 		// heals a gateway that stopped between the record and the publish.
 		res, found, err := s.store.lastResult(r.Context(), resultSubject)
 		if err == nil && found {
-			s.answerResult(w, r, res, "")
+			s.answerResult(w, res, "")
 			return
 		}
 	}
-	duplicate, err := s.store.publishJob(r.Context(), ri.source, &j, traceparent(r))
+	err = s.store.publishJob(r.Context(), ri.source, &j, traceparent(r))
 	if err != nil {
 		outcome = submitUnavailable
 		if created && randomID {
@@ -121,20 +121,20 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, unavailableSubmit(err).p)
 		return
 	}
-	if created && !duplicate {
+	if created {
 		outcome = submitAccepted
 	}
 	if sub != nil {
 		if res, ok := s.waitResult(r, sub, wait); ok {
-			s.answerResult(w, r, res, waitApplied)
+			s.answerResult(w, res, waitApplied)
 			return
 		}
 	}
-	s.answerQueued(w, r, j.ID, waitApplied)
+	s.answerQueued(w, j.ID, waitApplied)
 }
 
 // answerResult answers 200 with a job's result.
-func (s *Server) answerResult(w http.ResponseWriter, r *http.Request, res wire.Result, applied string) {
+func (s *Server) answerResult(w http.ResponseWriter, res wire.Result, applied string) {
 	if applied != "" {
 		w.Header().Set("Preference-Applied", applied)
 	}
@@ -143,7 +143,7 @@ func (s *Server) answerResult(w http.ResponseWriter, r *http.Request, res wire.R
 }
 
 // answerQueued answers 202: the job is queued, follow Location.
-func (s *Server) answerQueued(w http.ResponseWriter, r *http.Request, id, applied string) {
+func (s *Server) answerQueued(w http.ResponseWriter, id, applied string) {
 	h := w.Header()
 	if applied != "" {
 		h.Set("Preference-Applied", applied)

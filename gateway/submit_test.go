@@ -98,6 +98,12 @@ func TestConcurrentIdenticalPosts(t *testing.T) {
 	if got := h.jobsStored() - before; got != 1 {
 		t.Errorf("a retry after the result stored a job again (%d)", got)
 	}
+	const sub = "recoverpasscode_gateway_submissions_total"
+	accepted := h.counter(sub, map[string]string{"source": "ticketing", "outcome": submitAccepted})
+	repeated := h.counter(sub, map[string]string{"source": "ticketing", "outcome": submitRepeated})
+	if accepted != 1 || repeated != n {
+		t.Errorf("submissions: %v accepted, %v repeated; want 1 and %d", accepted, repeated, n)
+	}
 }
 
 // TestKeyReusedWithAnotherBody is 422, and publishes nothing.
