@@ -175,9 +175,9 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 // queuedJobs lists the source's jobs that the gateway submitted and that
 // have no result yet, newest first, after the cursor. It reads every
 // record of the source in the requests bucket (a record lives the bucket's
-// TTL, RECOVER_KEYS_TTL) and the subjects of the results stored since the
-// oldest of them: its cost grows with the jobs the source submitted over
-// HTTP in that time.
+// TTL, 24 h by default: queue.Setup.RequestsTTL) and the subjects of the
+// results stored since the oldest of them: its cost grows with the jobs
+// the source submitted over HTTP in that time.
 func (s *Server) queuedJobs(ctx context.Context, source string, f listFilter, c cursor, limit int) ([]queued, bool, error) {
 	var recs []request
 	bucket := s.names.RequestsBucket()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	stdlog "log"
 	"net"
 	"net/http"
 	"slices"
@@ -189,6 +190,7 @@ func (s *Server) HTTPServer(addr string) *http.Server {
 		WriteTimeout:      MaxWait + 30*time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          stdlog.New(s.log.With().Str("component", "http").Logger(), "", 0),
 	}
 }
 
