@@ -37,6 +37,8 @@ func (s *Server) serveAuthority(w http.ResponseWriter, r *http.Request) {
 		s.writeOAuthError(w, r, &oauthError{http.StatusBadRequest, "invalid_request", 900023, "Specified tenant identifier is neither a valid DNS name, nor a valid external domain."})
 	case matchSegs(segs, "*", "v2.0", ".well-known", "openid-configuration"):
 		s.serveDiscovery(w, r, strings.ToLower(segs[0]))
+	case matchSegs(segs, "*", "discovery", "v2.0", "keys"):
+		s.serveJWKS(w, r, strings.ToLower(segs[0]))
 	case matchSegs(segs, "*", "oauth2", "v2.0", "token"):
 		s.serveToken(w, r, strings.ToLower(segs[0]))
 	case matchSegs(segs, "*", "oauth2", "v2.0", "devicecode"):
