@@ -47,22 +47,21 @@ func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
 		return err
 	}
 	defer nc.Close()
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
 	// Audit events are published asynchronously: bound what may be in
 	// flight, and hand every one the stream did not confirm (a timeout, a
-	// lost connection) to the telemetry, which stores it again.
-	var telemetry *worker.Telemetry
+	// lost connection) to the audit queue, which the worker runs to store
+	// them again.
+	audit := worker.NewAuditQueue(m, log)
 	js, err := jetstream.New(nc,
 		jetstream.WithPublishAsyncMaxPending(4096),
 		jetstream.WithPublishAsyncTimeout(auditAckTimeout),
-		jetstream.WithPublishAsyncErrHandler(func(js jetstream.JetStream, m *nats.Msg, err error) {
-			telemetry.AuditNotStored(js, m, err)
-		}))
+		jetstream.WithPublishAsyncErrHandler(audit.NotStored))
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	health := worker.NewHealth(nc)
-	reg := prometheus.NewRegistry()
-	m := metrics.New(reg)
 	stopHTTP, err := serveHTTP(cfg.HTTPAddr, httpHandler(health, reg, m, cfg.Pprof), log)
 	if err != nil {
 		return err
@@ -89,7 +88,7 @@ func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
 	}
 	defer limiter.Close()
 
-	telemetry = worker.NewTelemetry(js, names, m, log)
+	telemetry := worker.NewTelemetry(js, names, m, log)
 	m.OnScrape(telemetry.SampleConsumer(cons))
 	handler := &job.Handler{
 		Observer: telemetry,
@@ -107,7 +106,7 @@ func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
 	handler.Init()
 	w, err := worker.New(worker.Config{
 		NC: nc, JS: js, Consumer: cons, Names: names,
-		Handler: handler, Health: health, Telemetry: telemetry,
+		Handler: handler, Health: health, Telemetry: telemetry, Audit: audit,
 		Probe: func(ctx context.Context, refresh bool) error {
 			var err error
 			if refresh {

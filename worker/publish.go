@@ -27,8 +27,8 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
-	w.cfg.Telemetry.metrics.InFlight(1)
-	defer w.cfg.Telemetry.metrics.InFlight(-1)
+	w.cfg.Telemetry.InFlight(1)
+	defer w.cfg.Telemetry.InFlight(-1)
 	d := job.Delivery{
 		Data: msg.Data(),
 		Meta: wire.Meta{
@@ -72,7 +72,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 			return
 		}
 	}
-	w.cfg.Telemetry.decided(out.Result, out.DeadLetter != "")
+	w.cfg.Telemetry.Finished(out.Result, out.DeadLetter != "")
 	if out.Disposition == job.Term {
 		err = msg.TermWithReason(out.DeadLetter)
 	} else {
