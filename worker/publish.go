@@ -18,7 +18,7 @@ import (
 // publishTimeout bounds each publish of a result or dead letter.
 const publishTimeout = 10 * time.Second
 
-// handle processes one message end to end: handler, result, dead letter,
+// handle processes one message end to end: handler, dead letter, result,
 // acknowledgement.
 func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	meta, err := msg.Metadata()
@@ -60,17 +60,20 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	log := w.log.With().Str("job_id", out.Result.JobID).Str("status", string(out.Result.Status)).Logger()
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
 	defer cancel()
-	if err := w.publishResult(pctx, out); err != nil {
-		log.Error().Err(err).Msg("could not publish the result; the job will be redelivered")
-		_ = msg.NakWithDelay(time.Second)
-		return
-	}
+	// The dead letter goes first: whoever sees a job's result (a person
+	// waiting with enqueue --wait, then replaying the DLQ) finds its dead
+	// letter stored too.
 	if out.DeadLetter != "" {
 		if err := w.publishDeadLetter(pctx, msg, d, out); err != nil {
 			log.Error().Err(err).Msg("could not publish the dead letter; the job will be redelivered")
 			_ = msg.NakWithDelay(time.Second)
 			return
 		}
+	}
+	if err := w.publishResult(pctx, out); err != nil {
+		log.Error().Err(err).Msg("could not publish the result; the job will be redelivered")
+		_ = msg.NakWithDelay(time.Second)
+		return
 	}
 	w.cfg.Telemetry.Finished(out.Result, out.DeadLetter != "")
 	if out.Disposition == job.Term {

@@ -157,7 +157,8 @@ func TestDispositions(t *testing.T) {
 
 // TestDeadLetterPerFailedJob: a failed job (acknowledged) and a rejected
 // one (terminated) each get one dead letter on the DLQ subject of their
-// source, quoting the job; a succeeded job gets none.
+// source, quoting the job, stored before the result; a succeeded job gets
+// none.
 func TestDeadLetterPerFailedJob(t *testing.T) {
 	r := newRig(t)
 	jobs := []spec{{ID: "ok", Do: "ack"}, {ID: "failed", Do: "fail"}, {ID: "rejected", Do: "term"}}
@@ -177,6 +178,14 @@ func TestDeadLetterPerFailedJob(t *testing.T) {
 	msgs := r.streamMsgs(t, r.names.DLQStream())
 	if len(msgs) != len(want) {
 		t.Fatalf("%d dead letters, want %d", len(msgs), len(want))
+	}
+	resultAt := map[string]time.Time{}
+	for _, m := range r.streamMsgs(t, r.names.ResultsStream()) {
+		var res wire.Result
+		if err := json.Unmarshal(m.Data, &res); err != nil {
+			t.Fatal(err)
+		}
+		resultAt[res.JobID] = m.Time
 	}
 	for _, m := range msgs {
 		var dl wire.DeadLetter
@@ -200,6 +209,8 @@ func TestDeadLetterPerFailedJob(t *testing.T) {
 			t.Errorf("%s: quotes the job as %q (%d bytes), want %s", dl.JobID, dl.Job, dl.JobSize, quoted)
 		case dl.Result == nil || dl.Result.Status != w.status || dl.At.IsZero():
 			t.Errorf("%s: dead letter result %+v at %s, want status %s", dl.JobID, dl.Result, dl.At, w.status)
+		case !m.Time.Before(resultAt[dl.JobID]):
+			t.Errorf("%s: dead letter stored at %s, result at %s: whoever sees the result must find the dead letter", dl.JobID, m.Time, resultAt[dl.JobID])
 		}
 	}
 	obs.mu.Lock()
