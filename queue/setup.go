@@ -2,7 +2,6 @@ package queue
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -173,10 +172,6 @@ func (s Setup) Ensure(ctx context.Context, js jetstream.JetStream, buckets ...je
 	}
 	return cons, nil
 }
-
-// ErrNoStream is returned by lookups when the worker has not created the
-// streams yet.
-var ErrNoStream = errors.New("queue: streams not found: start a worker first (it creates them)")
 
 // ConsumerName is the durable pull consumer every worker shares.
 const ConsumerName = "worker"

@@ -10,16 +10,13 @@ import (
 )
 
 // oauthError is an Entra ID token endpoint error: an OAuth error value, an
-// AADSTS number and its description, answered with an HTTP status.
+// AADSTS number and its description, answered with an HTTP status. It is
+// what the double answers (see writeOAuthError), not a Go error.
 type oauthError struct {
 	status int
 	kind   string // the OAuth "error" value, e.g. invalid_client
 	code   int    // the AADSTS number
 	desc   string // the text after "AADSTSnnn: "
-}
-
-func (e *oauthError) Error() string {
-	return fmt.Sprintf("graphsim: %s: AADSTS%d: %s", e.kind, e.code, e.desc)
 }
 
 func errTenantNotFound(tenant string) *oauthError {
