@@ -87,6 +87,17 @@ type Config struct {
 	Logger            zerolog.Logger
 }
 
+// The defaults of Config, applied by New to zero fields and read by
+// service.DefaultConfig, so each is written once.
+const (
+	// DefaultConcurrency is Config.Concurrency's default: with Graph's
+	// latency of a few hundred milliseconds, 32 jobs in flight reach
+	// Intune's limit many times over.
+	DefaultConcurrency = 32
+	// DefaultDrainTimeout is Config.DrainTimeout's default.
+	DefaultDrainTimeout = 30 * time.Second
+)
+
 // Worker runs the consume loop. Create it with New; Run it once.
 type Worker struct {
 	cfg Config
@@ -102,13 +113,13 @@ func New(cfg Config) (*Worker, error) {
 		return nil, errors.New("worker: NC, JS, Consumer, Handler, Health, Probe and Telemetry are required")
 	}
 	if cfg.Concurrency <= 0 {
-		cfg.Concurrency = 32
+		cfg.Concurrency = DefaultConcurrency
 	}
 	if cfg.FetchWait == 0 {
 		cfg.FetchWait = time.Second
 	}
 	if cfg.DrainTimeout == 0 {
-		cfg.DrainTimeout = 30 * time.Second
+		cfg.DrainTimeout = DefaultDrainTimeout
 	}
 	if cfg.AuditDrainTimeout == 0 {
 		cfg.AuditDrainTimeout = 15 * time.Second
