@@ -166,7 +166,7 @@ func newGraph(cfg *Config, log zerolog.Logger) (graph.TokenSource, *graph.Client
 // setUp creates or updates streams, consumer and buckets, retrying while
 // NATS is unreachable so a worker may start before its servers.
 func setUp(ctx context.Context, js jetstream.JetStream, cfg *Config, names wire.Names, log zerolog.Logger) (jetstream.Consumer, error) {
-	setup := queue.Setup{Names: names, Replicas: cfg.Replicas, AckWait: cfg.AckWait}
+	setup := queue.Setup{Names: names, Replicas: cfg.Replicas, AckWait: cfg.AckWait, RequestsTTL: cfg.KeysTTL}
 	buckets := []jetstream.KeyValueConfig{
 		idempotency.BucketConfig(names.KeysBucket(), cfg.KeysTTL, cfg.Replicas),
 		ratelimit.BucketConfig(names.LimitsBucket(), cfg.Replicas),
