@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -422,4 +424,58 @@ func gatewayEnv() []string {
 	return slices.DeleteFunc(ownEnv(), func(kv string) bool {
 		return strings.HasPrefix(kv, "GATEWAY_") || strings.HasPrefix(kv, "AZURE_")
 	})
+}
+
+// helpVariable is a variable the gateway's --help names for a flag.
+var helpVariable = regexp.MustCompile(`\[\$([A-Z0-9_]+)\]`)
+
+// TestGatewayEnvironmentNames proves that every variable the gateway's
+// Kubernetes objects, its Dockerfile stage and its compose service set is
+// one the real gateway
+// reads, as its --help lists them, so a typo cannot leave a setting at its
+// default.
+func TestGatewayEnvironmentNames(t *testing.T) {
+	var help bytes.Buffer
+	cmd := exec.Command(buildCommand(t, "gateway"), "--help")
+	cmd.Env, cmd.Stdout, cmd.Stderr = gatewayEnv(), &help, &help
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("gateway --help: %v\n%s", err, help.String())
+	}
+	reads := map[string]bool{"GOMEMLIMIT": true} // read by the Go runtime
+	for _, m := range helpVariable.FindAllStringSubmatch(help.String(), -1) {
+		reads[m[1]] = true
+	}
+	if !reads["GATEWAY_CONFIG"] || !reads["NATS_PASSWORD"] {
+		t.Fatalf("--help names %v; the test no longer reads it right", reads)
+	}
+	names := map[string][]string{}
+	for _, doc := range mustDocs(t, filepath.Join("kubernetes", "gateway-configmap.yaml")) {
+		for k := range dig(doc, "data").(map[string]any) {
+			names["kubernetes/gateway-configmap.yaml"] = append(names["kubernetes/gateway-configmap.yaml"], k)
+		}
+	}
+	for _, doc := range mustDocs(t, filepath.Join("kubernetes", "gateway-deployment.yaml")) {
+		containers, _ := dig(doc, "spec", "template", "spec", "containers").([]any)
+		for _, c := range containers {
+			env, _ := dig(c, "env").([]any)
+			for _, e := range env {
+				names["kubernetes/gateway-deployment.yaml"] = append(names["kubernetes/gateway-deployment.yaml"], str(e, "name"))
+			}
+		}
+	}
+	names["Dockerfile (gateway)"] = dockerfileEnvNames(t, "Dockerfile")["gateway"]
+	env, _ := dig(mustDocs(t, "compose.yaml")[0], "services", "gateway", "environment").(map[string]any)
+	for k := range env {
+		names["compose.yaml gateway"] = append(names["compose.yaml gateway"], k)
+	}
+	for where, list := range names {
+		if len(list) == 0 {
+			t.Errorf("%s: no environment variable found; the test no longer reads it right", where)
+		}
+		for _, n := range list {
+			if !reads[n] {
+				t.Errorf("%s: %s is not a variable the gateway reads", where, n)
+			}
+		}
+	}
 }
