@@ -53,7 +53,7 @@ func parseConfig(args []string) (*config, error) {
 	d := service.DefaultConfig()
 	var c config
 	var tenants, rate string
-	fs.BoolVar(&c.Dev, "dev", false, "start an embedded nats-server (on NATS_URL's host and port) and a Graph and Entra ID double, and use them")
+	fs.BoolVar(&c.Dev, "dev", false, "start an embedded nats-server (on NATS_URL's host and port) and a Graph and Entra ID double, use them, and serve the HTTP gateway in front of them")
 	s.StringVar(&c.DevDir, "dev-dir", "RECOVER_DEV_DIR", service.DefaultDevDir(), "with --dev: where the embedded nats-server keeps its data")
 	s.StringVar(&c.GatewayAddr, "gateway-http-addr", "GATEWAY_HTTP_ADDR", gateway.DefaultAddr, "with --dev: address the HTTP gateway is served on, with a development API key for source ticketing (empty: no gateway)")
 	s.StringVar(&c.gatewayConfig, "gateway-config", "GATEWAY_CONFIG", "", "with --dev: YAML file of the gateway's sources, as cmd/gateway reads it; the development key is added to source ticketing")
