@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -54,9 +55,14 @@ type config struct {
 	// HandlerBenchtime is its -benchtime. Defaults to 2000x; 300x with
 	// --quick.
 	HandlerBenchtime string
+	// Rows selects the measurements to make, by group (rowGroups): the
+	// table then shows only theirs. Defaults to all of them.
+	Rows map[string]bool
 	// WorkerBin is a built cmd/worker. Empty builds one from the module the
 	// current directory is in.
 	WorkerBin string
+	// GatewayBin is a built cmd/gateway. Empty builds one likewise.
+	GatewayBin string
 	// Dir holds the run's temporary files. Defaults to the system's.
 	Dir string
 	// ProfileDir, when set, receives CPU profiles of every unlimited
@@ -69,10 +75,18 @@ type config struct {
 	// workerCommand, when set, replaces WorkerBin: it returns the command
 	// of one worker process, configured by the environment the run adds.
 	workerCommand func() *exec.Cmd
+	// gatewayCommand, when set, replaces GatewayBin likewise.
+	gatewayCommand func() *exec.Cmd
 	// selfCommand returns a command running this program, for the raw
 	// consumer role. Defaults to os.Executable.
 	selfCommand func() *exec.Cmd
 }
+
+// rowGroups are the measurements --rows selects, in the table's order.
+var rowGroups = []string{"throughput", "latency", "rate", "handler", "rss", "gateway"}
+
+// measures reports whether the run makes the measurements of group.
+func (c config) measures(group string) bool { return c.Rows == nil || c.Rows[group] }
 
 // quickConfig and fullConfig are the two sizes; flags change either.
 func fullConfig() config {
@@ -106,10 +120,11 @@ func quickConfig() config {
 }
 
 const usageHeader = `bench measures the worker against the raw JetStream ceiling and the Graph
-rate limit, and prints a markdown table. Run it from the module root.
+rate limit, and the HTTP gateway against direct JetStream publishes, and prints a markdown
+table. Run it from the module root.
 
 Usage:
-  go run ./bench [--quick] [flags]
+  go run ./bench [--quick] [--rows gateway,…] [flags]
 
 Flags (each overrides the size --quick or the full run chose):
 `
@@ -137,7 +152,9 @@ func parseConfig(args []string, usageOut io.Writer) (config, error) {
 	backlogs := fs.String("backlogs", "10000,100000", "queue depths whose peak RSS is compared (quick: 2000,20000)")
 	handler := fs.Bool("handler-bench", true, "run go test -bench of the job handler for allocations per job")
 	benchtime := fs.String("handler-benchtime", full.HandlerBenchtime, "-benchtime of the handler benchmark (quick: 300x)")
+	rows := fs.String("rows", "all", "measurements to make, comma-separated: "+strings.Join(rowGroups, ", ")+", or all")
 	workerBin := fs.String("worker-bin", "", "a built cmd/worker (default: build one)")
+	gatewayBin := fs.String("gateway-bin", "", "a built cmd/gateway (default: build one)")
 	dir := fs.String("dir", "", "directory for temporary files (default: the system's)")
 	profileDir := fs.String("profile", "", "directory to write CPU profiles of the unlimited throughput runs into (workers run with RECOVER_PPROF)")
 	profileTime := fs.Duration("profile-time", full.ProfileTime, "how long each CPU profile covers, from the moment the fleet is ready")
@@ -179,8 +196,12 @@ func parseConfig(args []string, usageOut io.Writer) (config, error) {
 			cfg.HandlerBench = *handler
 		case "handler-benchtime":
 			cfg.HandlerBenchtime = *benchtime
+		case "rows":
+			cfg.Rows, err = parseRows(*rows)
 		case "worker-bin":
 			cfg.WorkerBin = *workerBin
+		case "gateway-bin":
+			cfg.GatewayBin = *gatewayBin
 		case "dir":
 			cfg.Dir = *dir
 		case "profile":
@@ -245,6 +266,26 @@ func parseInts(s string) ([]int, error) {
 			return nil, fmt.Errorf("%q is not a whole number", f)
 		}
 		out = append(out, n)
+	}
+	return out, nil
+}
+
+// parseRows reads --rows: nil (every group) for "all".
+func parseRows(s string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, f := range strings.Split(s, ",") {
+		switch f = strings.TrimSpace(f); {
+		case f == "":
+		case f == "all":
+			return nil, nil
+		case slices.Contains(rowGroups, f):
+			out[f] = true
+		default:
+			return nil, fmt.Errorf("%q is not one of %s, all", f, strings.Join(rowGroups, ", "))
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("name at least one group of rows")
 	}
 	return out, nil
 }

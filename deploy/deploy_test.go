@@ -34,6 +34,7 @@ var natsUsers = []natsUser{
 	{name: "batch", account: "RECOVER", env: "NATS_BATCH_PASSWORD"},
 	{name: "automation", account: "RECOVER", env: "NATS_AUTOMATION_PASSWORD", hashed: true},
 	{name: "operator", account: "RECOVER", env: "NATS_OPERATOR_PASSWORD", hashed: true},
+	{name: "gateway", account: "RECOVER", env: "NATS_GATEWAY_PASSWORD"},
 	{name: "sys", account: "SYS", env: "NATS_SYS_PASSWORD"},
 }
 
