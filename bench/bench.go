@@ -127,6 +127,13 @@ func (b *bench) measure(ctx context.Context) (*report, error) {
 	rep := &report{machine: describeMachine(), cfg: cfg}
 	started := time.Now()
 	var err error
+	if cfg.Only == "durability" {
+		if rep.durability, err = b.durability(ctx); err != nil {
+			return nil, err
+		}
+		rep.elapsed = time.Since(started)
+		return rep, nil
+	}
 
 	for i := range cfg.Rounds {
 		rd, err := b.round(ctx, i)
@@ -149,6 +156,12 @@ func (b *bench) measure(ctx context.Context) (*report, error) {
 			return nil, fmt.Errorf("rate %s: %w", r, err)
 		}
 		rep.rates = append(rep.rates, run)
+	}
+
+	if cfg.DurabilityJobs > 0 {
+		if rep.durability, err = b.durability(ctx); err != nil {
+			return nil, err
+		}
 	}
 
 	if cfg.HandlerBench {

@@ -44,6 +44,13 @@ func testWorkerMain() int {
 		LogFormat: os.Getenv("RECOVER_LOG_FORMAT"),
 		Pprof:     os.Getenv("RECOVER_PPROF") == "true",
 	}
+	if r := os.Getenv("RECOVER_REPLICAS"); r != "" {
+		var err error
+		if cfg.Replicas, err = strconv.Atoi(r); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+	}
 	cfg.NATS.URL = os.Getenv("NATS_URL")
 	cfg.Credential.TenantID = os.Getenv("AZURE_TENANT_ID")
 	cfg.Credential.ClientID = os.Getenv("AZURE_CLIENT_ID")
@@ -89,6 +96,7 @@ func TestTinyRun(t *testing.T) {
 		RateLatency:    20 * time.Millisecond,
 		RateWorkers:    2,
 		Backlogs:       []int{50, 100},
+		DurabilityJobs: 100,
 		Dir:            t.TempDir(),
 		ProfileDir:     t.TempDir(),
 		ProfileTime:    time.Second,
@@ -108,6 +116,8 @@ func TestTinyRun(t *testing.T) {
 		"raw JetStream ceiling", "floor: bare consumer", "worker, 1 process(es)", "worker, 2 process(es)",
 		"single job at idle", "rate-limited 5/500ms", "with 50 jobs queued", "with 100 jobs queued",
 		"the median of 2 rounds", "; rounds: ",
+		"fsync cost: 2 worker processes", "1 node (100 jobs): sync_interval default (2m) vs always",
+		"3-node cluster (R3) (100 jobs)",
 	} {
 		if !strings.Contains(table, want) {
 			t.Errorf("the table has no row %q", want)

@@ -56,6 +56,8 @@ type report struct {
 	rates    []rateRun
 	handler  []benchLine
 	backlogs []throughputRun
+	// durability is the fsync comparison, one per NATS layout.
+	durability []durabilityRun
 }
 
 // row is one line of the table; ok is nil where there is no target.
@@ -67,6 +69,9 @@ type row struct {
 // rows turns the measurements into the table's lines.
 func (r *report) rows() []row {
 	cfg := r.cfg
+	if cfg.Only == "durability" {
+		return r.durabilityRows()
+	}
 	raw, floor := r.round.raw, r.round.floor
 	of := ""
 	if len(r.rounds) > 1 {
@@ -121,6 +126,7 @@ func (r *report) rows() []row {
 			ok:     check(rr.share >= want && rr.throttled == 0),
 		})
 	}
+	rows = append(rows, r.durabilityRows()...)
 	for _, h := range r.handler {
 		rows = append(rows, row{
 			what: fmt.Sprintf("job handler, per job: `go test -bench %s -benchmem ./job`", h.name),
