@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/recoverpasscode/recoverpasscode/devserver/devservertest"
 	"github.com/recoverpasscode/recoverpasscode/internal/testsystem"
 	"github.com/recoverpasscode/recoverpasscode/ratelimit"
 	"github.com/recoverpasscode/recoverpasscode/service"
@@ -24,6 +25,7 @@ import (
 const childEnv = "RELIABILITY_CHILD_WORKER"
 
 func TestMain(m *testing.M) {
+	devservertest.NodeMain()
 	if spec := os.Getenv(childEnv); spec != "" {
 		os.Exit(runChild(spec))
 	}
