@@ -53,7 +53,7 @@ func newFloor(ctx context.Context, js jetstream.JetStream, names wire.Names) (*f
 		return nil, fmt.Errorf("floor: %w", err)
 	}
 	// The worker's own store, for the very records it writes; it makes
-	// one Create for ClaimCalling of a new key and one Update for Complete.
+	// one Create for Acquire of a new key and one Update for Complete.
 	ledger := idempotency.New(kv, idempotency.Config{Owner: "bench-floor"})
 	return &floor{js: js, names: names, ledger: ledger, graph: client}, nil
 }
@@ -67,16 +67,26 @@ func (f *floor) answer(msg jetstream.Msg) error {
 	}
 	key := benchTenant + "/" + j.ID
 	now := time.Now()
-	claim, err := f.ledger.ClaimCalling(ctx, key, j.ID)
+	claim, err := f.ledger.Acquire(ctx, key, j.ID)
 	if err != nil {
 		return fmt.Errorf("floor: claim: %w", err)
 	}
 	if claim.State != idempotency.Acquired {
 		return fmt.Errorf("floor: claim: key %s is %s", key, claim.State)
 	}
-	resp, err := f.graph.RecoverPasscode(ctx, wire.Target{TenantID: benchTenant, ManagedDeviceID: j.ManagedDeviceID})
-	if err != nil {
-		return fmt.Errorf("floor: graph: %w", err)
+	var resp graph.Response
+	var gerr error
+	if _, err := claim.Lease.Call(ctx, nil, func(ctx context.Context) idempotency.Fate {
+		resp, gerr = f.graph.RecoverPasscode(ctx, wire.Target{TenantID: benchTenant, ManagedDeviceID: j.ManagedDeviceID})
+		if gerr != nil {
+			return idempotency.Unknown
+		}
+		return idempotency.Acted
+	}); err != nil {
+		return fmt.Errorf("floor: %w", err)
+	}
+	if gerr != nil {
+		return fmt.Errorf("floor: graph: %w", gerr)
 	}
 	res := rawResult(j.ID)
 	res.ManagedDeviceID = j.ManagedDeviceID
@@ -85,7 +95,7 @@ func (f *floor) answer(msg jetstream.Msg) error {
 	if err != nil {
 		return err
 	}
-	if err := f.ledger.Complete(ctx, &claim, string(res.Status), result); err != nil {
+	if err := claim.Lease.Complete(ctx, string(res.Status), result); err != nil {
 		return fmt.Errorf("floor: complete: %w", err)
 	}
 	m := nats.NewMsg(f.names.Result(source, j.ID))

@@ -9,25 +9,25 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Await waits until a Busy claim on key is settled, and returns an Acquired
-// or Done claim. key is the key given to Claim; c is the Busy claim it
-// returned. Any other claim is returned as it is.
+// Await waits until the Busy claim c, from Acquire, is settled, and returns
+// an Acquired or Done claim. Any other claim is returned as it is.
 //
 // Await does not poll. It watches the one key and acts on each change: a
 // completed record is returned as Done without another read; a deleted or
 // released record, or a lease that passes (by this worker's clock, see the
-// package documentation), makes it Claim for c's job (ClaimCalling, if that
-// is what returned c). If that Claim finds
-// the key Busy again, because another waiter won it, Await keeps waiting on
-// the new holder. Renewals by the holder only move the lease timer.
+// package documentation), makes it claim the key for c's job as Acquire
+// does. If that claim finds the key Busy again, because another waiter won
+// it, Await keeps waiting on the new holder. Renewals by the holder only
+// move the lease timer.
 //
-// Await costs one Watch, plus one Claim each time the key is freed. It
+// Await costs one Watch, plus one claim each time the key is freed. It
 // returns promptly, with an error wrapping ctx.Err(), when ctx ends. It is
 // safe for concurrent use.
-func (s *Store) Await(ctx context.Context, key string, c Claim) (Claim, error) {
+func (s *Store) Await(ctx context.Context, c Claim) (Claim, error) {
 	if c.State != Busy {
 		return c, nil
 	}
+	key := c.Key
 	if err := ValidateKey(key); err != nil {
 		return Claim{}, err
 	}

@@ -18,18 +18,18 @@ func TestAwaitReturnsDoneWithoutPolling(t *testing.T) {
 	ca := mustClaim(t, a, "key", "job-1", idempotency.Acquired)
 	busy := mustClaim(t, b, "key", "job-2", idempotency.Busy)
 	before := b.Stats()
-	result := awaitAsync(ctx, b, "key", busy)
+	result := awaitAsync(ctx, b, busy)
 	eventually(t, 5*time.Second, "await starts watching", func() bool { return b.Stats().Watches > before.Watches })
 
 	// The holder renews a few times and takes a while, as a Graph call
 	// would; a polling Await would show up in b's operation count.
 	for range 3 {
-		if err := a.Renew(ctx, &ca); err != nil {
+		if err := ca.Lease.Renew(ctx); err != nil {
 			t.Fatalf("renew: %v", err)
 		}
 	}
 	<-time.After(300 * time.Millisecond)
-	if err := a.Complete(ctx, &ca, "succeeded", []byte(`{"n":1}`)); err != nil {
+	if err := ca.Lease.Complete(ctx, "succeeded", []byte(`{"n":1}`)); err != nil {
 		t.Fatalf("complete: %v", err)
 	}
 	completed := time.Now()
@@ -58,9 +58,9 @@ func TestAwaitClaimsReleasedKey(t *testing.T) {
 
 	ca := mustClaim(t, a, "key", "job-1", idempotency.Acquired)
 	busy := mustClaim(t, b, "key", "job-2", idempotency.Busy)
-	result := awaitAsync(ctx, b, "key", busy)
+	result := awaitAsync(ctx, b, busy)
 	eventually(t, 5*time.Second, "await starts watching", func() bool { return b.Stats().Watches == 1 })
-	if err := a.Release(ctx, &ca); err != nil {
+	if err := ca.Lease.Release(ctx); err != nil {
 		t.Fatalf("release: %v", err)
 	}
 
@@ -71,7 +71,7 @@ func TestAwaitClaimsReleasedKey(t *testing.T) {
 	if r.claim.State != idempotency.Acquired || r.claim.JobID != "job-2" || r.claim.TakenOver {
 		t.Fatalf("await = %+v, want a fresh Acquired claim for job-2", r.claim)
 	}
-	if err := b.Complete(ctx, &r.claim, "succeeded", nil); err != nil {
+	if err := r.claim.Lease.Complete(ctx, "succeeded", nil); err != nil {
 		t.Fatalf("complete the awaited claim: %v", err)
 	}
 }
@@ -99,7 +99,7 @@ func TestAwaitReturnsOnContextEnd(t *testing.T) {
 
 			ctx, cancel := tc.ctx()
 			defer cancel()
-			result := awaitAsync(ctx, b, "key", busy)
+			result := awaitAsync(ctx, b, busy)
 			eventually(t, 5*time.Second, "await starts watching", func() bool { return b.Stats().Watches == 1 })
 			if tc.cancelNow {
 				cancel()
@@ -126,14 +126,14 @@ func TestKeepAlive(t *testing.T) {
 	ctx := testCtx(t)
 
 	ca := mustClaim(t, a, "key", "job-1", idempotency.Acquired)
-	stop := a.KeepAlive(ctx, &ca, lease/10)
+	stop := ca.Lease.KeepAlive(ctx, lease/10)
 	busy := mustClaim(t, b, "key", "job-2", idempotency.Busy)
 
 	// Through more than two leases the key stays a's, and b only watches.
 	wctx, cancel := context.WithTimeout(ctx, 2500*time.Millisecond)
 	defer cancel()
 	before := b.Stats()
-	if got, err := b.Await(wctx, "key", busy); !errors.Is(err, context.DeadlineExceeded) {
+	if got, err := b.Await(wctx, busy); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("await while kept alive = %+v, %v; want the deadline to pass", got, err)
 	}
 	if ops := b.Stats().Ops() - before.Ops(); ops != 1 {
@@ -141,18 +141,18 @@ func TestKeepAlive(t *testing.T) {
 	}
 	stop()
 	stop()
-	if ca.Lost() {
+	if ca.Lease.Lost() {
 		t.Fatal("claim lost while kept alive")
 	}
 
 	// Without renewals the lease passes and b takes over.
-	cb, err := b.Await(ctx, "key", busy)
+	cb, err := b.Await(ctx, busy)
 	if err != nil || cb.State != idempotency.Acquired || !cb.TakenOver {
 		t.Fatalf("await after stop = %+v, %v; want a takeover", cb, err)
 	}
 
 	// a's next renewal finds the key lost and stops by itself.
-	stop = a.KeepAlive(ctx, &ca, 10*time.Millisecond)
+	stop = ca.Lease.KeepAlive(ctx, 10*time.Millisecond)
 	defer stop()
-	eventually(t, 5*time.Second, "keep-alive notices the lost claim", ca.Lost)
+	eventually(t, 5*time.Second, "keep-alive notices the lost claim", ca.Lease.Lost)
 }

@@ -1,20 +1,18 @@
 package idempotency
 
 import (
-	"context"
 	"encoding/json"
-	"sync/atomic"
 	"time"
 )
 
-// State says what Claim found for a key.
+// State says what Acquire found for a key.
 type State int
 
 // The states of a Claim. The zero value is not a valid state, so an empty
 // Claim never looks acquired.
 const (
-	// Acquired means this worker owns the key until its lease ends and may
-	// call Graph (after MarkCalling).
+	// Acquired means this worker holds the key's Lease and may call Graph
+	// under it (Lease.Call).
 	Acquired State = iota + 1
 	// Done means the key was completed; the stored outcome answers the job.
 	Done
@@ -36,15 +34,10 @@ func (s State) String() string {
 	}
 }
 
-// Claim is what Claim and Await found for a key. Its exported fields are a
-// snapshot taken when it was returned; Renew and MarkCalling refresh
-// LeaseUntil and Attempts.
-//
-// A Claim may be copied: copies of an acquired claim share one lease, and
-// Renew, MarkCalling, Complete, Release and KeepAlive serialize on it, so
-// they may be used from several goroutines. The exported fields are plain
-// data, though: read and write them from one goroutine only (KeepAlive
-// never touches them).
+// Claim is what Acquire and Await found for a key: a snapshot taken when it
+// was returned, plain data to be read from one goroutine. What changes
+// afterwards belongs to its Lease, which copies of the Claim share and
+// which is safe for concurrent use.
 type Claim struct {
 	// State is Acquired, Done or Busy.
 	State State
@@ -57,10 +50,12 @@ type Claim struct {
 	// claim it is the job whose outcome is stored, which may differ from
 	// the job that asked.
 	JobID string
-	// LeaseUntil is when the holder's lease ends (Acquired and Busy), by
-	// the wall clock of the worker that wrote it.
+	// LeaseUntil is when the holder's lease ended when the claim was taken
+	// (Acquired and Busy), by the wall clock of the worker that wrote it.
+	// Lease.HeldUntil follows the lease afterwards.
 	LeaseUntil time.Time
-	// Attempts counts MarkCalling calls on the record by every owner so far.
+	// Attempts counts the calls marked on the record by every owner so far,
+	// when the claim was taken. Lease.Attempts follows it afterwards.
 	Attempts int
 
 	// TakenOver is true for an Acquired claim that took the key from a
@@ -71,8 +66,8 @@ type Claim struct {
 	// from.
 	PreviousOwner string
 	PreviousJobID string
-	// PreviousCalling is true when an earlier owner had called MarkCalling,
-	// so Graph may already have executed the action: whatever this owner
+	// PreviousCalling is true when an earlier owner had marked a call, so
+	// Graph may already have executed the action: whatever this owner
 	// learns from Graph, the outcome must be marked uncertain.
 	PreviousCalling bool
 
@@ -83,68 +78,39 @@ type Claim struct {
 	// CompletedAt is when Complete wrote the outcome (Done only).
 	CompletedAt time.Time
 
-	// requester is the job that asked, and arm whether it asked through
-	// ClaimCalling, so that Await can claim for it the same way.
+	// Lease is the key's lease for an Acquired claim, nil otherwise.
+	Lease *Lease
+
+	// requester is the job that asked, and arm whether the claim is to be
+	// marked calling, so that Await can claim for it the same way.
 	requester string
 	arm       bool
-	// h is the lease of an acquired claim, nil otherwise.
-	h *hold
 }
 
-// Lost reports whether the claim was acquired and has since been lost to
-// another owner, as found by Renew, MarkCalling, Complete, Release or a
-// KeepAlive renewal. It is safe for concurrent use.
-func (c *Claim) Lost() bool {
-	return c.h != nil && c.h.lost.Load()
-}
-
-// hold is the shared, mutable state of an acquired claim.
-type hold struct {
-	// sem is a one-slot lock that a waiter can abandon on ctx cancel.
-	sem chan struct{}
-	// key, kvKey and token never change.
-	key, kvKey, token string
-	// rev and rec are the revision and value this claim last wrote or
-	// adopted; guarded by sem.
-	rev uint64
-	rec record
-	// closed is set once the claim completed or released the key; guarded
-	// by sem.
-	closed bool
-	// armed says the record is marked calling, and its attempt counted, for
-	// a call not yet made (ClaimCalling before its first MarkCalling);
-	// inherited that an earlier owner had marked it. Guarded by sem.
-	armed, inherited bool
-	lost             atomic.Bool
-	// leaseUntil mirrors rec.LeaseUntil (UnixNano) for readers that must
-	// not wait for sem.
-	leaseUntil atomic.Int64
-}
-
-func newHold(kvKey string, rev uint64, rec record) *hold {
-	h := &hold{sem: make(chan struct{}, 1), key: rec.Key, kvKey: kvKey, token: rec.Token, rev: rev, rec: rec}
-	h.leaseUntil.Store(rec.LeaseUntil.UnixNano())
-	return h
-}
-
-// HeldUntil is when this claim's lease ends as last confirmed by a write
-// of ours (including KeepAlive's renewals); zero for a claim not acquired.
-// Until then no other owner can take the key over (clocks agreeing), so a
-// caller may act on the key without a round trip; after it, Renew first.
-func (c *Claim) HeldUntil() time.Time {
-	if c.h == nil {
-		return time.Time{}
-	}
-	return time.Unix(0, c.h.leaseUntil.Load())
-}
-
-func (h *hold) lock(ctx context.Context) error {
-	select {
-	case h.sem <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+// acquiredClaim is the claim on a record just written as ours. armed says
+// the write marked it calling for a call not yet made; inherited that the
+// previous owner had marked it.
+func (s *Store) acquiredClaim(kvKey string, rev uint64, rec record, armed, inherited bool) Claim {
+	l := s.newLease(kvKey, rev, rec)
+	l.armed, l.inherited = armed, inherited
+	return Claim{
+		State: Acquired, Key: rec.Key, Owner: rec.Owner, JobID: rec.JobID,
+		LeaseUntil: rec.LeaseUntil, Attempts: rec.Attempts,
+		requester: rec.JobID, arm: armed, Lease: l,
 	}
 }
 
-func (h *hold) unlock() { <-h.sem }
+func doneClaim(rec record, requester string) Claim {
+	return Claim{
+		State: Done, Key: rec.Key, Owner: rec.Owner, JobID: rec.JobID, Attempts: rec.Attempts,
+		Outcome: rec.Outcome, OutcomeStatus: rec.Status, CompletedAt: rec.CompletedAt,
+		requester: requester,
+	}
+}
+
+func busyClaim(rec record, requester string) Claim {
+	return Claim{
+		State: Busy, Key: rec.Key, Owner: rec.Owner, JobID: rec.JobID,
+		LeaseUntil: rec.LeaseUntil, Attempts: rec.Attempts, requester: requester,
+	}
+}

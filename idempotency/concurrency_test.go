@@ -36,7 +36,7 @@ func TestConcurrentClaimsOneWinner(t *testing.T) {
 		wg.Go(func() {
 			s, job := stores[i%workers], fmt.Sprintf("job-%02d", i)
 			<-start
-			c, err := s.Claim(ctx, key, job)
+			c, err := s.Acquire(ctx, key, job)
 			claimed.Done()
 			if err != nil {
 				endings[i].err = err
@@ -46,15 +46,15 @@ func TestConcurrentClaimsOneWinner(t *testing.T) {
 			case idempotency.Acquired:
 				endings[i].acquired = true
 				claimed.Wait()
-				if err := s.MarkCalling(ctx, &c); err != nil {
+				if err := call(ctx, c, idempotency.Acted); err != nil {
 					endings[i].err = err
 					return
 				}
-				endings[i].err = s.Complete(ctx, &c, "succeeded", fmt.Appendf(nil, `{"winner":%q}`, job))
-				c, endings[i].err = s.Claim(ctx, key, job)
+				endings[i].err = c.Lease.Complete(ctx, "succeeded", fmt.Appendf(nil, `{"winner":%q}`, job))
+				c, endings[i].err = s.Acquire(ctx, key, job)
 			case idempotency.Busy:
 				endings[i].awaited = true
-				c, endings[i].err = s.Await(ctx, key, c)
+				c, endings[i].err = s.Await(ctx, c)
 			}
 			endings[i].claim = c
 		})
@@ -120,15 +120,15 @@ func TestConcurrentTakeoverOneWinner(t *testing.T) {
 	for i := range waiters {
 		wg.Go(func() {
 			s, job := stores[i%workers], fmt.Sprintf("job-%02d", i)
-			c, err := s.Claim(ctx, key, job)
+			c, err := s.Acquire(ctx, key, job)
 			if err == nil {
-				c, err = s.Await(ctx, key, c)
+				c, err = s.Await(ctx, c)
 			}
 			if err == nil && c.State == idempotency.Acquired {
 				takers.Store(job, c.TakenOver)
-				err = s.Complete(ctx, &c, "succeeded", fmt.Appendf(nil, `{"winner":%q}`, job))
+				err = c.Lease.Complete(ctx, "succeeded", fmt.Appendf(nil, `{"winner":%q}`, job))
 				if err == nil {
-					c, err = s.Claim(ctx, key, job)
+					c, err = s.Acquire(ctx, key, job)
 				}
 			}
 			endings[i], errs[i] = c, err

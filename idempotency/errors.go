@@ -7,16 +7,15 @@ import (
 )
 
 var (
-	// ErrLost is returned by Renew, MarkCalling, Complete and Release when
-	// the record no longer belongs to this claim: the lease expired and
-	// another owner took the key over, or the record was removed. The caller
-	// must not call Graph for the key any more and must not write its outcome
-	// into the record; once returned, Claim.Lost reports true.
+	// ErrLost is returned by a Lease's Call, Renew, Complete and Release
+	// when the record no longer belongs to it: the lease expired and
+	// another owner took the key over, or the record was removed. Call then
+	// does not call, and the caller must not write its outcome into the
+	// record; once returned, Lease.Lost reports true.
 	ErrLost = errors.New("idempotency: claim lost to another owner")
 
-	// ErrNotHeld is returned when a method that needs an acquired claim is
-	// given one that is Busy or Done, or that was already completed or
-	// released.
+	// ErrNotHeld is returned by the methods of a nil Lease (that of a Claim
+	// that is Busy or Done) and of one already completed or released.
 	ErrNotHeld = errors.New("idempotency: claim not held")
 
 	// ErrInvalidKey is wrapped by the error for an idempotency key that is

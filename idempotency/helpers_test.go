@@ -2,6 +2,7 @@ package idempotency_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -72,6 +73,24 @@ func mustClaim(tb testing.TB, s *idempotency.Store, key, jobID string, want idem
 	return c
 }
 
+// call makes a call under c's lease that ends with fate, as a job's Graph
+// call would, and fails the test if the lease ran the call although it
+// returned an error.
+func call(ctx context.Context, c idempotency.Claim, fate idempotency.Fate) error {
+	ran := false
+	got, err := c.Lease.Call(ctx, nil, func(context.Context) idempotency.Fate {
+		ran = true
+		return fate
+	})
+	switch {
+	case err != nil && (ran || got != idempotency.NotCalled):
+		return fmt.Errorf("call ran (%v) or reported %s despite %w", ran, got, err)
+	case err == nil && (!ran || got != fate):
+		return fmt.Errorf("call ran %v and reported %s, want it run and %s", ran, got, fate)
+	}
+	return err
+}
+
 // awaitResult is what a background Await returned.
 type awaitResult struct {
 	claim idempotency.Claim
@@ -80,10 +99,10 @@ type awaitResult struct {
 }
 
 // awaitAsync runs Await in the background.
-func awaitAsync(ctx context.Context, s *idempotency.Store, key string, c idempotency.Claim) <-chan awaitResult {
+func awaitAsync(ctx context.Context, s *idempotency.Store, c idempotency.Claim) <-chan awaitResult {
 	ch := make(chan awaitResult, 1)
 	go func() {
-		got, err := s.Await(ctx, key, c)
+		got, err := s.Await(ctx, c)
 		ch <- awaitResult{got, err, time.Now()}
 	}()
 	return ch

@@ -2,146 +2,205 @@ package idempotency
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/recoverpasscode/recoverpasscode/internal/timing"
 )
 
-// errFinished says the record is already done under this claim's token: an
-// earlier Complete landed although its reply was lost.
-var errFinished = errors.New("idempotency: already completed by this claim")
+// releaseTimeout bounds Release, which goes on after its context ends.
+const releaseTimeout = 2 * time.Second
 
-// Renew extends the lease of an acquired claim to Config.Lease from now and
-// updates c.LeaseUntil. It returns ErrLost when another owner took the key,
-// and ErrNotHeld for a claim that is not acquired or already finished.
-func (s *Store) Renew(ctx context.Context, c *Claim) error {
-	rec, err := s.write(ctx, c.h, s.renewal, false)
-	if err != nil {
+// Lease is this worker's hold on a key, from Acquire or Await until
+// Complete or Release, and the only way to act on the key: Call makes a
+// call under it, Complete stores the outcome, Release gives the key back.
+// Every write is a compare-and-set on the record, so a lease that another
+// owner took over finds out on its next write (ErrLost) and never writes
+// again.
+//
+// A Lease is safe for concurrent use: its methods serialize on a lock that
+// a waiter abandons when its context ends. The methods of a nil Lease (the
+// Lease of a Claim that is not Acquired) return ErrNotHeld.
+type Lease struct {
+	s *Store
+	// sem is the lease's lock, one slot that a waiter can abandon on ctx
+	// cancel.
+	sem *semaphore.Weighted
+	// key, kvKey, token and jobID never change.
+	key, kvKey, token, jobID string
+	// rev and rec are the revision and value this lease last wrote or
+	// adopted; guarded by sem.
+	rev uint64
+	rec record
+	// closed is set once the lease completed or released the key; guarded
+	// by sem.
+	closed bool
+	// armed says the record is marked calling, and its attempt counted, for
+	// a call not yet made (Acquire's mark before the first Call);
+	// inherited that an earlier owner had marked it; unknown that a Call of
+	// this lease may have acted, so its mark must stay. Guarded by sem.
+	armed, inherited, unknown bool
+	lost                      atomic.Bool
+	// leaseUntil mirrors rec.LeaseUntil (UnixNano) and attempts
+	// rec.Attempts, for readers that must not wait for sem.
+	leaseUntil, attempts atomic.Int64
+	// every is the keep-alive interval (nanoseconds), zero until KeepAlive.
+	every atomic.Int64
+}
+
+func (s *Store) newLease(kvKey string, rev uint64, rec record) *Lease {
+	l := &Lease{s: s, sem: semaphore.NewWeighted(1), key: rec.Key, kvKey: kvKey, token: rec.Token, jobID: rec.JobID}
+	l.adopted(rev, rec)
+	return l
+}
+
+// adopted makes rec at rev the lease's base; the caller holds the lock, or
+// is the constructor.
+func (l *Lease) adopted(rev uint64, rec record) {
+	l.rev, l.rec = rev, rec
+	l.leaseUntil.Store(rec.LeaseUntil.UnixNano())
+	l.attempts.Store(int64(rec.Attempts))
+}
+
+func (l *Lease) lock(ctx context.Context) error {
+	if l == nil {
+		return ErrNotHeld
+	}
+	return l.sem.Acquire(ctx, 1)
+}
+
+func (l *Lease) unlock() { l.sem.Release(1) }
+
+// usable reports whether the lease may still write; the caller holds its
+// lock.
+func (l *Lease) usable() error {
+	if l.closed {
+		return ErrNotHeld
+	}
+	if l.lost.Load() {
+		return ErrLost
+	}
+	return nil
+}
+
+// Lost reports whether the lease has been lost to another owner, as found
+// by any of its writes (including KeepAlive's renewals).
+func (l *Lease) Lost() bool {
+	return l != nil && l.lost.Load()
+}
+
+// HeldUntil is when the lease ends as last confirmed by a write of ours
+// (including KeepAlive's renewals); zero for a nil Lease. Until then no
+// other owner can take the key over (clocks agreeing, see the package
+// documentation).
+func (l *Lease) HeldUntil() time.Time {
+	if l == nil {
+		return time.Time{}
+	}
+	return time.Unix(0, l.leaseUntil.Load())
+}
+
+// Attempts counts the calls marked on the record by every owner so far, as
+// last written or read by this lease.
+func (l *Lease) Attempts() int {
+	if l == nil {
+		return 0
+	}
+	return int(l.attempts.Load())
+}
+
+// Renew extends the lease to Config.Lease from now. It returns ErrLost when
+// another owner took the key, and ErrNotHeld for a lease already finished.
+func (l *Lease) Renew(ctx context.Context) error {
+	if _, err := l.write(ctx, l.renewal, false); err != nil {
 		return fmt.Errorf("idempotency: renew: %w", err)
 	}
-	c.LeaseUntil = rec.LeaseUntil
 	return nil
 }
 
-// MarkCalling records, just before a Graph call, that the call may take
-// effect: it sets the sticky calling flag, counts the attempt and extends
-// the lease, then updates c.Attempts and c.LeaseUntil. Call Graph only after
-// it returned nil; on ErrLost another owner has the key and this worker must
-// not call. The Graph attempt's deadline should end well before the lease.
-//
-// After ClaimCalling, the first MarkCalling only takes up the mark the claim
-// wrote, with no round trip.
-func (s *Store) MarkCalling(ctx context.Context, c *Claim) error {
-	rec, armed, err := s.takeArm(ctx, c.h)
-	if err != nil {
-		return fmt.Errorf("idempotency: mark calling: %w", err)
+// KeepAlive renews the lease every interval (Config.Lease/3 when every is
+// zero) in the background, on a timer (no goroutine waits between
+// renewals), to hold the key through long waits such as a rate-limit pause
+// or a backoff; Call then renews before a call only if the lease would end
+// within one interval. It stops when ctx ends, when the lease is completed
+// or released, or when a renewal finds the key lost; then Lost reports
+// true. Other renewal errors are logged and retried at the next tick. The
+// returned stop ends the renewals and waits for one in progress; it may be
+// called more than once.
+func (l *Lease) KeepAlive(ctx context.Context, every time.Duration) (stop func()) {
+	if l == nil {
+		return func() {}
 	}
-	if armed {
-		c.LeaseUntil = rec.LeaseUntil
-		c.Attempts = rec.Attempts
-		return nil
+	if every <= 0 {
+		every = l.s.lease / 3
 	}
-	rec, err = s.write(ctx, c.h, func(r *record) {
-		s.renewal(r)
-		r.Calling = true
-		r.Attempts++
-	}, false)
-	if err != nil {
-		return fmt.Errorf("idempotency: mark calling: %w", err)
-	}
-	c.LeaseUntil = rec.LeaseUntil
-	c.Attempts = rec.Attempts
-	return nil
+	l.every.Store(int64(every))
+	return timing.Every(ctx, every, l.keepAlive)
 }
 
-// MarkAnswered records that the call marked by MarkCalling was answered
-// without taking effect (Graph refused it before acting: a 429, a 503, a
-// connection refused), so that an owner taking the key over later need not
-// treat it as possibly performed. The caller must not use it after any
-// attempt of this claim ended with an unknown outcome. A flag inherited from
-// an earlier owner (c.PreviousCalling) stays set: that call's fate is
-// unknown.
-func (s *Store) MarkAnswered(ctx context.Context, c *Claim) error {
-	if _, _, err := s.takeArm(ctx, c.h); err != nil {
-		return fmt.Errorf("idempotency: mark answered: %w", err)
-	}
-	if c.PreviousCalling {
-		return nil
-	}
-	if _, err := s.write(ctx, c.h, func(r *record) { r.Calling = false }, false); err != nil {
-		return fmt.Errorf("idempotency: mark answered: %w", err)
-	}
-	return nil
-}
-
-// Complete stores the job's outcome and turns the record into done, so that
-// every later Claim of the key returns Done with this outcome until the
-// record's TTL passes. status is a short word such as "succeeded" or
-// "failed"; outcome is a JSON document of at most MaxOutcomeLen bytes, or
-// nil. It returns ErrLost when the key is no longer ours: the caller still
-// answers its own job with its outcome but must not store it.
-func (s *Store) Complete(ctx context.Context, c *Claim, status string, outcome []byte) error {
+// keepAlive renews the lease once and reports whether to go on.
+func (l *Lease) keepAlive(ctx context.Context) bool {
+	// A renewal slower than the lease is useless; give up on it then.
+	rctx, cancel := context.WithTimeout(ctx, l.s.lease)
+	_, err := l.write(rctx, l.renewal, false)
+	cancel()
 	switch {
-	case status == "":
-		return errors.New("idempotency: complete: empty status")
-	case len(outcome) > MaxOutcomeLen:
-		return fmt.Errorf("idempotency: complete: outcome of %d bytes exceeds %d", len(outcome), MaxOutcomeLen)
-	case outcome != nil && !json.Valid(outcome):
-		return errors.New("idempotency: complete: outcome is not valid JSON")
+	case err == nil:
+		return true
+	case errors.Is(err, ErrLost), errors.Is(err, ErrNotHeld), ctx.Err() != nil:
+		return false
+	default:
+		l.s.log.Warn().Err(err).Str("key", l.key).Msg("idempotency: renewing a lease failed; retrying")
+		return true
 	}
-	stored := json.RawMessage(append([]byte(nil), outcome...))
-	_, err := s.write(ctx, c.h, func(r *record) {
-		r.Phase = phaseDone
-		r.Status = status
-		r.Outcome = stored
-		r.CompletedAt = time.Now().UTC()
-		r.Released = false
-	}, true)
-	if err != nil && !errors.Is(err, errFinished) {
-		return fmt.Errorf("idempotency: complete: %w", err)
-	}
-	return nil
+}
+
+// renewal extends a record's lease from now.
+func (l *Lease) renewal(r *record) {
+	r.LeaseUntil = time.Now().Add(l.s.lease).UTC()
 }
 
 // Release gives an unfinished key back, for a job handed back to the queue
-// (NakWithDelay) or left alone because credentials are broken. If no Graph
-// call was marked (the mark of ClaimCalling counts only once MarkCalling
-// took it up), the record is deleted at its revision and the next Claim
-// starts afresh. If one was, the record stays and its lease ends at once, so
-// the next owner takes it over immediately and still sees PreviousCalling.
-// Waiters in Await wake up either way. It returns ErrLost when the key is no
+// or left alone because credentials are broken. If no call was marked
+// (Acquire's mark counts only once a Call took it up and may have acted),
+// the record is deleted at its revision and the next Acquire starts
+// afresh. If one was, the record stays and its lease ends at once, so the
+// next owner takes it over immediately and still sees PreviousCalling.
+// Waiters in Await wake up either way.
+//
+// A key released frees at once, one not released only when its lease
+// ends, so Release goes on when ctx is cancelled (a job handed back at
+// shutdown), for at most two seconds. It returns ErrLost when the key is no
 // longer ours.
-func (s *Store) Release(ctx context.Context, c *Claim) error {
-	h := c.h
-	if h == nil {
-		return fmt.Errorf("idempotency: release: %w", ErrNotHeld)
-	}
-	if err := h.lock(ctx); err != nil {
+func (l *Lease) Release(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	if err := l.lock(ctx); err != nil {
 		return fmt.Errorf("idempotency: release: %w", err)
 	}
-	defer h.unlock()
-	if err := h.usable(); err != nil {
+	defer l.unlock()
+	if err := l.usable(); err != nil {
 		return fmt.Errorf("idempotency: release: %w", err)
 	}
-	if err := s.release(ctx, h); err != nil {
+	if err := l.release(ctx); err != nil {
 		return fmt.Errorf("idempotency: release: %w", err)
 	}
-	h.closed = true
+	l.closed = true
 	return nil
 }
 
-func (s *Store) release(ctx context.Context, h *hold) error {
-	// A mark ClaimCalling made for a call that never came is undone: alone,
-	// it does not make the record calling, and it counts no attempt.
-	unmade := h.armed
+func (l *Lease) release(ctx context.Context) error {
+	// A mark Acquire made for a call that never came is undone: alone, it
+	// does not make the record calling, and it counts no attempt.
+	unmade := l.armed
 	for range maxRounds {
-		if h.rec.Calling && !(unmade && !h.inherited) {
-			_, err := s.modify(ctx, h, func(r *record) {
+		if l.rec.Calling && !(unmade && !l.inherited) {
+			_, err := l.modify(ctx, func(r *record) {
 				r.Released = true
 				r.LeaseUntil = time.Now().UTC()
 				if unmade {
@@ -153,13 +212,13 @@ func (s *Store) release(ctx context.Context, h *hold) error {
 			}
 			return err
 		}
-		s.deletes.Add(1)
-		err := s.kv.Delete(ctx, h.kvKey, jetstream.LastRevision(h.rev))
+		l.s.deletes.Add(1)
+		err := l.s.kv.Delete(ctx, l.kvKey, jetstream.LastRevision(l.rev))
 		if !isRevisionConflict(err) {
 			return err
 		}
-		s.conflicts.Add(1)
-		err = s.adopt(ctx, h)
+		l.s.conflicts.Add(1)
+		err = l.adopt(ctx)
 		switch {
 		case errors.Is(err, errGone):
 			// Our delete landed and only its reply was lost.
@@ -171,166 +230,4 @@ func (s *Store) release(ctx context.Context, h *hold) error {
 		}
 	}
 	return fmt.Errorf("gave up after %d conflicting writes", maxRounds)
-}
-
-// takeArm consumes the mark ClaimCalling wrote, if it is still unused, and
-// returns the record as last written and whether there was one.
-func (s *Store) takeArm(ctx context.Context, h *hold) (record, bool, error) {
-	if h == nil {
-		return record{}, false, ErrNotHeld
-	}
-	if err := h.lock(ctx); err != nil {
-		return record{}, false, err
-	}
-	defer h.unlock()
-	if err := h.usable(); err != nil {
-		return record{}, false, err
-	}
-	armed := h.armed
-	h.armed = false
-	return h.rec, armed, nil
-}
-
-// KeepAlive renews the claim every interval (Config.Lease/3 when every is
-// zero) in the background, on a timer (no goroutine waits between
-// renewals), to hold the key through long waits such as a rate-limit pause
-// or a backoff. It stops when ctx ends, when the claim is completed or
-// released, or when a renewal finds the key lost; then c.Lost reports true.
-// Other renewal errors are logged and retried at the next tick. The
-// returned stop ends the renewals and waits for one in progress; it may be
-// called more than once. KeepAlive never writes c's exported fields, so the
-// caller may keep using c meanwhile.
-func (s *Store) KeepAlive(ctx context.Context, c *Claim, every time.Duration) (stop func()) {
-	if c.h == nil {
-		return func() {}
-	}
-	if every <= 0 {
-		every = s.lease / 3
-	}
-	return timing.Every(ctx, every, func(ctx context.Context) bool {
-		return s.keepAlive(ctx, c.h)
-	})
-}
-
-// keepAlive renews h's lease once and reports whether to go on.
-func (s *Store) keepAlive(ctx context.Context, h *hold) bool {
-	// A renewal slower than the lease is useless; give up on it then.
-	rctx, cancel := context.WithTimeout(ctx, s.lease)
-	_, err := s.write(rctx, h, s.renewal, false)
-	cancel()
-	switch {
-	case err == nil:
-		return true
-	case errors.Is(err, ErrLost), errors.Is(err, ErrNotHeld), ctx.Err() != nil:
-		return false
-	default:
-		s.log.Warn().Err(err).Str("key", h.key).Msg("idempotency: renewing a lease failed; retrying")
-		return true
-	}
-}
-
-// renewal extends a record's lease from now.
-func (s *Store) renewal(r *record) {
-	r.LeaseUntil = time.Now().Add(s.lease).UTC()
-}
-
-// usable reports whether the hold may still write; the caller holds its lock.
-func (h *hold) usable() error {
-	if h.closed {
-		return ErrNotHeld
-	}
-	if h.lost.Load() {
-		return ErrLost
-	}
-	return nil
-}
-
-// write applies change to the claim's record under the claim's lock, and
-// closes the claim afterwards when finish is set.
-func (s *Store) write(ctx context.Context, h *hold, change func(*record), finish bool) (record, error) {
-	if h == nil {
-		return record{}, ErrNotHeld
-	}
-	if err := h.lock(ctx); err != nil {
-		return record{}, err
-	}
-	defer h.unlock()
-	if err := h.usable(); err != nil {
-		return record{}, err
-	}
-	rec, err := s.modify(ctx, h, change)
-	if errors.Is(err, errFinished) && !finish {
-		err = ErrNotHeld
-	}
-	if err == nil && finish {
-		h.closed = true
-	}
-	return rec, err
-}
-
-// modify writes change(record) at the claim's revision. On a conflict it
-// re-reads: if the record still carries our token, an earlier write of ours
-// landed although its reply was lost, and we write again over it; otherwise
-// the claim is lost. The caller holds h's lock.
-func (s *Store) modify(ctx context.Context, h *hold, change func(*record)) (record, error) {
-	for range maxRounds {
-		next := h.rec
-		change(&next)
-		data, err := encodeRecord(&next)
-		if err != nil {
-			return record{}, err
-		}
-		s.updates.Add(1)
-		rev, err := s.kv.Update(ctx, h.kvKey, data, h.rev)
-		if err == nil {
-			h.rev, h.rec = rev, next
-			h.leaseUntil.Store(next.LeaseUntil.UnixNano())
-			return next, nil
-		}
-		if !isRevisionConflict(err) {
-			return record{}, err
-		}
-		s.conflicts.Add(1)
-		err = s.adopt(ctx, h)
-		if errors.Is(err, errGone) {
-			return record{}, s.lose(h, "")
-		}
-		if err != nil {
-			return record{}, err
-		}
-	}
-	return record{}, fmt.Errorf("gave up after %d conflicting writes", maxRounds)
-}
-
-// adopt re-reads the record after a conflict and makes it the claim's base
-// if it still carries the claim's token. It returns errGone when the key was
-// removed, errFinished when it is done under our token, and ErrLost when
-// another claim holds it. The caller holds h's lock.
-func (s *Store) adopt(ctx context.Context, h *hold) error {
-	cur, rev, err := s.get(ctx, h.kvKey)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return errGone
-	}
-	if err != nil {
-		return err
-	}
-	if cur.Token != h.token {
-		return s.lose(h, cur.Owner)
-	}
-	h.rev, h.rec = rev, cur
-	h.leaseUntil.Store(cur.LeaseUntil.UnixNano())
-	if cur.Phase == phaseDone {
-		h.closed = true
-		return errFinished
-	}
-	return nil
-}
-
-// lose marks the claim lost and says so in the log.
-func (s *Store) lose(h *hold, newOwner string) error {
-	h.lost.Store(true)
-	s.log.Warn().Str("key", h.key).Str("job_id", h.rec.JobID).Str("new_owner", newOwner).
-		Int("attempt", h.rec.Attempts).Bool("calling", h.rec.Calling).
-		Msg("idempotency: lost a key to another owner")
-	return ErrLost
 }

@@ -46,7 +46,8 @@ func TestLostReplies(t *testing.T) {
 		t.Fatal(err)
 	}
 	kv := &lostReplyKV{KeyValue: base}
-	a := idempotency.New(kv, idempotency.Config{Owner: "worker-a", Lease: time.Minute})
+	// Complete writes once, so that the test sees each try.
+	a := idempotency.New(kv, idempotency.Config{Owner: "worker-a", Lease: time.Minute, OutcomeRetry: -1})
 	b := newStore(t, srv, "worker-b", time.Minute)
 	ctx := testCtx(t)
 
@@ -65,20 +66,33 @@ func TestLostReplies(t *testing.T) {
 
 	t.Run("mark calling and complete", func(t *testing.T) {
 		c := mustClaim(t, a, "complete", "job-1", idempotency.Acquired)
-		retry(t, "MarkCalling", func() error { return a.MarkCalling(ctx, &c) })
-		if c.Attempts != 2 {
+		retry(t, "Call's mark", func() error { return call(ctx, c, idempotency.Acted) })
+		if c.Lease.Attempts() != 2 {
 			// The retried mark counts again: more attempts, never fewer.
-			t.Errorf("attempts = %d, want 2", c.Attempts)
+			t.Errorf("attempts = %d, want 2", c.Lease.Attempts())
 		}
-		retry(t, "Complete", func() error { return a.Complete(ctx, &c, "succeeded", []byte(`{}`)) })
-		if c.Lost() {
+		retry(t, "Complete", func() error { return c.Lease.Complete(ctx, "succeeded", []byte(`{}`)) })
+		if c.Lease.Lost() {
 			t.Error("claim reported lost")
 		}
 		mustClaim(t, b, "complete", "job-2", idempotency.Done)
 	})
 	t.Run("release by delete", func(t *testing.T) {
 		c := mustClaim(t, a, "release", "job-1", idempotency.Acquired)
-		retry(t, "Release", func() error { return a.Release(ctx, &c) })
+		retry(t, "Release", func() error { return c.Lease.Release(ctx) })
 		mustClaim(t, b, "release", "job-2", idempotency.Acquired)
+	})
+	t.Run("complete retries by itself", func(t *testing.T) {
+		retrying := idempotency.New(kv, idempotency.Config{Owner: "worker-a", Lease: time.Minute})
+		c, err := retrying.Acquire(ctx, "retried", "job-1")
+		if err != nil || c.State != idempotency.Acquired {
+			t.Fatalf("acquire: %+v, %v", c, err)
+		}
+		kv.drop.Store(true)
+		defer kv.drop.Store(false)
+		if err := c.Lease.Complete(ctx, "succeeded", []byte(`{}`)); err != nil {
+			t.Fatalf("Complete with the first reply lost = %v, want its retry to find its own write", err)
+		}
+		mustClaim(t, b, "retried", "job-2", idempotency.Done)
 	})
 }

@@ -57,8 +57,8 @@ func TestInvalidKeys(t *testing.T) {
 			if err := idempotency.ValidateKey(tc.key); !errors.Is(err, idempotency.ErrInvalidKey) {
 				t.Errorf("ValidateKey = %v, want ErrInvalidKey", err)
 			}
-			if _, err := s.Claim(testCtx(t), tc.key, "job-1"); !errors.Is(err, idempotency.ErrInvalidKey) {
-				t.Errorf("Claim = %v, want ErrInvalidKey", err)
+			if _, err := s.Acquire(testCtx(t), tc.key, "job-1"); !errors.Is(err, idempotency.ErrInvalidKey) {
+				t.Errorf("Acquire = %v, want ErrInvalidKey", err)
 			}
 		})
 	}

@@ -1,14 +1,20 @@
-// Package idempotency keeps one record per idempotency key in a JetStream
-// KeyValue bucket, so that a key leads to at most one Graph call across any
-// number of workers, redeliveries and re-submissions while its record lives.
+// Package idempotency is the lease protocol that keeps an idempotency key
+// to at most one Graph call that takes effect, across any number of
+// workers, redeliveries and re-submissions, while the key's record lives in
+// a JetStream KeyValue bucket. A change to how a key is claimed, marked,
+// renewed, taken over, completed or released goes here, and only here.
 //
-// A record is claimed by one owner under a lease, marked "calling" just
-// before each Graph call, and finally completed with the job's outcome,
-// which later jobs with the same key are answered from. ClaimCalling claims
-// and marks in one write, for a caller that calls Graph right away: a job
-// then costs two writes, the claim and the outcome. Every write is a
-// compare-and-set on the key's revision (kv.Create, kv.Update, a delete at
-// a revision), so two workers can never both believe they own a key.
+// One entry point: Store.Acquire returns the key's stored outcome (Done:
+// answer the job from it), another worker's live lease (Busy: wait with
+// Await), or a Lease. Under the Lease, Call makes each call: it marks the
+// record calling first, so that a worker dying during the call leaves a
+// record that tells the next owner a call may have happened, and afterwards
+// records whether the call took effect. Complete stores the outcome, which
+// later jobs with the same key are answered from; Release gives the key
+// back unfinished. Acquire marks the record calling in its own write, so a
+// job costs two writes: the claim and the outcome. Every write is a
+// compare-and-set on the key's revision (kv.Create, kv.Update, a delete at a
+// revision), so two workers can never both believe they own a key.
 //
 // Clock assumption: leases are wall-clock instants written into the record
 // by the owner and judged by the reader's clock. Workers' clocks must agree
@@ -18,8 +24,7 @@
 // compare-and-set decides who owns it, so an owner whose lease passed
 // unnoticed keeps the key until someone actually takes it. The lease also
 // bounds a Graph attempt: keep each attempt's deadline well below
-// Config.Lease, because MarkCalling extends the lease only once, just
-// before the call.
+// Config.Lease, because Call extends the lease only once, before the call.
 //
 // The one window the record cannot close is a worker that dies after Graph
 // answered and before Complete. The next owner then sees
@@ -45,6 +50,10 @@ import (
 // DefaultLease is the lease a claim holds when Config.Lease is zero.
 const DefaultLease = 30 * time.Second
 
+// DefaultOutcomeRetry is how long Complete retries a failed write of the
+// outcome when Config.OutcomeRetry is zero.
+const DefaultOutcomeRetry = 10 * time.Second
+
 // maxRounds bounds the re-reads after compare-and-set conflicts in one call.
 // Each round follows a write by someone else, so the bound is only reached
 // under pathological contention; it turns a bug into an error, not a hang.
@@ -55,9 +64,13 @@ type Config struct {
 	// Owner names this worker in the records it writes, for operators and
 	// for Busy claims elsewhere. Defaults to "hostname-pid".
 	Owner string
-	// Lease is how long a claim stays ours without Renew, MarkCalling or
-	// KeepAlive. Defaults to DefaultLease (30s).
+	// Lease is how long a claim stays ours without a renewal (Renew,
+	// KeepAlive, Call). Defaults to DefaultLease (30s).
 	Lease time.Duration
+	// OutcomeRetry is how long, after its first failed write, Complete
+	// retries storing an outcome. Defaults to DefaultOutcomeRetry (10s); a
+	// negative value makes Complete write once.
+	OutcomeRetry time.Duration
 	// Logger receives takeovers and lost claims. Defaults to no logging.
 	Logger zerolog.Logger
 }
@@ -65,10 +78,11 @@ type Config struct {
 // Store reads and writes idempotency records in one bucket. It is safe for
 // concurrent use by any number of goroutines.
 type Store struct {
-	kv    jetstream.KeyValue
-	owner string
-	lease time.Duration
-	log   zerolog.Logger
+	kv           jetstream.KeyValue
+	owner        string
+	lease        time.Duration
+	outcomeRetry time.Duration
+	log          zerolog.Logger
 
 	creates, gets, updates, deletes, watches atomic.Uint64
 	conflicts, takeovers                     atomic.Uint64
@@ -83,7 +97,10 @@ func New(kv jetstream.KeyValue, cfg Config) *Store {
 	if cfg.Lease <= 0 {
 		cfg.Lease = DefaultLease
 	}
-	return &Store{kv: kv, owner: cfg.Owner, lease: cfg.Lease, log: cfg.Logger}
+	if cfg.OutcomeRetry == 0 {
+		cfg.OutcomeRetry = DefaultOutcomeRetry
+	}
+	return &Store{kv: kv, owner: cfg.Owner, lease: cfg.Lease, outcomeRetry: cfg.OutcomeRetry, log: cfg.Logger}
 }
 
 // Owner returns the name this Store writes into the records it owns.
@@ -122,27 +139,22 @@ var (
 	errGone     = errors.New("idempotency: record vanished")
 )
 
-// Claim tries to take key for the job jobID. It returns Acquired when the
-// key was free, or held under a lease that expired or was released (then
-// TakenOver is set); Done with the stored outcome when the key was
-// completed; Busy when another claim, even one of this Store, holds a live
-// lease. A Busy caller waits with Await.
+// Acquire takes key for the job jobID, to call under it at once. It
+// returns a Claim that is Acquired, with its Lease, when the key was free or
+// held under a lease that expired or was released (then TakenOver is set);
+// Done, with the stored outcome, when the key was completed; Busy, with the
+// holder and the end of its lease, when another claim, even one of this
+// Store, holds a live lease. A Busy caller waits with Await.
 //
-// Claim makes one KeyValue write when the key is new. It returns promptly
-// when ctx is cancelled and is safe for concurrent use.
-func (s *Store) Claim(ctx context.Context, key, jobID string) (Claim, error) {
-	return s.claim(ctx, key, jobID, false)
-}
-
-// ClaimCalling is Claim for a caller about to call Graph: when it acquires
-// the key, the same write also marks the record calling, so the first
-// MarkCalling afterwards writes nothing. That saves one write per job; the
-// price is that a worker dying between ClaimCalling and its call looks to
-// the next owner like one that died during the call (PreviousCalling), as
-// with a death between MarkCalling and the call. Release and MarkAnswered
-// before the first MarkCalling undo the mark as if it had never been made.
-// A Busy claim from ClaimCalling keeps the mode through Await.
-func (s *Store) ClaimCalling(ctx context.Context, key, jobID string) (Claim, error) {
+// An acquired record is marked calling in the same write, so the lease's
+// first Call writes nothing: a new key costs one write. The price is that a
+// worker dying between Acquire and its call looks to the next owner like
+// one that died during the call (PreviousCalling). A Release, or a first
+// Call that made no call, undoes the mark as if it had never been made.
+//
+// Acquire returns promptly when ctx is cancelled and is safe for
+// concurrent use.
+func (s *Store) Acquire(ctx context.Context, key, jobID string) (Claim, error) {
 	return s.claim(ctx, key, jobID, true)
 }
 
@@ -234,7 +246,7 @@ func (s *Store) create(ctx context.Context, kvKey string, rec record, armed bool
 	if err != nil {
 		return Claim{}, err
 	}
-	return acquiredClaim(kvKey, rev, rec, armed, false), nil
+	return s.acquiredClaim(kvKey, rev, rec, armed, false), nil
 }
 
 // takeOver replaces an expired or released claim with ours, keeping the
@@ -262,7 +274,7 @@ func (s *Store) takeOver(ctx context.Context, kvKey string, rev uint64, prev rec
 		return Claim{}, err
 	}
 	s.takeovers.Add(1)
-	c := acquiredClaim(kvKey, newRev, rec, arm, prev.Calling)
+	c := s.acquiredClaim(kvKey, newRev, rec, arm, prev.Calling)
 	c.TakenOver = true
 	c.PreviousOwner = prev.Owner
 	c.PreviousJobID = prev.JobID
@@ -289,32 +301,4 @@ func (s *Store) get(ctx context.Context, kvKey string) (record, uint64, error) {
 		return record{}, 0, err
 	}
 	return rec, e.Revision(), nil
-}
-
-// acquiredClaim is the claim on a record just written as ours. armed says
-// the write marked it calling for a call not yet made; inherited that the
-// previous owner had marked it.
-func acquiredClaim(kvKey string, rev uint64, rec record, armed, inherited bool) Claim {
-	h := newHold(kvKey, rev, rec)
-	h.armed, h.inherited = armed, inherited
-	return Claim{
-		State: Acquired, Key: rec.Key, Owner: rec.Owner, JobID: rec.JobID,
-		LeaseUntil: rec.LeaseUntil, Attempts: rec.Attempts,
-		requester: rec.JobID, arm: armed, h: h,
-	}
-}
-
-func doneClaim(rec record, requester string) Claim {
-	return Claim{
-		State: Done, Key: rec.Key, Owner: rec.Owner, JobID: rec.JobID, Attempts: rec.Attempts,
-		Outcome: rec.Outcome, OutcomeStatus: rec.Status, CompletedAt: rec.CompletedAt,
-		requester: requester,
-	}
-}
-
-func busyClaim(rec record, requester string) Claim {
-	return Claim{
-		State: Busy, Key: rec.Key, Owner: rec.Owner, JobID: rec.JobID,
-		LeaseUntil: rec.LeaseUntil, Attempts: rec.Attempts, requester: requester,
-	}
 }

@@ -21,14 +21,14 @@ func TestClaimCompleteReplay(t *testing.T) {
 	if c.Owner != "worker-a" || c.JobID != "job-1" || c.Key != key || c.TakenOver || c.Attempts != 0 {
 		t.Fatalf("acquired claim = %+v", c)
 	}
-	if err := a.MarkCalling(ctx, &c); err != nil {
-		t.Fatalf("mark calling: %v", err)
+	if err := call(ctx, c, idempotency.Acted); err != nil {
+		t.Fatalf("call: %v", err)
 	}
-	if c.Attempts != 1 {
-		t.Fatalf("attempts after MarkCalling = %d, want 1", c.Attempts)
+	if c.Lease.Attempts() != 1 {
+		t.Fatalf("attempts after a Call = %d, want 1", c.Lease.Attempts())
 	}
 	outcome := []byte(`{"status":"succeeded","graph":{"status":204}}`)
-	if err := a.Complete(ctx, &c, "succeeded", outcome); err != nil {
+	if err := c.Lease.Complete(ctx, "succeeded", outcome); err != nil {
 		t.Fatalf("complete: %v", err)
 	}
 
@@ -51,10 +51,10 @@ func TestClaimCompleteReplay(t *testing.T) {
 		})
 	}
 
-	if err := a.Renew(ctx, &c); !errors.Is(err, idempotency.ErrNotHeld) {
+	if err := c.Lease.Renew(ctx); !errors.Is(err, idempotency.ErrNotHeld) {
 		t.Errorf("Renew after Complete = %v, want ErrNotHeld", err)
 	}
-	if err := a.Complete(ctx, &c, "succeeded", outcome); !errors.Is(err, idempotency.ErrNotHeld) {
+	if err := c.Lease.Complete(ctx, "succeeded", outcome); !errors.Is(err, idempotency.ErrNotHeld) {
 		t.Errorf("second Complete = %v, want ErrNotHeld", err)
 	}
 }
@@ -78,7 +78,7 @@ func TestClaimBusy(t *testing.T) {
 			if c.Owner != "worker-a" || c.JobID != "job-1" || !c.LeaseUntil.Equal(held.LeaseUntil) {
 				t.Errorf("busy claim = %+v, want holder worker-a/job-1 until %s", c, held.LeaseUntil)
 			}
-			if err := tc.store.Renew(testCtx(t), &c); !errors.Is(err, idempotency.ErrNotHeld) {
+			if err := c.Lease.Renew(testCtx(t)); !errors.Is(err, idempotency.ErrNotHeld) {
 				t.Errorf("Renew of a busy claim = %v, want ErrNotHeld", err)
 			}
 		})
@@ -92,7 +92,7 @@ func TestTakeoverAfterLeaseExpiry(t *testing.T) {
 		wantAttempts int
 	}{
 		{"before any call", false, 0},
-		{"after MarkCalling", true, 1},
+		{"after a call", true, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := startBucket(t)
@@ -102,12 +102,12 @@ func TestTakeoverAfterLeaseExpiry(t *testing.T) {
 
 			ca := mustClaim(t, a, "key", "job-1", idempotency.Acquired)
 			if tc.markCalling {
-				if err := a.MarkCalling(ctx, &ca); err != nil {
-					t.Fatalf("mark calling: %v", err)
+				if err := call(ctx, ca, idempotency.Unknown); err != nil {
+					t.Fatalf("call: %v", err)
 				}
 			}
 			busy := mustClaim(t, b, "key", "job-2", idempotency.Busy)
-			cb, err := b.Await(ctx, "key", busy)
+			cb, err := b.Await(ctx, busy)
 			if err != nil {
 				t.Fatalf("await: %v", err)
 			}
@@ -124,20 +124,20 @@ func TestTakeoverAfterLeaseExpiry(t *testing.T) {
 			}
 
 			// The old owner finds out on its next write, whatever it is.
-			if err := a.Renew(ctx, &ca); !errors.Is(err, idempotency.ErrLost) {
+			if err := ca.Lease.Renew(ctx); !errors.Is(err, idempotency.ErrLost) {
 				t.Errorf("Renew after takeover = %v, want ErrLost", err)
 			}
-			if !ca.Lost() {
+			if !ca.Lease.Lost() {
 				t.Error("Lost() = false after ErrLost")
 			}
-			if err := a.MarkCalling(ctx, &ca); !errors.Is(err, idempotency.ErrLost) {
-				t.Errorf("MarkCalling after takeover = %v, want ErrLost", err)
+			if err := call(ctx, ca, idempotency.Unknown); !errors.Is(err, idempotency.ErrLost) {
+				t.Errorf("Call after takeover = %v, want ErrLost (and no call)", err)
 			}
-			if err := a.Complete(ctx, &ca, "succeeded", nil); !errors.Is(err, idempotency.ErrLost) {
+			if err := ca.Lease.Complete(ctx, "succeeded", nil); !errors.Is(err, idempotency.ErrLost) {
 				t.Errorf("Complete after takeover = %v, want ErrLost", err)
 			}
 
-			if err := b.Complete(ctx, &cb, "succeeded", []byte(`{"by":"b"}`)); err != nil {
+			if err := cb.Lease.Complete(ctx, "succeeded", []byte(`{"by":"b"}`)); err != nil {
 				t.Fatalf("complete by the new owner: %v", err)
 			}
 			d := mustClaim(t, a, "key", "job-3", idempotency.Done)
@@ -154,7 +154,7 @@ func TestRelease(t *testing.T) {
 		markCalling bool
 	}{
 		{"without a call: record deleted", false},
-		{"after MarkCalling: lease expired, calling kept", true},
+		{"after a call: lease expired, calling kept", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := startBucket(t)
@@ -165,17 +165,17 @@ func TestRelease(t *testing.T) {
 
 			ca := mustClaim(t, a, "key", "job-1", idempotency.Acquired)
 			if tc.markCalling {
-				if err := a.MarkCalling(ctx, &ca); err != nil {
-					t.Fatalf("mark calling: %v", err)
+				if err := call(ctx, ca, idempotency.Unknown); err != nil {
+					t.Fatalf("call: %v", err)
 				}
 			}
-			if err := a.Release(ctx, &ca); err != nil {
+			if err := ca.Lease.Release(ctx); err != nil {
 				t.Fatalf("release: %v", err)
 			}
-			if err := a.Release(ctx, &ca); !errors.Is(err, idempotency.ErrNotHeld) {
+			if err := ca.Lease.Release(ctx); !errors.Is(err, idempotency.ErrNotHeld) {
 				t.Errorf("second Release = %v, want ErrNotHeld", err)
 			}
-			if ca.Lost() {
+			if ca.Lease.Lost() {
 				t.Error("a released claim reports Lost")
 			}
 
@@ -207,13 +207,13 @@ func TestCompleteRejectsBadOutcome(t *testing.T) {
 		{"too large", "succeeded", []byte(`"` + strings.Repeat("a", idempotency.MaxOutcomeLen) + `"`)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := a.Complete(ctx, &c, tc.status, tc.outcome); err == nil {
+			if err := c.Lease.Complete(ctx, tc.status, tc.outcome); err == nil {
 				t.Fatal("Complete succeeded")
 			}
 		})
 	}
 	// The claim survives a refused outcome.
-	if err := a.Complete(ctx, &c, "failed", nil); err != nil {
+	if err := c.Lease.Complete(ctx, "failed", nil); err != nil {
 		t.Fatalf("complete without an outcome: %v", err)
 	}
 	d := mustClaim(t, a, "key", "job-2", idempotency.Done)
@@ -227,7 +227,7 @@ func TestRecordIsReadableByOperators(t *testing.T) {
 	a := newStore(t, srv, "worker-a", time.Minute)
 	const key = "INC0012345/2d6a"
 	c := mustClaim(t, a, key, "job-1", idempotency.Acquired)
-	if err := a.MarkCalling(testCtx(t), &c); err != nil {
+	if err := call(testCtx(t), c, idempotency.Acted); err != nil {
 		t.Fatal(err)
 	}
 

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/recoverpasscode/recoverpasscode/graph"
 	"github.com/recoverpasscode/recoverpasscode/idempotency"
 	"github.com/recoverpasscode/recoverpasscode/wire"
 )
@@ -120,8 +121,11 @@ func checkValid(t *testing.T, j wire.Job) {
 // one rejected. Either answer must be publishable as it stands.
 func checkAnswer(t *testing.T, policy wire.Policy, data []byte, meta wire.Meta) {
 	t.Helper()
-	h := &Handler{Policy: policy, Worker: "fuzz", MaxDeliveries: 1}
-	h.Init()
+	u := unreachable{t}
+	h, err := New(Config{Graph: u, Tokens: u, Limiter: u, Ledger: u, Policy: policy, Worker: "fuzz", MaxDeliveries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
 	out := h.Handle(context.Background(), Delivery{Data: data, Meta: meta, NumDelivered: 2})
 	if out.Result == nil || out.Disposition == Retry {
 		t.Fatalf("Handle gave no answer: %+v", out)
@@ -138,6 +142,45 @@ func checkAnswer(t *testing.T, policy wire.Policy, data []byte, meta wire.Meta) 
 	if _, err := json.Marshal(out.Result); err != nil {
 		t.Fatalf("the answer does not encode: %v", err)
 	}
+}
+
+// unreachable is every dependency of a Handler, for answers that must not
+// reach any.
+type unreachable struct{ t *testing.T }
+
+func (u unreachable) RecoverPasscode(context.Context, wire.Target) (graph.Response, error) {
+	u.t.Fatal("Graph called")
+	return graph.Response{}, nil
+}
+
+func (u unreachable) Refresh(context.Context, string) (string, error) {
+	u.t.Fatal("token refreshed")
+	return "", nil
+}
+
+func (u unreachable) Wait(context.Context, string) (time.Duration, error) {
+	u.t.Fatal("rate limit waited for")
+	return 0, nil
+}
+
+func (u unreachable) Pause(context.Context, string, time.Time) error {
+	u.t.Fatal("tenant paused")
+	return nil
+}
+
+func (u unreachable) PausedUntil(string) (time.Time, bool) {
+	u.t.Fatal("pause looked up")
+	return time.Time{}, false
+}
+
+func (u unreachable) Acquire(context.Context, string, string) (idempotency.Claim, error) {
+	u.t.Fatal("idempotency key acquired")
+	return idempotency.Claim{}, nil
+}
+
+func (u unreachable) Await(context.Context, idempotency.Claim) (idempotency.Claim, error) {
+	u.t.Fatal("idempotency key awaited")
+	return idempotency.Claim{}, nil
 }
 
 // normal drops what differs legitimately between two decodings of one job.

@@ -3,12 +3,10 @@ package job
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
-	"github.com/rs/zerolog"
 
 	"github.com/recoverpasscode/recoverpasscode/graph"
 	"github.com/recoverpasscode/recoverpasscode/idempotency"
@@ -32,18 +30,15 @@ type Limiter interface {
 	PausedUntil(tenantID string) (time.Time, bool)
 }
 
-// Ledger keeps the idempotency record of each key. *idempotency.Store
-// implements it.
+// Ledger grants each key's idempotency lease; the lease
+// (idempotency.Lease) carries the at-most-once protocol of the calls made
+// under it. *idempotency.Store implements it.
 type Ledger interface {
-	ClaimCalling(ctx context.Context, key, jobID string) (idempotency.Claim, error)
-	Await(ctx context.Context, key string, c idempotency.Claim) (idempotency.Claim, error)
-	MarkCalling(ctx context.Context, c *idempotency.Claim) error
-	Renew(ctx context.Context, c *idempotency.Claim) error
-	MarkAnswered(ctx context.Context, c *idempotency.Claim) error
-	Complete(ctx context.Context, c *idempotency.Claim, status string, outcome []byte) error
-	Release(ctx context.Context, c *idempotency.Claim) error
-	KeepAlive(ctx context.Context, c *idempotency.Claim, every time.Duration) (stop func())
+	Acquire(ctx context.Context, key, jobID string) (idempotency.Claim, error)
+	Await(ctx context.Context, c idempotency.Claim) (idempotency.Claim, error)
 }
+
+var _ Ledger = (*idempotency.Store)(nil)
 
 // Disposition says what the worker does with the job message.
 type Disposition int
@@ -86,101 +81,29 @@ type Delivery struct {
 	InProgress func()
 }
 
-// Handler processes jobs. Its zero value is not usable; set the required
-// fields. A Handler is safe for concurrent use once configured.
+// Handler processes jobs. Make one with New; it is safe for concurrent
+// use.
 type Handler struct {
-	Graph   Recoverer // required
-	Tokens  Tokens    // required
-	Limiter Limiter   // required
-	Ledger  Ledger    // required
-	Policy  wire.Policy
-	// Observer learns of Graph calls, rate-limit waits and pauses. Optional.
-	Observer Observer
-	// Worker names this worker in results. Required.
-	Worker string
-	// Backoff configures retries of 5xx, timeouts and 429s without
-	// Retry-After.
-	Backoff Backoff
-	// MaxInlineWait is the longest wait (rate-limit pause, backoff, another
-	// worker's lease) spent holding a job; longer waits hand it back with a
-	// delay so the slot serves other tenants. Defaults to 10s.
-	MaxInlineWait time.Duration
-	// KeepAliveEvery is how often a held job's ack deadline and lease are
-	// extended. Defaults to 5s.
-	KeepAliveEvery time.Duration
-	// MaxDeliveries bounds how often one job message is delivered before it
-	// ends failed. Defaults to 50.
-	MaxDeliveries uint64
-	Logger        zerolog.Logger
-	// Now returns the current time. Defaults to time.Now.
-	Now func() time.Time
+	cfg Config
 }
-
-// Backoff bounds retries of one job.
-type Backoff struct {
-	// Initial is the first delay. Defaults to 500ms.
-	Initial time.Duration
-	// Max caps one delay, including a server's Retry-After. Defaults to 60s.
-	Max time.Duration
-	// MaxAttempts bounds the failed Graph calls (5xx, timeouts, connection
-	// errors) of one delivery; 429s do not count. Defaults to 8.
-	MaxAttempts int
-	// MaxElapsed bounds the time from a delivery's start to its last retry
-	// (time spent queued, or handed back while a tenant is throttled, does
-	// not count: waiting for the limit is not failing). Defaults to 15m.
-	MaxElapsed time.Duration
-}
-
-func (h *Handler) defaults() {
-	if h.MaxInlineWait == 0 {
-		h.MaxInlineWait = 10 * time.Second
-	}
-	if h.KeepAliveEvery == 0 {
-		h.KeepAliveEvery = 5 * time.Second
-	}
-	if h.MaxDeliveries == 0 {
-		h.MaxDeliveries = 50
-	}
-	if h.Backoff.Initial == 0 {
-		h.Backoff.Initial = 500 * time.Millisecond
-	}
-	if h.Backoff.Max == 0 {
-		h.Backoff.Max = 60 * time.Second
-	}
-	if h.Backoff.MaxAttempts == 0 {
-		h.Backoff.MaxAttempts = 8
-	}
-	if h.Backoff.MaxElapsed == 0 {
-		h.Backoff.MaxElapsed = 15 * time.Minute
-	}
-	if h.Now == nil {
-		h.Now = time.Now
-	}
-	if h.Observer == nil {
-		h.Observer = nopObserver{}
-	}
-}
-
-// Init applies defaults; call it once before Handle.
-func (h *Handler) Init() { h.defaults() }
 
 // Handle processes one delivery of a job and says what to do with it.
 func (h *Handler) Handle(ctx context.Context, d Delivery) Outcome {
-	started := h.Now()
+	started := h.cfg.Now()
 	j, err := wire.Decode(d.Data, d.Meta)
 	if err == nil {
-		err = h.Policy.Validate(&j)
+		err = h.cfg.Policy.Validate(&j)
 	}
 	if err == nil {
-		err = h.Policy.CheckReplyTo(j.ReplyTo, d.Meta.Source)
+		err = h.cfg.Policy.CheckReplyTo(j.ReplyTo, d.Meta.Source)
 	}
 	if err != nil && !wire.ValidID(j.ID) {
 		// The answer needs an id that is a subject token and a message id;
 		// the one the job named is not.
 		j.ID = d.Meta.DerivedID()
 	}
-	res := wire.NewResult(&j, d.Meta, h.Worker, started)
-	logCtx := h.Logger.With().Str("job_id", j.ID).Str("source", d.Meta.Source)
+	res := wire.NewResult(&j, d.Meta, h.cfg.Worker, started)
+	logCtx := h.cfg.Logger.With().Str("job_id", j.ID).Str("source", d.Meta.Source)
 	if d.Meta.Traceparent != "" {
 		logCtx = logCtx.Str("traceparent", d.Meta.Traceparent)
 	}
@@ -188,7 +111,7 @@ func (h *Handler) Handle(ctx context.Context, d Delivery) Outcome {
 	if err != nil {
 		log.Info().Str("status", string(wire.Rejected)).Str("reason", err.Error()).Msg("job rejected")
 		out := h.finish(&res, wire.Rejected, err.Error(), Term, "rejected: "+err.Error())
-		if wire.ValidSubject(j.ReplyTo) && h.Policy.CheckReplyTo(j.ReplyTo, d.Meta.Source) == nil {
+		if wire.ValidSubject(j.ReplyTo) && h.cfg.Policy.CheckReplyTo(j.ReplyTo, d.Meta.Source) == nil {
 			out.ReplyTo = j.ReplyTo
 		}
 		return out
@@ -198,11 +121,11 @@ func (h *Handler) Handle(ctx context.Context, d Delivery) Outcome {
 	switch {
 	case h.expired(&j):
 		out = h.finish(&res, wire.Expired, fmt.Sprintf("notAfter %s passed before the job could start", j.NotAfter.Format(time.RFC3339)), Ack, "")
-	case d.NumDelivered > h.MaxDeliveries:
+	case d.NumDelivered > h.cfg.MaxDeliveries:
 		msg := fmt.Sprintf("delivered %d times without finishing", d.NumDelivered)
 		out = h.finish(&res, wire.Failed, msg, Term, "failed: "+msg)
 	default:
-		p := &process{h: h, d: d, job: &j, res: &res, log: log}
+		p := &process{h: h, cfg: &h.cfg, d: d, job: &j, res: &res, log: log}
 		out = p.run(ctx)
 	}
 	out.ReplyTo = j.ReplyTo
@@ -210,14 +133,14 @@ func (h *Handler) Handle(ctx context.Context, d Delivery) Outcome {
 }
 
 func (h *Handler) expired(j *wire.Job) bool {
-	return j.NotAfter != nil && h.Now().After(*j.NotAfter)
+	return j.NotAfter != nil && h.cfg.Now().After(*j.NotAfter)
 }
 
 // finish completes res and wraps it in an Outcome.
 func (h *Handler) finish(res *wire.Result, st wire.Status, why string, disp Disposition, deadLetter string) Outcome {
 	res.Status = st
 	res.Error = why
-	res.FinishedAt = h.Now()
+	res.FinishedAt = h.cfg.Now()
 	return Outcome{Disposition: disp, Result: res, DeadLetter: deadLetter}
 }
 
@@ -251,23 +174,11 @@ func (h *Handler) replay(res *wire.Result, stored []byte) Outcome {
 // newBackOff is the exponential backoff with jitter used between attempts.
 func (h *Handler) newBackOff() *backoff.ExponentialBackOff {
 	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = h.Backoff.Initial
-	b.MaxInterval = h.Backoff.Max
+	b.InitialInterval = h.cfg.Backoff.Initial
+	b.MaxInterval = h.cfg.Backoff.Max
 	b.Multiplier = 2
 	b.RandomizationFactor = 0.5
 	b.MaxElapsedTime = 0 // bounded by MaxAttempts and MaxElapsed instead
 	b.Reset()
 	return b
-}
-
-// errorText is the person-readable text of a Graph error.
-func errorText(err error) string {
-	var apiErr *graph.APIError
-	if errors.As(err, &apiErr) && apiErr.Status != 0 {
-		if apiErr.Code != "" {
-			return fmt.Sprintf("graph answered %d %s: %s", apiErr.Status, apiErr.Code, wire.Truncate(apiErr.Message, 300))
-		}
-		return fmt.Sprintf("graph answered %d", apiErr.Status)
-	}
-	return wire.Truncate(err.Error(), 300)
 }

@@ -133,6 +133,13 @@ type benchServers struct {
 // production log level (info, so per-attempt debug lines cost nothing).
 // The streams and buckets are those the worker sets up.
 func newBenchHandler(b testing.TB, srv benchServers) (*job.Handler, *idempotency.Store) {
+	return newBenchHandlerWith(b, srv, nil)
+}
+
+// newBenchHandlerWith is newBenchHandler with adjust, when not nil, given
+// the configurations of the handler and of its idempotency store, and the
+// keys bucket the store writes to, before they are used.
+func newBenchHandlerWith(b testing.TB, srv benchServers, adjust func(*job.Config, *idempotency.Config, *jetstream.KeyValue)) (*job.Handler, *idempotency.Store) {
 	ctx := b.Context()
 	nc, err := nats.Connect(srv.NATS)
 	if err != nil {
@@ -182,16 +189,24 @@ func newBenchHandler(b testing.TB, srv benchServers) (*job.Handler, *idempotency
 	if err != nil {
 		b.Fatal(err)
 	}
-	store := idempotency.New(keys, idempotency.Config{Owner: "bench", Lease: 30 * time.Second, Logger: log})
-	h := &job.Handler{
-		Graph: client, Tokens: cred, Limiter: limiter, Ledger: store,
+	storeCfg := idempotency.Config{Owner: "bench", Lease: 30 * time.Second, Logger: log}
+	cfg := job.Config{
+		Graph: client, Tokens: cred, Limiter: limiter,
 		Observer:       worker.NewTelemetry(js, names, metrics.New(prometheus.NewRegistry()), log),
 		Policy:         wire.Policy{DefaultTenant: benchTenant},
 		Worker:         "bench",
 		KeepAliveEvery: 10 * time.Second,
 		Logger:         log,
 	}
-	h.Init()
+	if adjust != nil {
+		adjust(&cfg, &storeCfg, &keys)
+	}
+	store := idempotency.New(keys, storeCfg)
+	cfg.Ledger = store
+	h, err := job.New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
 	return h, store
 }
 

@@ -17,31 +17,29 @@ import (
 	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
-// process carries one valid job through its idempotency record and its
-// Graph attempts.
+// process carries one valid job through its key's lease and its Graph
+// attempts, doing what decide says after each.
 type process struct {
 	h     *Handler
+	cfg   *Config
 	d     Delivery
 	job   *wire.Job
 	res   *wire.Result
 	log   zerolog.Logger
-	claim idempotency.Claim
+	lease *idempotency.Lease
 }
 
 func (p *process) run(ctx context.Context) Outcome {
-	h := p.h
+	cfg := p.cfg
 	key := LedgerKey(p.job)
-	// The key is claimed to call Graph right away: the claim marks the
-	// record calling in the same write, and the first MarkCalling below
-	// takes that mark up without a round trip.
-	claim, err := h.Ledger.ClaimCalling(ctx, key, p.job.ID)
+	claim, err := cfg.Ledger.Acquire(ctx, key, p.job.ID)
 	if err != nil {
 		return p.handBack(ctx, time.Second, fmt.Errorf("claim idempotency key: %w", err))
 	}
 	if claim.State == idempotency.Busy {
-		waitCtx, cancel := context.WithTimeout(ctx, h.MaxInlineWait)
+		waitCtx, cancel := context.WithTimeout(ctx, cfg.MaxInlineWait)
 		stop := p.keepDeliveryAlive(waitCtx)
-		claim, err = h.Ledger.Await(waitCtx, key, claim)
+		claim, err = cfg.Ledger.Await(waitCtx, claim)
 		stop()
 		cancel()
 		if err != nil || claim.State == idempotency.Busy {
@@ -56,151 +54,134 @@ func (p *process) run(ctx context.Context) Outcome {
 	}
 	switch claim.State {
 	case idempotency.Done:
-		return h.replay(p.res, claim.Outcome)
+		return p.h.replay(p.res, claim.Outcome)
 	case idempotency.Acquired:
 	default:
 		return p.handBack(ctx, time.Second, fmt.Errorf("unexpected claim state %v", claim.State))
 	}
-	p.claim = claim
+	p.lease = claim.Lease
 	if claim.TakenOver && claim.PreviousCalling {
 		p.res.Uncertain = true
 		p.res.UncertainReason = fmt.Sprintf("took over the key from worker %s, which stopped after it may have called Graph", claim.PreviousOwner)
 	}
-	stopLease := h.Ledger.KeepAlive(ctx, &p.claim, h.KeepAliveEvery)
+	stopLease := p.lease.KeepAlive(ctx, cfg.KeepAliveEvery)
 	defer stopLease()
 	stopAck := p.keepDeliveryAlive(ctx)
 	defer stopAck()
 	return p.attempts(ctx)
 }
 
-// attempts calls Graph until it answers for good, the retry bounds are
-// spent, or a wait is long enough to hand the job back.
+// attempts calls Graph under the lease until decide says the job is
+// answered, handed back or given up.
 func (p *process) attempts(ctx context.Context) Outcome {
-	h := p.h
-	bo := h.newBackOff()
-	refreshed := false
-	failures := 0
-	target := p.job.Target()
+	cfg := p.cfg
+	bo := p.h.newBackOff()
+	st := attempt{Started: p.res.StartedAt}
 	for {
-		if h.expired(p.job) {
+		if p.h.expired(p.job) {
 			p.release(ctx)
-			return h.finish(p.res, wire.Expired, fmt.Sprintf("notAfter %s passed before Graph answered", p.job.NotAfter.Format(time.RFC3339)), Ack, "")
+			return p.h.finish(p.res, wire.Expired, fmt.Sprintf("notAfter %s passed before Graph answered", p.job.NotAfter.Format(time.RFC3339)), Ack, "")
 		}
-		if until, paused := h.Limiter.PausedUntil(p.job.TenantID); paused {
-			if wait := time.Until(until); wait > h.MaxInlineWait {
+		if until, paused := cfg.Limiter.PausedUntil(p.job.TenantID); paused {
+			if wait := time.Until(until); wait > cfg.MaxInlineWait {
 				return p.handBack(ctx, wait+jitter(time.Second), errors.New("tenant is paused by Graph throttling"))
 			}
 		}
-		// Mark the record before taking a permit, so that nothing but the
-		// call lies between the permit and Graph: the limit is on when calls
-		// arrive, and a KV round trip there would blur it.
-		if err := h.Ledger.MarkCalling(ctx, &p.claim); err != nil {
-			return p.handBack(ctx, time.Second, fmt.Errorf("mark idempotency record: %w", err))
-		}
-		waited, err := h.Limiter.Wait(ctx, p.job.TenantID)
-		if err != nil {
-			p.unmark(ctx)
-			return p.handBack(ctx, 0, fmt.Errorf("rate limit: %w", err))
-		}
-		h.Observer.RateLimited(p.job.TenantID, waited)
-		// The lease must still be ours, as last confirmed by a write: if the
-		// keep-alive could not renew it during the wait (NATS unreachable),
-		// another worker may have taken the key. Renewing is a
-		// compare-and-set, so a lost key is found out here, before calling.
-		if time.Until(p.claim.HeldUntil()) < h.KeepAliveEvery {
-			if err := h.Ledger.Renew(ctx, &p.claim); err != nil {
-				return p.handBack(ctx, time.Second, fmt.Errorf("lease lapsed while waiting for the rate limit: %w", err))
-			}
-		}
-		p.res.Attempts++
-		resp, err := h.Graph.RecoverPasscode(ctx, target)
-		p.recordGraph(resp, err)
-		call := wire.NewAuditEvent(wire.KindGraphCall, p.res, h.Now())
-		call.Form = target.Form()
-		call.DurationMS = float64(resp.Duration.Microseconds()) / 1000
-		h.Observer.GraphCalled(ctx, call, resp.Duration)
-		p.log.Debug().Int("attempt", p.res.Attempts).Int("status", resp.Status).Str("request_id", resp.RequestID).Str("client_request_id", resp.ClientRequestID).Err(err).Msg("graph call")
-		if err == nil {
-			return p.complete(ctx, wire.Succeeded, "", "")
-		}
-		if ctx.Err() != nil {
-			return p.handBack(ctx, 0, ctx.Err())
-		}
-		if !errors.Is(err, graph.ErrUnknownOutcome) {
-			p.unmark(ctx) // Graph answered without acting
-		}
+		d, gerr, limitErr, err := p.call(ctx, st, bo)
 		switch {
-		case errors.Is(err, graph.ErrUnauthorized) && !refreshed:
-			refreshed = true
-			if _, rerr := h.Tokens.Refresh(ctx, p.job.TenantID); rerr != nil {
+		case limitErr != nil:
+			return p.handBack(ctx, 0, fmt.Errorf("rate limit: %w", limitErr))
+		case err != nil:
+			return p.handBack(ctx, time.Second, err)
+		}
+		if d.Uncertain {
+			p.res.Uncertain = true
+			p.res.UncertainReason = "an earlier attempt ended without a clear answer from Graph (" + errorText(gerr) + "); the action may have run before the final attempt"
+		}
+		if d.Failure {
+			st.Failures++
+		}
+		switch d.Act {
+		case succeed:
+			return p.complete(ctx, wire.Succeeded, "", "")
+		case fail:
+			msg := errorText(gerr)
+			return p.complete(ctx, wire.Failed, msg, "failed: "+msg)
+		case refresh:
+			st.Refreshed = true
+			if _, rerr := cfg.Tokens.Refresh(ctx, p.job.TenantID); rerr != nil {
 				return p.credentialsBroken(ctx, rerr)
 			}
-			continue
-		case errors.Is(err, graph.ErrUnauthorized), errors.Is(err, graph.ErrCredential):
-			return p.credentialsBroken(ctx, err)
-		case errors.Is(err, graph.ErrPermanent):
-			msg := errorText(err)
-			return p.complete(ctx, wire.Failed, msg, "failed: "+msg)
-		}
-		// Throttled, transient or unknown outcome: retry within bounds.
-		if errors.Is(err, graph.ErrUnknownOutcome) {
-			p.res.Uncertain = true
-			p.res.UncertainReason = "an earlier attempt ended without a clear answer from Graph (" + errorText(err) + "); the action may have run before the final attempt"
-		}
-		delay := p.retryDelay(err, bo)
-		if !errors.Is(err, graph.ErrThrottled) {
-			failures++ // being throttled is waiting our turn, not failing
-		}
-		if failures >= h.Backoff.MaxAttempts || h.Now().Add(delay).Sub(p.res.StartedAt) > h.Backoff.MaxElapsed {
-			msg := fmt.Sprintf("gave up after %d attempts: %s", p.res.Attempts, errorText(err))
+		case credentials:
+			return p.credentialsBroken(ctx, gerr)
+		case giveUp:
+			msg := fmt.Sprintf("gave up after %d attempts: %s", p.res.Attempts, errorText(gerr))
 			p.release(ctx)
-			return h.finish(p.res, wire.Failed, msg, Ack, "failed: "+msg)
-		}
-		if errors.Is(err, graph.ErrThrottled) || serverSaidWait(err) {
-			// The server speaks for the tenant, not for this job: every
-			// worker holds its calls for this tenant until then.
-			until := h.Now().Add(delay)
-			if perr := h.Limiter.Pause(ctx, p.job.TenantID, until); perr != nil {
+			return p.h.finish(p.res, wire.Failed, msg, Ack, "failed: "+msg)
+		case pause:
+			if perr := cfg.Limiter.Pause(ctx, p.job.TenantID, d.Until); perr != nil {
 				p.log.Warn().Err(perr).Msg("could not share the throttling pause")
 			}
-			h.Observer.Paused(p.job.TenantID, until)
-			p.log.Info().Int("status", p.res.Graph.Status).Dur("pause", delay).Msg("graph asked to slow down: tenant paused")
-			continue // the next Wait observes the pause
-		}
-		if delay > h.MaxInlineWait {
-			return p.handBack(ctx, delay, err)
-		}
-		if !timing.Sleep(ctx, delay) {
-			return p.handBack(ctx, 0, ctx.Err())
+			cfg.Observer.Paused(p.job.TenantID, d.Until)
+			p.log.Info().Int("status", p.res.Graph.Status).Dur("pause", d.Delay).Msg("graph asked to slow down: tenant paused")
+			// The next Wait observes the pause.
+		case handBack:
+			why := gerr
+			if ctx.Err() != nil {
+				why = ctx.Err()
+			}
+			return p.handBack(ctx, d.Delay, why)
+		case sleep:
+			if !timing.Sleep(ctx, d.Delay) {
+				return p.handBack(ctx, 0, ctx.Err())
+			}
 		}
 	}
 }
 
-// unmark records that the call marked by MarkCalling did not take effect
-// (it was refused, or never made), so a later owner of the key need not
-// fear a double call. After an unknown outcome the mark must stay.
-func (p *process) unmark(ctx context.Context) {
-	if p.res.Uncertain {
-		return
+// call makes one Graph call under the lease, after the shared rate limit,
+// and decides what its answer means. It returns the rate limiter's error,
+// or the lease's (the call was not made), or the decision and Graph's
+// error.
+func (p *process) call(ctx context.Context, st attempt, bo *backoff.ExponentialBackOff) (d decision, gerr, limitErr, err error) {
+	cfg := p.cfg
+	target := p.job.Target()
+	// The lease marks the record before the permit is taken, so that
+	// nothing but the call lies between the permit and Graph: the limit is
+	// on when calls arrive, and a KV round trip there would blur it.
+	wait := func(ctx context.Context) error {
+		waited, err := cfg.Limiter.Wait(ctx, p.job.TenantID)
+		if err != nil {
+			limitErr = err
+			return err
+		}
+		cfg.Observer.RateLimited(p.job.TenantID, waited)
+		return nil
 	}
-	if err := p.h.Ledger.MarkAnswered(context.WithoutCancel(ctx), &p.claim); err != nil {
-		p.log.Warn().Err(err).Msg("could not record that the marked Graph call did not happen")
+	var resp graph.Response
+	_, err = p.lease.Call(ctx, wait, func(ctx context.Context) idempotency.Fate {
+		p.res.Attempts++
+		resp, gerr = cfg.Graph.RecoverPasscode(ctx, target)
+		// decide draws from a copy of the backoff; the draw counts only if
+		// the decision used it.
+		next := *bo
+		st.Now, st.Canceled, st.Backoff = cfg.Now(), ctx.Err() != nil, next.NextBackOff()
+		d = decide(gerr, st, cfg)
+		if d.Backoff {
+			*bo = next
+		}
+		return d.Fate
+	})
+	if limitErr != nil || err != nil {
+		return decision{}, nil, limitErr, err
 	}
-}
-
-// retryDelay is the server's Retry-After, clamped, or the next backoff.
-func (p *process) retryDelay(err error, bo *backoff.ExponentialBackOff) time.Duration {
-	var apiErr *graph.APIError
-	if errors.As(err, &apiErr) && apiErr.HasRetryAfter {
-		return min(max(apiErr.RetryAfter, 0), p.h.Backoff.Max)
-	}
-	return bo.NextBackOff()
-}
-
-// serverSaidWait reports a response carrying Retry-After (a 503 or 504).
-func serverSaidWait(err error) bool {
-	var apiErr *graph.APIError
-	return errors.As(err, &apiErr) && apiErr.Status != 0 && apiErr.HasRetryAfter
+	p.recordGraph(resp, gerr)
+	call := wire.NewAuditEvent(wire.KindGraphCall, p.res, cfg.Now())
+	call.Form = target.Form()
+	call.DurationMS = float64(resp.Duration.Microseconds()) / 1000
+	cfg.Observer.GraphCalled(ctx, call, resp.Duration)
+	p.log.Debug().Int("attempt", p.res.Attempts).Int("status", resp.Status).Str("request_id", resp.RequestID).Str("client_request_id", resp.ClientRequestID).Err(gerr).Msg("graph call")
+	return d, gerr, nil, nil
 }
 
 func (p *process) recordGraph(resp graph.Response, err error) {
@@ -216,12 +197,13 @@ func (p *process) recordGraph(resp graph.Response, err error) {
 	p.res.Graph = g
 }
 
-// complete stores the final outcome in the key's record, then answers.
+// complete stores the final outcome in the key's record (the lease retries
+// a failed write), then answers.
 func (p *process) complete(ctx context.Context, st wire.Status, why, deadLetter string) Outcome {
 	out := p.h.finish(p.res, st, why, Ack, deadLetter)
 	blob, err := json.Marshal(out.Result)
 	if err == nil {
-		err = p.record(ctx, string(st), blob)
+		err = p.lease.Complete(ctx, string(st), blob)
 	}
 	if err != nil && !out.Result.Uncertain {
 		// The key's record does not hold this outcome (another worker took
@@ -235,28 +217,6 @@ func (p *process) complete(ctx context.Context, st wire.Status, why, deadLetter 
 		p.log.Warn().Err(err).Msg("could not store the outcome in the idempotency record")
 	}
 	return out
-}
-
-// record stores the outcome in the key's record. Graph has acted, so
-// giving up here lets another worker act on the key again: a failed write
-// is retried with backoff (250ms doubling to 2s) for up to MaxInlineWait
-// after the first failure, and the job's own cancellation (a drain that
-// timed out) does not stop it. The retries go on past the lease: the write
-// is a compare-and-set, so it lands only if no one took the key over
-// meanwhile (during a NATS outage no one can), and stops at ErrLost.
-func (p *process) record(ctx context.Context, status string, blob []byte) error {
-	ctx = context.WithoutCancel(ctx)
-	err := p.h.Ledger.Complete(ctx, &p.claim, status, blob)
-	deadline := time.Now().Add(p.h.MaxInlineWait)
-	for delay := 250 * time.Millisecond; err != nil; delay = min(2*delay, 2*time.Second) {
-		if errors.Is(err, idempotency.ErrLost) || errors.Is(err, idempotency.ErrNotHeld) || time.Until(deadline) < delay {
-			return err
-		}
-		p.log.Info().Err(err).Dur("retry_in", delay).Msg("could not store the outcome in the idempotency record yet; retrying")
-		timing.Sleep(ctx, delay)
-		err = p.h.Ledger.Complete(ctx, &p.claim, status, blob)
-	}
-	return nil
 }
 
 // handBack gives the job back for redelivery after delay, releasing the key.
@@ -274,14 +234,12 @@ func (p *process) credentialsBroken(ctx context.Context, err error) Outcome {
 	return Outcome{Disposition: Retry, Delay: 5 * time.Second, CredentialsBroken: true}
 }
 
+// release gives the key back, even when ctx is done (the lease bounds it).
 func (p *process) release(ctx context.Context) {
-	if p.claim.State != idempotency.Acquired {
+	if p.lease == nil {
 		return
 	}
-	// Release even when ctx is done (shutdown), bounded.
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-	defer cancel()
-	if err := p.h.Ledger.Release(rctx, &p.claim); err != nil {
+	if err := p.lease.Release(ctx); err != nil {
 		p.log.Warn().Err(err).Msg("could not release the idempotency key; it frees when its lease ends")
 	}
 }
@@ -291,7 +249,7 @@ func (p *process) keepDeliveryAlive(ctx context.Context) (stop func()) {
 	if p.d.InProgress == nil {
 		return func() {}
 	}
-	return timing.Every(ctx, p.h.KeepAliveEvery, func(context.Context) bool {
+	return timing.Every(ctx, p.cfg.KeepAliveEvery, func(context.Context) bool {
 		p.d.InProgress()
 		return true
 	})

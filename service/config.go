@@ -15,6 +15,7 @@ import (
 
 	"github.com/recoverpasscode/recoverpasscode/graph"
 	"github.com/recoverpasscode/recoverpasscode/idempotency"
+	"github.com/recoverpasscode/recoverpasscode/job"
 	"github.com/recoverpasscode/recoverpasscode/queue"
 	"github.com/recoverpasscode/recoverpasscode/ratelimit"
 	"github.com/recoverpasscode/recoverpasscode/wire"
@@ -106,13 +107,11 @@ type Config struct {
 // unless told otherwise: loopback, so nothing is exposed by default.
 const DefaultHTTPAddr = "127.0.0.1:9464"
 
-// The defaults of worker.Config (Concurrency, DrainTimeout) and
-// job.Backoff (MaxAttempts), which those packages apply to their own zero
-// values but do not export.
+// The defaults of worker.Config (Concurrency, DrainTimeout), which that
+// package applies to its own zero values but does not export.
 const (
 	defaultConcurrency  = 32
 	defaultDrainTimeout = 30 * time.Second
-	defaultMaxAttempts  = 8
 )
 
 // DefaultConfig returns the settings a worker runs with when none are
@@ -132,7 +131,7 @@ func DefaultConfig() Config {
 		KeysTTL:        idempotency.DefaultTTL,
 		Lease:          idempotency.DefaultLease,
 		AttemptTimeout: graph.DefaultAttemptTimeout,
-		MaxAttempts:    defaultMaxAttempts,
+		MaxAttempts:    job.DefaultMaxAttempts,
 		DrainTimeout:   defaultDrainTimeout,
 		AckWait:        queue.DefaultAckWait,
 		Name:           DefaultName(),

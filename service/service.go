@@ -98,7 +98,7 @@ func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
 	telemetry := worker.NewTelemetry(js, names, m, log)
 	retry.to.Store(telemetry)
 	m.OnScrape(telemetry.SampleConsumer(cons))
-	handler := &job.Handler{
+	handler, err := job.New(job.Config{
 		Observer: telemetry,
 		Graph:    client,
 		Tokens:   cred,
@@ -110,8 +110,10 @@ func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
 		// Renew well inside both deadlines so neither lapses while a job waits.
 		KeepAliveEvery: min(cfg.AckWait, cfg.Lease) / 3,
 		Logger:         log,
+	})
+	if err != nil {
+		return err
 	}
-	handler.Init()
 	w, err := worker.New(worker.Config{
 		NC: nc, JS: js, Consumer: cons, Names: names,
 		Handler: handler, Health: health, Telemetry: telemetry,

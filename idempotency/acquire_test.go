@@ -1,73 +1,80 @@
 package idempotency_test
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/recoverpasscode/recoverpasscode/idempotency"
 )
 
-// ClaimCalling writes the mark with the claim: the first MarkCalling costs
+// Acquire writes the mark with the claim: the first Call's mark costs
 // nothing, a later one writes and counts, and a death before the call looks
 // to the next owner like a death during it.
-func TestClaimCallingMarksWithTheClaim(t *testing.T) {
+func TestAcquireMarksWithTheClaim(t *testing.T) {
 	srv := startBucket(t)
 	ctx := testCtx(t)
 	a := newStore(t, srv, "a", 300*time.Millisecond)
 	b := newStore(t, srv, "b", time.Minute)
+	// A long lease for the counted calls, so that none needs a renewal.
+	long := newStore(t, srv, "a", time.Minute)
 
-	c, err := a.ClaimCalling(ctx, "k", "job-1")
+	c, err := long.Acquire(ctx, "k", "job-1")
 	if err != nil || c.State != idempotency.Acquired || c.Attempts != 1 {
-		t.Fatalf("claim calling: %+v, %v", c, err)
+		t.Fatalf("acquire: %+v, %v", c, err)
 	}
-	before := a.Stats().Ops()
-	if err := a.MarkCalling(ctx, &c); err != nil || c.Attempts != 1 {
-		t.Fatalf("first MarkCalling: attempts %d, %v", c.Attempts, err)
+	before := long.Stats().Ops()
+	if err := call(ctx, c, idempotency.Acted); err != nil || c.Lease.Attempts() != 1 {
+		t.Fatalf("first Call: attempts %d, %v", c.Lease.Attempts(), err)
 	}
-	if ops := a.Stats().Ops() - before; ops != 0 {
-		t.Errorf("the first MarkCalling after ClaimCalling made %d KV operations, want 0", ops)
+	if ops := long.Stats().Ops() - before; ops != 0 {
+		t.Errorf("the first Call after Acquire made %d KV operations, want 0", ops)
 	}
-	if err := a.MarkCalling(ctx, &c); err != nil || c.Attempts != 2 {
-		t.Fatalf("second MarkCalling: attempts %d, %v", c.Attempts, err)
+	if err := call(ctx, c, idempotency.Acted); err != nil || c.Lease.Attempts() != 2 {
+		t.Fatalf("second Call: attempts %d, %v", c.Lease.Attempts(), err)
 	}
-	if ops := a.Stats().Ops() - before; ops != 1 {
-		t.Errorf("the second MarkCalling made %d KV operations in all, want 1", ops)
+	if ops := long.Stats().Ops() - before; ops != 1 {
+		t.Errorf("the second Call made %d KV operations in all, want 1", ops)
 	}
 
-	// A worker that dies right after ClaimCalling: its lease runs out and
+	// A worker that dies right after Acquire: its lease runs out and
 	// the next owner must assume the call happened.
-	d, err := a.ClaimCalling(ctx, "died", "job-2")
+	d, err := a.Acquire(ctx, "died", "job-2")
 	if err != nil || d.State != idempotency.Acquired {
-		t.Fatalf("claim calling: %+v, %v", d, err)
+		t.Fatalf("acquire: %+v, %v", d, err)
 	}
 	busy := mustClaim(t, b, "died", "job-3", idempotency.Busy)
-	next, err := b.Await(ctx, "died", busy)
+	next, err := b.Await(ctx, busy)
 	if err != nil || next.State != idempotency.Acquired || !next.PreviousCalling || next.Attempts != 1 {
 		t.Fatalf("takeover after a death before the call: %+v, %v", next, err)
 	}
 }
 
-// A mark ClaimCalling made for a call that never came is undone by Release
-// and MarkAnswered, so the next owner is not made uncertain for nothing.
-func TestClaimCallingUndoneWithoutACall(t *testing.T) {
+// A mark Acquire made for a call that never came is undone by Release and
+// by a Call whose wait failed, so the next owner is not made uncertain for
+// nothing.
+func TestAcquireUndoneWithoutACall(t *testing.T) {
 	tests := []struct {
 		name    string
 		handOff func(t *testing.T, s *idempotency.Store, c *idempotency.Claim)
 	}{
 		{"released before the call", func(t *testing.T, s *idempotency.Store, c *idempotency.Claim) {
-			if err := s.Release(testCtx(t), c); err != nil {
+			if err := c.Lease.Release(testCtx(t)); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{"refused by the limiter, answered, released", func(t *testing.T, s *idempotency.Store, c *idempotency.Claim) {
 			ctx := testCtx(t)
-			if err := s.MarkCalling(ctx, c); err != nil {
-				t.Fatal(err)
+			refused := errors.New("rate limit: closed")
+			fate, err := c.Lease.Call(ctx, func(context.Context) error { return refused }, func(context.Context) idempotency.Fate {
+				t.Fatal("called after the wait failed")
+				return idempotency.Acted
+			})
+			if !errors.Is(err, refused) || fate != idempotency.NotCalled {
+				t.Fatalf("Call with a failing wait = %s, %v; want not called, the wait's error", fate, err)
 			}
-			if err := s.MarkAnswered(ctx, c); err != nil {
-				t.Fatal(err)
-			}
-			if err := s.Release(ctx, c); err != nil {
+			if err := c.Lease.Release(ctx); err != nil {
 				t.Fatal(err)
 			}
 		}},
@@ -77,9 +84,9 @@ func TestClaimCallingUndoneWithoutACall(t *testing.T) {
 			srv := startBucket(t)
 			a := newStore(t, srv, "a", time.Minute)
 			b := newStore(t, srv, "b", time.Minute)
-			c, err := a.ClaimCalling(testCtx(t), "k", "job-1")
+			c, err := a.Acquire(testCtx(t), "k", "job-1")
 			if err != nil || c.State != idempotency.Acquired {
-				t.Fatalf("claim calling: %+v, %v", c, err)
+				t.Fatalf("acquire: %+v, %v", c, err)
 			}
 			tt.handOff(t, a, &c)
 			next := mustClaim(t, b, "k", "job-1", idempotency.Acquired)
@@ -92,23 +99,23 @@ func TestClaimCallingUndoneWithoutACall(t *testing.T) {
 
 // After an earlier owner's possible call, releasing an unused mark keeps
 // the record calling (that call's fate is unknown) but counts no attempt.
-func TestClaimCallingKeepsAnInheritedMark(t *testing.T) {
+func TestAcquireKeepsAnInheritedMark(t *testing.T) {
 	srv := startBucket(t)
 	ctx := testCtx(t)
 	a := newStore(t, srv, "a", time.Minute)
 	b := newStore(t, srv, "b", time.Minute)
 	c := mustClaim(t, a, "k", "job-1", idempotency.Acquired)
-	if err := a.MarkCalling(ctx, &c); err != nil {
+	if err := call(ctx, c, idempotency.Unknown); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Release(ctx, &c); err != nil {
+	if err := c.Lease.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
-	next, err := b.ClaimCalling(ctx, "k", "job-1")
+	next, err := b.Acquire(ctx, "k", "job-1")
 	if err != nil || !next.PreviousCalling || next.Attempts != 2 {
 		t.Fatalf("claim calling after a possible call: %+v, %v", next, err)
 	}
-	if err := b.Release(ctx, &next); err != nil {
+	if err := next.Lease.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
 	third := mustClaim(t, a, "k", "job-1", idempotency.Acquired)
