@@ -1,6 +1,10 @@
 package reliability_test
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,10 +17,14 @@ import (
 var skews = []time.Duration{2 * time.Second, -2 * time.Second, 0}
 
 // TestClockSkew runs a rate-limited batch through three workers whose
-// clocks are 2 s ahead, 2 s behind and right (each worker's limiter is
-// given that clock; Graph and NATS keep the real one). Every stamp the
-// fleet shares is kept on the NATS server's clock, so the fleet-wide bound
-// holds where Graph counts: no window over the limit, no 429 from it.
+// clocks are 2 s ahead, 2 s behind and right (each worker's limiter and
+// idempotency leases are given that clock; Graph and NATS keep the real
+// one). Every time the fleet shares is kept on the NATS server's clock, so
+// the fleet-wide bound holds where Graph counts (no window over the limit,
+// no 429 from it), and no lease is taken over early: the jobs that wait
+// for a key held by another worker (every tenth re-uses a key) get it only
+// when its holder completes it, so no record was ever taken over and no
+// result is uncertain.
 func TestClockSkew(t *testing.T) {
 	t.Parallel()
 	rate := ratelimit.Rate{N: 20, Per: 2 * time.Second}
@@ -59,6 +67,44 @@ func TestClockSkew(t *testing.T) {
 	if limited > 0 {
 		t.Errorf("Graph answered %d calls 429 for the limit, want none", limited)
 	}
+	if taken := r.takeovers(); len(taken) > 0 || rep.Uncertain > 0 {
+		t.Errorf("leases taken over early (%d uncertain results): %s", rep.Uncertain, strings.Join(taken, "; "))
+	}
+}
+
+// takeovers lists the idempotency records that were ever taken over from
+// an owner, as their records count it.
+func (r *rig) takeovers() []string {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(r.t.Context(), 30*time.Second)
+	defer cancel()
+	kv, err := r.js.KeyValue(ctx, r.names.KeysBucket())
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	keys, err := kv.ListKeys(ctx)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	var taken []string
+	for key := range keys.Keys() {
+		entry, err := kv.Get(ctx, key)
+		if err != nil {
+			r.t.Fatalf("idempotency record %s: %v", key, err)
+		}
+		var rec struct {
+			Key       string `json:"key"`
+			Owner     string `json:"owner"`
+			Takeovers int    `json:"takeovers"`
+		}
+		if err := json.Unmarshal(entry.Value(), &rec); err != nil {
+			r.t.Fatalf("idempotency record %s: %v", key, err)
+		}
+		if rec.Takeovers > 0 {
+			taken = append(taken, fmt.Sprintf("%s taken over %d times, last by %s", rec.Key, rec.Takeovers, rec.Owner))
+		}
+	}
+	return taken
 }
 
 // maxInWindow is the most calls in any half-open window of length per,

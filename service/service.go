@@ -103,7 +103,7 @@ func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
 		Graph:    client,
 		Tokens:   cred,
 		Limiter:  limiter,
-		Ledger:   idempotency.New(kvKeys, idempotency.Config{Owner: cfg.Name, Lease: cfg.Lease, Logger: log}),
+		Ledger:   idempotency.New(kvKeys, idempotency.Config{Owner: cfg.Name, Lease: cfg.Lease, Clock: clk, Logger: log}),
 		Policy:   wire.Policy{DefaultTenant: cfg.Credential.TenantID, Tenants: cfg.Tenants, Names: names, InboxPerSource: cfg.InboxPerSource},
 		Worker:   cfg.Name,
 		Backoff:  job.Backoff{MaxAttempts: cfg.MaxAttempts},
