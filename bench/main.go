@@ -16,7 +16,10 @@
 //  4. the rate-limited fleet against a Graph double enforcing the same
 //     limit at 300 ms per call: achieved ÷ allowed throughput, and 429s;
 //  5. allocations and bytes per job of the job handler (go test -benchmem)
-//     and the worker's peak RSS with 10k and 100k jobs queued.
+//     and the worker's peak RSS with 10k and 100k jobs queued;
+//  6. what fsyncing every write costs: the worker fleet on one node and on
+//     a 3-node R3 cluster with JetStream's sync_interval at its default
+//     and at "always" (deploy/nats/cluster.conf's setting), side by side.
 //
 // Everything runs on loopback: an embedded nats-server and the Graph and
 // Entra ID double live in this process; the workers are real processes of
@@ -27,6 +30,7 @@
 //	go run ./bench            # the full run, a few minutes on 2 cores
 //	go run ./bench --quick    # smaller sizes, under a minute
 //	go run ./bench --profile /tmp/prof   # also CPU profiles of each throughput run
+//	go run ./bench --only durability     # the fsync comparison alone, about a minute
 //
 // Progress goes to stderr, the table to stdout.
 package main
