@@ -28,6 +28,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/recoverpasscode/recoverpasscode/internal/timing"
 )
 
 // DefaultTolerance is the offset below which a clock counts as right:
@@ -193,6 +195,36 @@ func (c *Clock) Sync(ctx context.Context) (Measurement, error) {
 	return c.sync(ctx)
 }
 
+// readBackTries bounds how often readBack asks again for a write that a
+// replica has not applied yet, readBackWait apart.
+const (
+	readBackTries = 50
+	readBackWait  = 10 * time.Millisecond
+)
+
+// readBack reads the probe key at revision rev. A bucket's reads may be
+// answered by any replica (KV buckets allow direct gets), and one that has
+// not applied the write yet answers with the key missing or older; JetStream
+// offers no notice of a replica catching up, so it asks again.
+func (c *Clock) readBack(ctx context.Context, rev uint64) (jetstream.KeyValueEntry, error) {
+	for try := 1; ; try++ {
+		entry, err := c.cfg.KV.Get(ctx, c.cfg.Key)
+		switch {
+		case err == nil && entry.Revision() == rev:
+			return entry, nil
+		case err == nil && entry.Revision() > rev:
+			return nil, fmt.Errorf("clock: %s was written by another process too (revision %d, ours %d); give each its own key", c.cfg.Key, entry.Revision(), rev)
+		case err != nil && !errors.Is(err, jetstream.ErrKeyNotFound):
+			return nil, fmt.Errorf("clock: read %s: %w", c.cfg.Key, err)
+		case try == readBackTries:
+			return nil, fmt.Errorf("clock: read %s: revision %d still not readable after %d tries", c.cfg.Key, rev, try)
+		}
+		if !timing.Sleep(ctx, readBackWait) {
+			return nil, fmt.Errorf("clock: read %s: %w", c.cfg.Key, ctx.Err())
+		}
+	}
+}
+
 // sync writes the probe key between two local readings and reads back the
 // time the server stamped it with. The server stamped it after the first
 // reading and before its acknowledgement arrived, so the midpoint is off
@@ -204,12 +236,9 @@ func (c *Clock) sync(ctx context.Context) (Measurement, error) {
 	if err != nil {
 		return Measurement{}, fmt.Errorf("clock: write %s: %w", c.cfg.Key, err)
 	}
-	entry, err := c.cfg.KV.Get(ctx, c.cfg.Key)
+	entry, err := c.readBack(ctx, rev)
 	if err != nil {
-		return Measurement{}, fmt.Errorf("clock: read %s: %w", c.cfg.Key, err)
-	}
-	if entry.Revision() != rev {
-		return Measurement{}, fmt.Errorf("clock: %s was written by another process too (revision %d, ours %d); give each its own key", c.cfg.Key, entry.Revision(), rev)
+		return Measurement{}, err
 	}
 	half := acked.Sub(sent) / 2
 	m := Measurement{Offset: entry.Created().Sub(sent.Add(half)), Uncertainty: half, At: acked}

@@ -71,8 +71,8 @@ type counters struct {
 }
 
 // New returns a Limiter for cfg.App on the bucket kv, which should be
-// created with BucketConfig. It measures its clock against the server's,
-// starts watching the bucket for this app's pauses and window logs and
+// created with BucketConfig. It measures its clock against the server's
+// (or logs why it could not yet), starts watching the bucket for this app's pauses and window logs and
 // returns once it has read the pauses already in force, or with ctx's
 // error. Close releases the watch; the bucket and its connection stay the
 // caller's.
@@ -90,9 +90,10 @@ func New(ctx context.Context, kv jetstream.KeyValue, cfg Config) (*Limiter, erro
 			return nil, fmt.Errorf("ratelimit: new: %w", err)
 		}
 	}
-	if err := cfg.Clock.Fresh(ctx); err != nil {
-		return nil, fmt.Errorf("ratelimit: new: %w", err)
-	}
+	// Measure the clock now, so that the first grant need not; a failure
+	// here (a cluster electing a leader) is only logged, since every grant
+	// measures first while no measurement exists.
+	clockErr := cfg.Clock.Fresh(ctx)
 	base, cancel := context.WithCancel(context.Background())
 	l := &Limiter{
 		kv:        kv,
@@ -112,6 +113,9 @@ func New(ctx context.Context, kv jetstream.KeyValue, cfg Config) (*Limiter, erro
 		return nil, err
 	}
 	l.log.Info().Str("rate", cfg.Rate.String()).Str("owner", cfg.Owner).Msg("rate limiter started")
+	if clockErr != nil {
+		l.log.Warn().Err(clockErr).Msg("could not measure the local clock against the NATS server's yet; permits wait for it")
+	}
 	l.noteClock()
 	return l, nil
 }
