@@ -170,6 +170,12 @@ func (b *bench) measure(ctx context.Context) (*report, error) {
 		rep.rates = append(rep.rates, run)
 	}
 
+	if cfg.DurabilityJobs > 0 && cfg.measures("durability") {
+		if rep.durability, err = b.durability(ctx); err != nil {
+			return nil, err
+		}
+	}
+
 	if cfg.HandlerBench && cfg.measures("handler") {
 		b.logf("job handler allocations: go test -bench BenchmarkHandle -benchmem ./job")
 		if rep.handler, err = b.handlerAllocs(ctx); err != nil {

@@ -54,6 +54,13 @@ func testWorkerMain() int {
 		LogFormat: os.Getenv("RECOVER_LOG_FORMAT"),
 		Pprof:     os.Getenv("RECOVER_PPROF") == "true",
 	}
+	if r := os.Getenv("RECOVER_REPLICAS"); r != "" {
+		var err error
+		if cfg.Replicas, err = strconv.Atoi(r); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+	}
 	cfg.NATS.URL = os.Getenv("NATS_URL")
 	cfg.Credential.TenantID = os.Getenv("AZURE_TENANT_ID")
 	cfg.Credential.ClientID = os.Getenv("AZURE_CLIENT_ID")
@@ -132,6 +139,7 @@ func TestTinyRun(t *testing.T) {
 		RateLatency:    20 * time.Millisecond,
 		RateWorkers:    2,
 		Backlogs:       []int{50, 100},
+		DurabilityJobs: 100,
 		Dir:            t.TempDir(),
 		ProfileDir:     t.TempDir(),
 		ProfileTime:    time.Second,
@@ -154,6 +162,8 @@ func TestTinyRun(t *testing.T) {
 		"the median of 2 rounds", "; rounds: ",
 		"gateway baseline: direct JetStream publishes", "gateway floor: the two JetStream writes", "gateway: `POST /v1/jobs`",
 		"gateway: `POST` with `Prefer: wait` at idle", " of the floor; the median of 2 rounds",
+		"fsync cost: 2 worker processes", "1 node (100 jobs): sync_interval default (2m) vs always",
+		"3-node cluster (R3) (100 jobs)",
 	} {
 		if !strings.Contains(table, want) {
 			t.Errorf("the table has no row %q", want)

@@ -49,6 +49,10 @@ type config struct {
 	// Backlogs are the queue depths at which a worker's peak RSS is
 	// compared. Defaults to 10000 and 100000; 2000 and 20000 with --quick.
 	Backlogs []int
+	// DurabilityJobs is the batch of each fsync comparison run (see
+	// durability); zero skips the comparison. Defaults to 3000; 1000 with
+	// --quick.
+	DurabilityJobs int
 	// HandlerBench runs go test -bench of the job handler for allocations
 	// per job. Defaults to true.
 	HandlerBench bool
@@ -83,7 +87,7 @@ type config struct {
 }
 
 // rowGroups are the measurements --rows selects, in the table's order.
-var rowGroups = []string{"throughput", "latency", "rate", "handler", "rss", "gateway"}
+var rowGroups = []string{"throughput", "latency", "rate", "durability", "handler", "rss", "gateway"}
 
 // measures reports whether the run makes the measurements of group.
 func (c config) measures(group string) bool { return c.Rows == nil || c.Rows[group] }
@@ -101,6 +105,7 @@ func fullConfig() config {
 		RateLatency:      300 * time.Millisecond,
 		RateWorkers:      3,
 		Backlogs:         []int{10000, 100000},
+		DurabilityJobs:   3000,
 		HandlerBench:     true,
 		HandlerBenchtime: "2000x",
 		ProfileTime:      2 * time.Second,
@@ -115,6 +120,7 @@ func quickConfig() config {
 	c.Rates = []ratelimit.Rate{{N: 20, Per: time.Second}}
 	c.RateTime = 20 * time.Second
 	c.Backlogs = []int{2000, 20000}
+	c.DurabilityJobs = 1000
 	c.HandlerBenchtime = "300x"
 	return c
 }
@@ -150,6 +156,7 @@ func parseConfig(args []string, usageOut io.Writer) (config, error) {
 	rateLatency := fs.Duration("rate-latency", full.RateLatency, "Graph double latency in the rate-limited runs")
 	rateWorkers := fs.Int("rate-workers", full.RateWorkers, "worker processes sharing the limit")
 	backlogs := fs.String("backlogs", "10000,100000", "queue depths whose peak RSS is compared (quick: 2000,20000)")
+	durabilityJobs := fs.Int("durability-jobs", full.DurabilityJobs, "jobs per run of the fsync comparison, sync_interval default vs always; 0 skips it (quick: 1000)")
 	handler := fs.Bool("handler-bench", true, "run go test -bench of the job handler for allocations per job")
 	benchtime := fs.String("handler-benchtime", full.HandlerBenchtime, "-benchtime of the handler benchmark (quick: 300x)")
 	rows := fs.String("rows", "all", "measurements to make, comma-separated: "+strings.Join(rowGroups, ", ")+", or all")
@@ -192,6 +199,8 @@ func parseConfig(args []string, usageOut io.Writer) (config, error) {
 			cfg.RateWorkers = *rateWorkers
 		case "backlogs":
 			cfg.Backlogs, err = parseInts(*backlogs)
+		case "durability-jobs":
+			cfg.DurabilityJobs = *durabilityJobs
 		case "handler-bench":
 			cfg.HandlerBench = *handler
 		case "handler-benchtime":
@@ -227,6 +236,9 @@ func (c config) validate() error {
 	}
 	if c.Concurrency < 1 || c.RateWorkers < 1 || c.Rounds < 1 {
 		errs = append(errs, errors.New("--concurrency, --rate-workers and --rounds: want at least 1"))
+	}
+	if c.DurabilityJobs != 0 && c.DurabilityJobs < 10 {
+		errs = append(errs, errors.New("--durability-jobs: want at least 10 (or 0 to skip the comparison)"))
 	}
 	if c.RateTime < 0 || c.RateLatency < 0 {
 		errs = append(errs, errors.New("--rate-time and --rate-latency: want no negative duration"))

@@ -61,7 +61,7 @@ func (b *bench) gatewayFleet(hash string) fleetSpec {
 		cmd:  b.gatewayCmd,
 		env: func(s *stack, _, httpAddr string) []string {
 			return []string{
-				"NATS_URL=" + s.ns.URL(),
+				"NATS_URL=" + s.url,
 				"GATEWAY_HTTP_ADDR=" + httpAddr,
 				"GATEWAY_SOURCES=" + source + "=" + hash,
 				"AZURE_TENANT_ID=" + benchTenant,

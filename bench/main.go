@@ -22,6 +22,9 @@
 //     publishes and of the floor (the record and the job written without
 //     HTTP), and the latency of a POST with Prefer: wait at idle, less the
 //     Graph double's own time.
+//  7. what fsyncing every write costs: the worker fleet on one node and on
+//     a 3-node R3 cluster with JetStream's sync_interval at its default
+//     and at "always" (deploy/nats/cluster.conf's setting), side by side.
 //
 // Everything runs on loopback: an embedded nats-server and the Graph and
 // Entra ID double live in this process; the workers and the gateway are
@@ -33,6 +36,7 @@
 //	go run ./bench --quick    # smaller sizes, under a minute
 //	go run ./bench --profile /tmp/prof   # also CPU profiles of each throughput run
 //	go run ./bench --rows gateway        # the gateway's rows alone
+//	go run ./bench --rows durability     # the fsync comparison alone, about a minute
 //
 // Progress goes to stderr, the table to stdout.
 package main

@@ -62,6 +62,8 @@ type report struct {
 	submits        []submitRound
 	submit         submitRound
 	gatewayLatency latencyRun
+	// durability is the fsync comparison, one per NATS layout.
+	durability []durabilityRun
 }
 
 // row is one line of the table; ok is nil where there is no target.
@@ -87,6 +89,7 @@ func (r *report) rows() []row {
 		})
 	}
 	rows = append(rows, r.rateRows()...)
+	rows = append(rows, r.durabilityRows()...)
 	for _, h := range r.handler {
 		rows = append(rows, row{
 			what: fmt.Sprintf("job handler, per job: `go test -bench %s -benchmem ./job`", h.name),

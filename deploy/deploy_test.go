@@ -145,6 +145,9 @@ func checkCluster(t *testing.T, path string, opts *server.Options) {
 	if !opts.JetStream || opts.StoreDir == "" {
 		t.Errorf("JetStream enabled=%v with store %q, want enabled with a store directory", opts.JetStream, opts.StoreDir)
 	}
+	if !opts.SyncAlways {
+		t.Errorf("JetStream sync_interval is not always (fsync every write before acknowledging it): a power cut of every node could lose acknowledged jobs (see README.md, Durability)")
+	}
 	if opts.HTTPPort != 8222 {
 		t.Errorf("monitoring port = %d, want 8222 (KEDA reads consumer lag there)", opts.HTTPPort)
 	}

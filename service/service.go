@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/term"
 
+	"github.com/recoverpasscode/recoverpasscode/clock"
 	"github.com/recoverpasscode/recoverpasscode/graph"
 	"github.com/recoverpasscode/recoverpasscode/idempotency"
 	"github.com/recoverpasscode/recoverpasscode/job"
@@ -84,7 +85,12 @@ func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("bucket %s: %w", names.LimitsBucket(), err)
 	}
-	limiter, err := ratelimit.New(ctx, kvLimits, ratelimit.Config{App: cfg.Credential.ClientID, Rate: cfg.Rate, Owner: cfg.Name, Logger: log})
+	// One clock, corrected to the server's, for every time the fleet shares.
+	clk, err := clock.New(clock.Config{KV: kvLimits, Key: clock.Key(cfg.Name), Local: cfg.Clock})
+	if err != nil {
+		return err
+	}
+	limiter, err := ratelimit.New(ctx, kvLimits, ratelimit.Config{App: cfg.Credential.ClientID, Rate: cfg.Rate, Owner: cfg.Name, Clock: clk, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -97,7 +103,7 @@ func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
 		Graph:    client,
 		Tokens:   cred,
 		Limiter:  limiter,
-		Ledger:   idempotency.New(kvKeys, idempotency.Config{Owner: cfg.Name, Lease: cfg.Lease, Logger: log}),
+		Ledger:   idempotency.New(kvKeys, idempotency.Config{Owner: cfg.Name, Lease: cfg.Lease, Clock: clk, Logger: log}),
 		Policy:   wire.Policy{DefaultTenant: cfg.Credential.TenantID, Tenants: cfg.Tenants, Names: names, InboxPerSource: cfg.InboxPerSource},
 		Worker:   cfg.Name,
 		Backoff:  job.Backoff{MaxAttempts: cfg.MaxAttempts},
