@@ -115,8 +115,9 @@ func newHTTPClient(tlsConfig *tls.Config, conns int) *http.Client {
 	if tlsConfig != nil {
 		t.TLSClientConfig = tlsConfig.Clone()
 	}
+	// Deliveries in flight are bounded by Config.Concurrency; no
+	// MaxConnsPerHost, whose slots a dial cancelled mid-outage could hold.
 	t.MaxIdleConnsPerHost = conns
-	t.MaxConnsPerHost = conns * 2
 	return &http.Client{
 		Transport: t,
 		CheckRedirect: func(*http.Request, []*http.Request) error {

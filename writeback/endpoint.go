@@ -230,6 +230,12 @@ func (e *endpoint) handleRedelivery(ctx context.Context, msg jetstream.Msg) {
 
 // deliverMessage decodes a stored result and delivers it.
 func (e *endpoint) deliverMessage(ctx context.Context, msg jetstream.Msg, subject string, body []byte, r round) {
+	if e.isDisabled() {
+		// Pulled while another delivery was disabling the endpoint: it
+		// waits with the others.
+		_ = msg.Nak()
+		return
+	}
 	var res wire.Result
 	if !e.d.names().IsResultOf(subject, e.spec.source) || json.Unmarshal(body, &res) != nil || !wire.ValidID(res.JobID) {
 		d := delivery{result: wire.Result{JobID: "seq-" + fmt.Sprint(r.seq)}, id: fmt.Sprintf("seq-%d/result", r.seq)}
@@ -361,6 +367,12 @@ func (e *endpoint) waitEnabled(ctx context.Context) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+func (e *endpoint) isDisabled() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.disabled
 }
 
 func (e *endpoint) setDisabled(disabled bool) {

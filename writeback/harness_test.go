@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"sync"
 	"testing"
@@ -216,7 +217,7 @@ func must(t *testing.T, err error, what string) {
 	t.Helper()
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("waited 30s for %s", what)
+			t.Fatalf("gave up waiting for %s", what)
 		}
 		t.Fatalf("%s: %v", what, err)
 	}
@@ -229,4 +230,59 @@ func trusting(certs ...*x509.Certificate) *tls.Config {
 		pool.AddCert(c)
 	}
 	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+}
+
+// value is the value of the series of metric name with the source and
+// endpoint labels and any further label name and value pairs; 0 when
+// there is none.
+func value(reg *prometheus.Registry, name, source, endpoint string, labels ...string) float64 {
+	want := map[string]string{"source": source, "endpoint": endpoint}
+	for i := 0; i+1 < len(labels); i += 2 {
+		want[labels[i]] = labels[i+1]
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		panic(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range f.GetMetric() {
+			got := map[string]string{}
+			for _, l := range m.GetLabel() {
+				got[l.GetName()] = l.GetValue()
+			}
+			for k, v := range want {
+				if got[k] != v {
+					continue series
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				return m.Counter.GetValue()
+			case m.Gauge != nil:
+				return m.Gauge.GetValue()
+			case m.Histogram != nil:
+				return float64(m.Histogram.GetSampleCount())
+			}
+		}
+	}
+	return 0
+}
+
+// consumerState describes an endpoint's consumer, for a failure message.
+func (h *harness) consumerState(source, endpoint string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := h.js.Consumer(ctx, h.names.ResultsStream(), "writeback_"+source+"_"+endpoint)
+	if err != nil {
+		return err.Error()
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return err.Error()
+	}
+	return fmt.Sprintf("pending %d, ack pending %d, redelivered %d, waiting %d, ack floor %d, delivered %d", info.NumPending, info.NumAckPending, info.NumRedelivered, info.NumWaiting, info.AckFloor.Stream, info.Delivered.Stream)
 }
