@@ -5,12 +5,14 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -38,6 +40,8 @@ type flaky struct {
 	srv     *http.Server
 	invalid int
 	asked   int
+	// history is every request each job got, for a failure message.
+	history map[string][]string
 }
 
 func newFlaky(t *testing.T, secret string, fail, hang float64) *flaky {
@@ -53,7 +57,7 @@ func newFlaky(t *testing.T, secret string, fail, hang float64) *flaky {
 		t.Fatal(err)
 	}
 	f := &flaky{t: t, secret: s, rcv: newReceiver(t, secret), tlsCfg: tlsCfg, cert: cert, addr: "127.0.0.1:0",
-		fail: fail, hang: hang, rng: rand.New(rand.NewPCG(1, 2))}
+		fail: fail, hang: hang, rng: rand.New(rand.NewPCG(1, 2)), history: map[string][]string{}}
 	f.up()
 	t.Cleanup(f.down)
 	return f
@@ -100,6 +104,14 @@ func (f *flaky) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	p := f.rng.Float64()
 	f.mu.Unlock()
+	var res struct{ JobID string }
+	_ = json.Unmarshal(body, &res)
+	start := time.Now()
+	defer func() {
+		f.mu.Lock()
+		f.history[res.JobID] = append(f.history[res.JobID], fmt.Sprintf("at %s, draw %.3f, for %s, then %v", start.Format("15:04:05.000"), p, time.Since(start), r.Context().Err()))
+		f.mu.Unlock()
+	}()
 	switch {
 	case p < f.hang:
 		<-r.Context().Done()
@@ -190,7 +202,7 @@ func TestThousandResultsThroughAFlakyReceiver(t *testing.T) {
 
 	began := time.Now()
 	published := publishSlowly(h, "job", n, 100)
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	must(t, f.rcv.Wait(ctx, func(d []receiver.Delivery, _ int) bool { return len(d) >= n/2 }), "half the results")
 	f.down()
@@ -211,7 +223,17 @@ func TestThousandResultsThroughAFlakyReceiver(t *testing.T) {
 		return len(seen) >= n
 	})
 	if err != nil {
-		t.Fatalf("%d of %d results delivered after %s: %v; consumer: %s", len(seen), n, time.Since(began), err, h.consumerState("ticketing", "flaky"))
+		kept, _ := h.store.Failures(context.Background(), writeback.Filter{})
+		asked, invalid := f.counts()
+		for i := range n {
+			if id := fmt.Sprintf("job-%04d", i); !seen[id] {
+				f.mu.Lock()
+				t.Logf("%s, never delivered, got: %s", id, strings.Join(f.history[id], "; "))
+				f.mu.Unlock()
+			}
+		}
+		t.Fatalf("%d of %d results delivered after %s: %v; consumer: %s; %d requests, %d invalid, %d refused; kept: %+v",
+			len(seen), n, time.Since(began), err, h.consumerState("ticketing", "flaky"), asked, invalid, f.rcv.Refused(), kept)
 	}
 	took := time.Since(began)
 	h.settled("ticketing", "flaky")

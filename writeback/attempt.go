@@ -131,6 +131,14 @@ func newHTTPClient(tlsConfig *tls.Config, conns int) *http.Client {
 func send(c *http.Client, req *http.Request, redact []string) ([]byte, attempt) {
 	req.Header.Set("User-Agent", userAgent)
 	resp, err := c.Do(req)
+	if err == nil && req.Context().Err() != nil {
+		// An answer that raced the timeout: net/http may hand over the one
+		// a receiver wrote when it saw the connection close, and a handler
+		// that returns then answers 200 without having done anything. Only
+		// an answer within the timeout counts.
+		resp.Body.Close()
+		err = req.Context().Err()
+	}
 	if err != nil {
 		return nil, transportAttempt(req.Context(), err, redact)
 	}

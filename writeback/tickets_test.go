@@ -69,6 +69,8 @@ func TestTicketsThatNameNoRecord(t *testing.T) {
 	snow := servicenowsim.New(servicenowsim.Config{User: "u", Password: "password-0123"})
 	t.Cleanup(snow.Close)
 	snow.AddRecord("incident", "INC1")
+	snow.AddRecord("incident", "INC2")
+	snow.AddRecord("incident", "inc2") // numbers match case-insensitively
 	jira := jirasim.New(jirasim.Config{Email: "svc@example.com", APIToken: "api-token-0123"})
 	t.Cleanup(jira.Close)
 	jira.AddIssue("ITSM-1")
@@ -90,6 +92,7 @@ func TestTicketsThatNameNoRecord(t *testing.T) {
 		"job-lower":  {"itsm-1", writeback.OutcomeNotFound, writeback.OutcomeInvalidTicket},
 		"job-absent": {"INC404", writeback.OutcomeNotFound, writeback.OutcomeInvalidTicket},
 		"job-nokey":  {"ITSM-404", writeback.OutcomeNotFound, writeback.OutcomeNotFound},
+		"job-twice":  {"INC2", writeback.OutcomeAmbiguous, writeback.OutcomeInvalidTicket},
 	}
 	for id, c := range cases {
 		h.publish(sampleResult(id, c.ticket))
@@ -107,7 +110,7 @@ func TestTicketsThatNameNoRecord(t *testing.T) {
 		}
 	}
 	for _, q := range snow.Queries() {
-		if q != "number=itsm-1" && q != "number=INC404" && q != "number=ITSM-404" {
+		if q != "number=itsm-1" && q != "number=INC404" && q != "number=ITSM-404" && q != "number=INC2" {
 			t.Errorf("the instance was asked %q", q)
 		}
 	}
