@@ -15,7 +15,8 @@ import (
 )
 
 // Deliverer delivers the results of every configured source to its
-// endpoints. Create it with New and call Run once; any number of processes
+// endpoints. Create it with New and call Run once; Started and Endpoints
+// are safe to call at any time from any goroutine. Any number of processes
 // may run one with the same configuration, and they share the work.
 type Deliverer struct {
 	cfg       Config

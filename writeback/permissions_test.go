@@ -3,6 +3,7 @@ package writeback_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -179,7 +180,10 @@ func (d *denialLog) all() []string {
 // syncWriter serializes writes to w.
 type syncWriter struct {
 	mu sync.Mutex
-	w  *bytes.Buffer
+	w  interface {
+		io.Writer
+		String() string
+	}
 }
 
 func (s *syncWriter) Write(p []byte) (int, error) {

@@ -167,3 +167,41 @@ func TestJiraComment(t *testing.T) {
 		}
 	}
 }
+
+// TestWrongCredentials: a ServiceNow password, OAuth client secret or Jira
+// API token that the other side refuses ends, after the attempts a client
+// error gets, as a rejected delivery with the status, and no failure
+// holds the credential.
+func TestWrongCredentials(t *testing.T) {
+	h := newHarness(t)
+	snow := servicenowsim.New(servicenowsim.Config{User: "svc", Password: "right-password", ClientID: "app", ClientSecret: "right-secret"})
+	t.Cleanup(snow.Close)
+	snow.AddRecord("incident", "INC1")
+	jira := jirasim.New(jirasim.Config{Email: "svc@example.com", APIToken: "right-token"})
+	t.Cleanup(jira.Close)
+	jira.AddIssue("ITSM-1")
+	cfg := testConfig(
+		writeback.Source{Name: "basic", ServiceNow: &writeback.ServiceNow{Instance: snow.URL(), User: "svc", Password: "wrong-password"}},
+		writeback.Source{Name: "oauth", ServiceNow: &writeback.ServiceNow{Instance: snow.URL(), ClientID: "app", ClientSecret: "wrong-secret"}},
+		writeback.Source{Name: "jira", Jira: &writeback.Jira{Site: jira.URL(), Email: "svc@example.com", APIToken: "wrong-token"}},
+	)
+	cfg.TLS = trusting(snow.Certificate(), jira.Certificate())
+	h.start(h.js, cfg)
+	for src, ticket := range map[string]string{"basic": "INC1", "oauth": "INC1", "jira": "ITSM-1"} {
+		r := sampleResult("job-"+src, ticket)
+		r.Source = src
+		h.publish(r)
+	}
+	for src, want := range map[string]string{"basic": "GET answered 401", "oauth": "OAuth token request answered 401 invalid_client", "jira": "POST answered 401"} {
+		f := h.failures(writeback.Filter{Source: src}, 1)[0]
+		if f.Outcome != writeback.OutcomeRejected || f.Status != 401 || f.Attempts != cfg.ClientErrorAttempts || !strings.Contains(f.Reason, want) {
+			t.Errorf("%s: %+v, want rejected after %d attempts with %q", src, f, cfg.ClientErrorAttempts, want)
+		}
+		if s := f.Reason + f.Body; strings.Contains(s, "wrong-") {
+			t.Errorf("%s: the failure holds the credential: %s", src, s)
+		}
+	}
+	if n := len(snow.Notes()) + len(jira.Comments()); n != 0 {
+		t.Errorf("%d notes or comments written with wrong credentials", n)
+	}
+}
