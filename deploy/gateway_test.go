@@ -25,8 +25,21 @@ import (
 	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
-// requestsBucket is the gateway's KV bucket of request records.
-const requestsBucket = "recoverpasscode_requests"
+// requestsBucket is the gateway's KV bucket of request records, and
+// deliveriesBucket write-back's of failed deliveries.
+const (
+	requestsBucket   = "recoverpasscode_requests"
+	deliveriesBucket = "recoverpasscode_deliveries"
+)
+
+// durableOn is a denial action: a durable pull consumer named name over
+// stream with the filter subject, as write-back makes on the results.
+func durableOn(stream, name, filter string) func(context.Context, *peer) error {
+	return func(ctx context.Context, p *peer) error {
+		_, err := p.js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{Durable: name, FilterSubject: filter, AckPolicy: jetstream.AckExplicitPolicy})
+		return err
+	}
+}
 
 // TestGatewayPermissionsAreNATSPermissions proves that the gateway user of
 // accounts.conf is allowed and denied exactly what gateway.NATSPermissions
@@ -276,6 +289,32 @@ func gatewayDenials(gw *peer) []denial {
 				_, err := p.js.CreateStream(ctx, jetstream.StreamConfig{Name: "SNOOP", Subjects: []string{"snoop.>"}})
 				return err
 			}},
+
+		// Write-back's consumers stay on results, and its bucket is used,
+		// never changed.
+		{name: "gateway makes a durable consumer of jobs", who: gw, kind: "publish",
+			subject: "$JS.API.CONSUMER.CREATE." + jobsStream + ".writeback_ticketing_x.recoverpasscode.jobs.>",
+			do:      durableOn(jobsStream, "writeback_ticketing_x", "recoverpasscode.jobs.>")},
+		{name: "gateway makes a durable consumer of dead letters", who: gw, kind: "publish",
+			subject: "$JS.API.CONSUMER.CREATE." + dlqStream + ".writeback_ticketing_x.recoverpasscode.dlq.>",
+			do:      durableOn(dlqStream, "writeback_ticketing_x", "recoverpasscode.dlq.>")},
+		{name: "gateway makes a durable consumer of the audit stream", who: gw, kind: "publish",
+			subject: "$JS.API.CONSUMER.CREATE." + auditStream + ".writeback_ticketing_x.recoverpasscode.audit.>",
+			do:      durableOn(auditStream, "writeback_ticketing_x", "recoverpasscode.audit.>")},
+		{name: "gateway reads a dead letter by its sequence", who: gw, kind: "publish",
+			subject: "$JS.API.STREAM.MSG.GET." + dlqStream, do: request("$JS.API.STREAM.MSG.GET."+dlqStream, `{"seq":1}`)},
+		{name: "gateway inspects the worker consumer", who: gw, kind: "publish",
+			subject: "$JS.API.CONSUMER.INFO." + jobsStream + "." + consumerName, do: request("$JS.API.CONSUMER.INFO."+jobsStream+"."+consumerName, "")},
+		{name: "gateway acknowledges a dead letter", who: gw, kind: "publish",
+			subject: "$JS.ACK." + dlqStream + ".reader.1.1.1.1.0", do: publish("$JS.ACK." + dlqStream + ".reader.1.1.1.1.0")},
+		{name: "gateway deletes the deliveries bucket", who: gw, kind: "publish",
+			subject: "$JS.API.STREAM.DELETE.KV_" + deliveriesBucket,
+			do:      func(ctx context.Context, p *peer) error { return p.js.DeleteKeyValue(ctx, deliveriesBucket) }},
+		{name: "gateway purges the deliveries bucket", who: gw, kind: "publish",
+			subject: "$JS.API.STREAM.PURGE.KV_" + deliveriesBucket, do: request("$JS.API.STREAM.PURGE.KV_"+deliveriesBucket, `{}`)},
+		{name: "gateway reconfigures the deliveries bucket", who: gw, kind: "publish",
+			subject: "$JS.API.STREAM.UPDATE.KV_" + deliveriesBucket,
+			do:      request("$JS.API.STREAM.UPDATE.KV_"+deliveriesBucket, `{"name":"KV_`+deliveriesBucket+`"}`)},
 
 		// The account and the system.
 		{name: "gateway lists the account's streams", who: gw, kind: "publish",

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -10,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,6 +22,7 @@ import (
 	"github.com/recoverpasscode/recoverpasscode/internal/testsystem"
 	"github.com/recoverpasscode/recoverpasscode/service"
 	"github.com/recoverpasscode/recoverpasscode/wire"
+	"github.com/recoverpasscode/recoverpasscode/writeback/receiver"
 )
 
 // bannerCurl is the curl line the --dev banner prints: its API key, its
@@ -108,6 +112,15 @@ func TestDevServesTheGateway(t *testing.T) {
 	status, res := post(key, prefer, body)
 	if status != http.StatusOK || res.Status != wire.Succeeded || res.Source != "ticketing" || res.ManagedDeviceID != service.DevDevice {
 		t.Fatalf("the banner's curl: %d %+v, want 200 with the job succeeded for source ticketing", status, res)
+	}
+	// Its result comes back by itself: the development receiver logs it
+	// verified, as the banner says.
+	if !strings.Contains(logs.String(), "which logs each verified delivery") {
+		t.Error("the banner does not mention the development webhook receiver")
+	}
+	verified := regexp.MustCompile(`"webhook_id":"` + regexp.QuoteMeta(res.JobID) + `/result"[^\n]*"webhook delivery verified"`)
+	if !testsystem.Eventually(30*time.Second, func() bool { return verified.MatchString(logs.String()) }) {
+		t.Errorf("the receiver logged no verified delivery of %s/result", res.JobID)
 	}
 	for source, k := range map[string]string{"automation": automationKey, "ticketing": ticketingKey} {
 		if status, res := post(k, prefer, `{"managedDeviceId":"`+testsystem.DeviceN(7)+`"}`); status != http.StatusOK || res.Source != source {
@@ -213,6 +226,58 @@ func TestDevGatewayAcceptsGatewayConfigsEntraApps(t *testing.T) {
 		if err != nil || resp.StatusCode != http.StatusOK || res.Source != source || res.Status != wire.Succeeded {
 			t.Errorf("as %s: %d %+v (%v), want 200 succeeded", source, resp.StatusCode, res, err)
 		}
+	}
+}
+
+// TestDevDeliversToItsReceiver: the result of the job the banner's curl
+// line submits is delivered by write-back to the development receiver,
+// signed with the secret it was started with and verified, with webhook-id
+// <jobId>/result.
+func TestDevDeliversToItsReceiver(t *testing.T) {
+	c, dev := startDevStack(t)
+	c.GatewayAddr = "127.0.0.1:0"
+	var banner testsystem.Buffer
+	g, err := startDevGateway(&c.Config, dev, c.GatewayAddr, nil, &banner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.stop)
+	fmt.Fprint(&banner, g.banner())
+	testsystem.RunWorker(t, c.Config, 15*time.Second)
+	m := bannerCurl.FindStringSubmatch(banner.String())
+	if m == nil || !strings.Contains(banner.String(), g.receiver.URL()) {
+		t.Fatalf("the banner names no curl line or not the receiver:\n%s", banner.String())
+	}
+	key, prefer, body, url := m[1], m[2], m[3], m[4]
+	testsystem.WaitReadyz(t, strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/v1/jobs"), http.StatusOK, 20*time.Second)
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Prefer", prefer)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res wire.Result
+	err = json.NewDecoder(resp.Body).Decode(&res)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || res.Status != wire.Succeeded {
+		t.Fatalf("the banner's curl: %d %+v (%v), want 200 succeeded", resp.StatusCode, res, err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	want := res.JobID + "/result"
+	if err := g.receiver.Wait(ctx, func(d []receiver.Delivery, _ int) bool {
+		return slices.ContainsFunc(d, func(d receiver.Delivery) bool { return d.ID == want })
+	}); err != nil {
+		t.Fatalf("no verified delivery %s: %v (delivered %d, refused %d)", want, err, len(g.receiver.Deliveries()), g.receiver.Refused())
+	}
+	for _, d := range g.receiver.Deliveries() {
+		if d.ID == want && (d.Result.JobID != res.JobID || d.Result.Status != wire.Succeeded || d.Result.Source != "ticketing") {
+			t.Errorf("delivery %s: %+v", d.ID, d.Result)
+		}
+	}
+	if n := g.receiver.Refused(); n != 0 {
+		t.Errorf("%d deliveries refused", n)
 	}
 }
 

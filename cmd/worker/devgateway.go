@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -10,11 +11,17 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/recoverpasscode/recoverpasscode/gateway"
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
 	"github.com/recoverpasscode/recoverpasscode/queue"
 	"github.com/recoverpasscode/recoverpasscode/service"
+	"github.com/recoverpasscode/recoverpasscode/wire"
+	"github.com/recoverpasscode/recoverpasscode/writeback"
+	"github.com/recoverpasscode/recoverpasscode/writeback/receiver"
 )
 
 // The --dev gateway's API registration in the Entra ID double, whose
@@ -27,11 +34,18 @@ const (
 	devSource = "ticketing"
 	// devGatewayStop bounds the requests in flight when --dev stops.
 	devGatewayStop = 5 * time.Second
+	// devReceiverName names the development receiver's endpoint, the same
+	// at every start (its URL's port is not), so that its durable
+	// consumer is reused.
+	devReceiverName = "dev-receiver"
 )
 
 // devGateway is the HTTP gateway --dev serves in process, in front of the
-// dev stack, on its own NATS connection as cmd/gateway would. It lives
-// here rather than in package service, which the gateway's tests import.
+// dev stack, on its own NATS connection as cmd/gateway would, with the
+// write-back cmd/gateway runs: every result of source ticketing goes, signed,
+// to a development webhook receiver that logs each verified delivery. It
+// lives here rather than in package service, which the gateway's tests
+// import.
 type devGateway struct {
 	// url is its base URL, key the development API key of source
 	// ticketing.
@@ -41,9 +55,12 @@ type devGateway struct {
 	// Entra applications; empty when it names none.
 	appSecret string
 	authority string
-	nc        *nats.Conn
-	cancel    context.CancelFunc
-	done      chan error
+	// receiver is the development webhook receiver of source ticketing.
+	receiver *receiver.Server
+	nc       *nats.Conn
+	cancel   context.CancelFunc
+	done     chan error
+	wbDone   chan error
 }
 
 // serveDevGateway serves the gateway of --dev on cfg.GatewayAddr, unless it
@@ -70,12 +87,24 @@ func startDevGateway(cfg *service.Config, dev *service.Dev, addr string, sources
 	if err != nil {
 		return nil, err
 	}
-	sources, err = gateway.MergeSources([]gateway.Source{{Name: devSource, APIKeys: []string{hash}}}, sources)
+	log := service.NewLogger(cfg.LogFormat, cfg.LogLevel, out).With().Str("component", "gateway").Logger()
+	secret, err := writeback.NewSecret()
 	if err != nil {
+		return nil, err
+	}
+	recvLog := log.With().Str("component", "receiver").Logger()
+	recv, err := receiver.Start(receiver.Config{Secrets: []string{secret}, Logger: &recvLog}, "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("--dev: %w", err)
+	}
+	devHook := writeback.Webhook{Name: devReceiverName, URL: recv.URL(), Secret: secret}
+	sources, err = gateway.MergeSources([]gateway.Source{{Name: devSource, APIKeys: []string{hash}, Webhooks: []writeback.Webhook{devHook}}}, sources)
+	if err != nil {
+		_ = recv.Close()
 		return nil, fmt.Errorf("--dev: GATEWAY_CONFIG: %w", err)
 	}
 	gs := dev.Graph
-	g := &devGateway{key: key, authority: gs.AuthorityHost(), done: make(chan error, 1)}
+	g := &devGateway{key: key, authority: gs.AuthorityHost(), receiver: recv, done: make(chan error, 1), wbDone: make(chan error, 1)}
 	gs.AddAPI(graphsim.API{AppID: devGatewayAPI, IdentifierURI: devGatewayAPIURI})
 	for _, s := range sources {
 		g.sources = append(g.sources, s.Name)
@@ -88,17 +117,38 @@ func startDevGateway(cfg *service.Config, dev *service.Dev, addr string, sources
 		}
 	}
 
-	log := service.NewLogger(cfg.LogFormat, cfg.LogLevel, out).With().Str("component", "gateway").Logger()
 	natsURL := dev.NATS.URL()
 	opts, err := queue.Conn{URL: natsURL}.Options("recoverpasscode dev gateway", log)
 	if err != nil {
+		_ = recv.Close()
 		return nil, err
 	}
 	// As cmd/gateway: nothing is buffered while disconnected, so that a
 	// job the caller was told 503 about is never sent later.
 	nc, err := nats.Connect(natsURL, append(opts, nats.ReconnectBufSize(-1))...)
 	if err != nil {
+		_ = recv.Close()
 		return nil, fmt.Errorf("--dev: gateway: connect to NATS: %w", err)
+	}
+	fail := func(err error) (*devGateway, error) {
+		nc.Close()
+		_ = recv.Close()
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fail(err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	wb, err := writeback.New(js, writeback.Config{
+		Names:      wire.Names{Prefix: cfg.Prefix},
+		Sources:    gateway.WriteBacks(sources),
+		Registerer: reg,
+		Logger:     log,
+	})
+	if err != nil {
+		return fail(fmt.Errorf("--dev: GATEWAY_CONFIG: %w", err))
 	}
 	gw, err := gateway.New(gateway.Config{
 		NATS:          nc,
@@ -108,24 +158,32 @@ func startDevGateway(cfg *service.Config, dev *service.Dev, addr string, sources
 		Audiences:     []string{devGatewayAPI},
 		AuthorityHost: gs.AuthorityHost(),
 		HTTPClient:    gs.Client(),
+		Registry:      reg,
 		Log:           &log,
+		Ready: func() error {
+			select {
+			case <-wb.Started():
+				return nil
+			default:
+				return errors.New("write-back: the delivery consumers are not set up yet")
+			}
+		},
 	})
 	if err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("--dev: %w", err)
+		return fail(fmt.Errorf("--dev: %w", err))
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("--dev: GATEWAY_HTTP_ADDR %s: %w (set GATEWAY_HTTP_ADDR to a free address, or to the empty string for no gateway)", addr, err)
+		_, err = fail(fmt.Errorf("--dev: GATEWAY_HTTP_ADDR %s: %w (set GATEWAY_HTTP_ADDR to a free address, or to the empty string for no gateway)", addr, err))
+		return nil, err
 	}
 	g.nc, g.url = nc, "http://"+reachable(ln.Addr())
-	g.serve(gw, ln)
+	g.serve(gw, wb, ln)
 	return g, nil
 }
 
-// serve runs the gateway on ln until stop.
-func (g *devGateway) serve(gw *gateway.Server, ln net.Listener) {
+// serve runs the gateway on ln, and write-back, until stop.
+func (g *devGateway) serve(gw *gateway.Server, wb *writeback.Deliverer, ln net.Listener) {
 	ctx, cancel := context.WithCancel(context.Background())
 	hard, cancelHard := context.WithCancel(context.Background())
 	g.cancel = func() {
@@ -136,14 +194,17 @@ func (g *devGateway) serve(gw *gateway.Server, ln net.Listener) {
 		defer cancelHard()
 		g.done <- gw.Serve(ctx, hard, ln)
 	}()
+	go func() { g.wbDone <- wb.Run(ctx) }()
 }
 
-// stop stops serving, lets requests in flight finish for a few seconds,
-// and closes the gateway's connection.
+// stop stops serving and delivering, lets requests in flight finish for a
+// few seconds, and closes the gateway's connection and the receiver.
 func (g *devGateway) stop() {
 	g.cancel()
 	<-g.done
+	<-g.wbDone
 	g.nc.Close()
+	_ = g.receiver.Close()
 }
 
 // reachable is addr as a client on this machine dials it: an unspecified
@@ -166,6 +227,8 @@ func (g *devGateway) banner() string {
 	fmt.Fprintf(&b, "HTTP gateway: %s   sources %s\n", g.url, strings.Join(g.sources, ", "))
 	fmt.Fprintf(&b, "Submit a job over HTTP, as a ticketing system does, as source %s (the API key is new at every start):\n", devSource)
 	fmt.Fprintf(&b, "  %s\n", devCurl(g.url, g.key, service.DevDevice))
+	fmt.Fprintf(&b, "Write-back: every result of source %s is delivered, signed, to the development webhook receiver at %s,\n", devSource, g.receiver.URL())
+	fmt.Fprintf(&b, "  which logs each verified delivery (\"webhook delivery verified\", with its webhook_id <jobId>/result)\n")
 	if g.appSecret != "" {
 		fmt.Fprintf(&b, "GATEWAY_CONFIG's Entra applications get access tokens from the Entra ID double with client secret %s\n", g.appSecret)
 		fmt.Fprintf(&b, "  and scope %s/.default at %s/%s/oauth2/v2.0/token\n", devGatewayAPIURI, g.authority, service.DevTenant)
