@@ -13,9 +13,9 @@
 // each stored message, so each KeyValue entry, with the time of the stream
 // leader that stored it. Writing a probe key between two local readings
 // brackets that stamp; the offset is the stamp less the midpoint, good to
-// half the round trip. Now is the local clock corrected by the latest such
-// offset, so every worker reads one clock, the server's, whatever its own
-// says.
+// half the round trip (of a few probes, the tightest is kept). Now is the
+// local clock corrected by the latest such offset, so every worker reads
+// one clock, the server's, whatever its own says.
 package clock
 
 import (
@@ -225,11 +225,41 @@ func (c *Clock) readBack(ctx context.Context, rev uint64) (jetstream.KeyValueEnt
 	}
 }
 
-// sync writes the probe key between two local readings and reads back the
+// probes is how many probes one measurement takes: the one with the
+// shortest round trip is kept, as NTP does, since a probe delayed by a
+// busy host or network brackets the server's stamp loosely.
+const probes = 3
+
+// sync takes probes probes and keeps the tightest.
+func (c *Clock) sync(ctx context.Context) (Measurement, error) {
+	var best Measurement
+	for i := range probes {
+		m, err := c.probe(ctx)
+		if err != nil {
+			if i > 0 {
+				break // keep what the earlier probes measured
+			}
+			return Measurement{}, err
+		}
+		if i == 0 || m.Uncertainty < best.Uncertainty {
+			best = m
+		}
+	}
+	applied := best.Offset
+	if applied <= c.cfg.Tolerance && applied >= -c.cfg.Tolerance {
+		applied = 0
+	}
+	c.mu.Lock()
+	c.m, c.measured, c.applied = best, true, applied
+	c.mu.Unlock()
+	return best, nil
+}
+
+// probe writes the probe key between two local readings and reads back the
 // time the server stamped it with. The server stamped it after the first
 // reading and before its acknowledgement arrived, so the midpoint is off
 // by at most half the round trip.
-func (c *Clock) sync(ctx context.Context) (Measurement, error) {
+func (c *Clock) probe(ctx context.Context) (Measurement, error) {
 	sent := c.cfg.Local()
 	rev, err := c.cfg.KV.Put(ctx, c.cfg.Key, strconv.AppendInt(nil, sent.UnixMilli(), 10))
 	acked := c.cfg.Local()
@@ -241,13 +271,5 @@ func (c *Clock) sync(ctx context.Context) (Measurement, error) {
 		return Measurement{}, err
 	}
 	half := acked.Sub(sent) / 2
-	m := Measurement{Offset: entry.Created().Sub(sent.Add(half)), Uncertainty: half, At: acked}
-	applied := m.Offset
-	if applied <= c.cfg.Tolerance && applied >= -c.cfg.Tolerance {
-		applied = 0
-	}
-	c.mu.Lock()
-	c.m, c.measured, c.applied = m, true, applied
-	c.mu.Unlock()
-	return m, nil
+	return Measurement{Offset: entry.Created().Sub(sent.Add(half)), Uncertainty: half, At: acked}, nil
 }
