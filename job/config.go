@@ -38,7 +38,8 @@ const (
 type Config struct {
 	// Graph performs the action. Required.
 	Graph Recoverer
-	// Tokens refreshes a tenant's token after a 401. Required.
+	// Tokens gets a tenant's token before each permit and refreshes it
+	// after a 401. Required.
 	Tokens Tokens
 	// Limiter is the fleet-wide rate limit. Required.
 	Limiter Limiter

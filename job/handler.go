@@ -10,6 +10,7 @@ import (
 
 	"github.com/recoverpasscode/recoverpasscode/graph"
 	"github.com/recoverpasscode/recoverpasscode/idempotency"
+	"github.com/recoverpasscode/recoverpasscode/ratelimit"
 	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
@@ -18,8 +19,11 @@ type Recoverer interface {
 	RecoverPasscode(ctx context.Context, t wire.Target) (graph.Response, error)
 }
 
-// Tokens refreshes a tenant's token after Graph answered 401.
+// Tokens supplies a tenant's token before a permit is taken, so that no
+// token round trip lies between a permit and the call it allows, and
+// refreshes it after Graph answered 401. graph.TokenSource implements it.
 type Tokens interface {
+	Token(ctx context.Context, tenantID string) (string, error)
 	Refresh(ctx context.Context, tenantID string) (string, error)
 }
 
@@ -27,8 +31,16 @@ type Tokens interface {
 type Limiter interface {
 	Wait(ctx context.Context, tenantID string) (time.Duration, error)
 	Pause(ctx context.Context, tenantID string, until time.Time) error
+	// Throttled pauses the tenant like Pause and teaches the fleet's
+	// learned budget that Graph said 429.
+	Throttled(ctx context.Context, tenantID string, th ratelimit.Throttle) error
 	PausedUntil(tenantID string) (time.Time, bool)
+	// Sent tells the Limiter how long after Wait let a call go it was
+	// written to Graph, so that its window counts calls that late.
+	Sent(gap time.Duration)
 }
+
+var _ Limiter = (*ratelimit.Limiter)(nil)
 
 // Ledger grants each key's idempotency lease; the lease
 // (idempotency.Lease) carries the at-most-once protocol of the calls made

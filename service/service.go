@@ -83,7 +83,10 @@ func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("bucket %s: %w", names.LimitsBucket(), err)
 	}
-	limiter, err := ratelimit.New(ctx, kvLimits, ratelimit.Config{App: cfg.Credential.ClientID, Rate: cfg.Rate, Owner: cfg.Name, Logger: log})
+	limiter, err := ratelimit.New(ctx, kvLimits, ratelimit.Config{
+		App: cfg.Credential.ClientID, Rate: cfg.Rate, Burst: cfg.burst(), Owner: cfg.Name,
+		OnBudget: m.LearnedRate, Logger: log,
+	})
 	if err != nil {
 		return err
 	}
