@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/recoverpasscode/recoverpasscode/wire"
@@ -27,7 +28,8 @@ type Publisher struct {
 	// AckTimeout bounds the wait for one acknowledgement. Defaults to 10s.
 	AckTimeout time.Duration
 	// Retries is how often a job whose acknowledgement failed is sent
-	// again, synchronously. Defaults to 3.
+	// again, synchronously: at once, then after 100ms, growing up to 2s
+	// between tries. Defaults to 3.
 	Retries int
 }
 
@@ -49,9 +51,9 @@ func (s PublishStats) Rate() float64 {
 	return float64(s.Published) / s.Elapsed.Seconds()
 }
 
-// ErrNoStream means no stream stores the jobs subject: no worker has set
-// the streams up yet.
-var ErrNoStream = errors.New("batch: no stream answered the publish: is a worker running? (it creates the streams)")
+// ErrNoStream means the stream a batch is published to or read from does not
+// exist: no worker has set the streams up yet (a worker creates them).
+var ErrNoStream = errors.New("batch: no such stream: is a worker running? (it creates the streams)")
 
 type inflight struct {
 	fut jetstream.PubAckFuture
@@ -145,14 +147,24 @@ func (p *Publisher) send(ctx context.Context, js jetstream.JetStream, subject st
 	return nil
 }
 
+// A job whose acknowledgement failed is sent again at once (the failure
+// itself took the ack timeout, or a lost connection that a resend waits out);
+// when that fails too, the next resends wait from retryFirst, growing to
+// retryMax, so a restarting server or a stream leader being elected is not
+// asked again and again within a millisecond.
+const (
+	retryFirst = 100 * time.Millisecond
+	retryMax   = 2 * time.Second
+)
+
 // await waits for one acknowledgement; a failed one is retried
-// synchronously with the same Nats-Msg-Id.
+// synchronously with the same Nats-Msg-Id, with backoff between tries.
 func (p *Publisher) await(ctx context.Context, js jetstream.JetStream, f inflight) (*jetstream.PubAck, error) {
-	var err error
+	var asyncErr error
 	select {
 	case ack := <-f.fut.Ok():
 		return ack, nil
-	case err = <-f.fut.Err():
+	case asyncErr = <-f.fut.Err():
 	case <-ctx.Done():
 		return nil, context.Cause(ctx)
 	}
@@ -160,20 +172,25 @@ func (p *Publisher) await(ctx context.Context, js jetstream.JetStream, f infligh
 	if retries <= 0 {
 		retries = 3
 	}
-	for range retries {
-		if noStream(err) {
-			return nil, fmt.Errorf("%w (%s): %w", ErrNoStream, f.msg.Subject, err)
-		}
-		if ctx.Err() != nil {
-			return nil, context.Cause(ctx)
-		}
-		var ack *jetstream.PubAck
-		ack, err = js.PublishMsg(ctx, f.msg)
-		if err == nil {
-			return ack, nil
-		}
+	if noStream(asyncErr) {
+		return nil, fmt.Errorf("%w (%s): %w", ErrNoStream, f.msg.Subject, asyncErr)
 	}
-	if noStream(err) {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval, b.MaxElapsedTime = retryFirst, retryMax, 0
+	send := func() (*jetstream.PubAck, error) {
+		ack, err := js.PublishMsg(ctx, f.msg)
+		if noStream(err) {
+			return nil, backoff.Permanent(err)
+		}
+		return ack, err
+	}
+	ack, err := backoff.RetryWithData(send, backoff.WithContext(backoff.WithMaxRetries(b, uint64(retries-1)), ctx))
+	switch {
+	case err == nil:
+		return ack, nil
+	case ctx.Err() != nil:
+		return nil, context.Cause(ctx)
+	case noStream(err):
 		return nil, fmt.Errorf("%w (%s): %w", ErrNoStream, f.msg.Subject, err)
 	}
 	return nil, fmt.Errorf("batch: publish job %s: %w", f.msg.Header.Get(jetstream.MsgIDHeader), err)

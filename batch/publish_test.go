@@ -75,6 +75,55 @@ func TestPublish(t *testing.T) {
 	}
 }
 
+// TestPublishResendsUnconfirmed: a job whose acknowledgement is not seen in
+// time is sent again after a backoff, and the stream stores it once.
+func TestPublishResendsUnconfirmed(t *testing.T) {
+	nc, js := startNATS(t, true)
+	names := wire.Names{}
+	// Every asynchronous acknowledgement times out before it can arrive.
+	p := &batch.Publisher{NC: nc, MaxPending: 8, AckTimeout: time.Nanosecond}
+	st, err := p.Publish(t.Context(), names.Jobs("batch"), jobs(40))
+	if err != nil || st.Published != 40 {
+		t.Fatalf("publish: %+v, %v", st, err)
+	}
+	if st.Duplicates == 0 {
+		t.Errorf("no job was sent again (%+v): the resend path did not run", st)
+	}
+	s, err := js.Stream(t.Context(), names.JobsStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := s.CachedInfo().State.Msgs; n != 40 {
+		t.Errorf("%d jobs stored, want 40", n)
+	}
+}
+
+// TestPublishBacksOffRefusals: a job the stream keeps refusing is sent
+// again Retries times with growing waits between the resends, then
+// reported.
+func TestPublishBacksOffRefusals(t *testing.T) {
+	nc, js := startNATS(t, false)
+	_, err := js.CreateStream(t.Context(), jetstream.StreamConfig{
+		Name: "FULL", Subjects: []string{"full.jobs"}, MaxMsgs: 1, Discard: jetstream.DiscardNew,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &batch.Publisher{NC: nc, Retries: 3}
+	start := time.Now()
+	st, err := p.Publish(t.Context(), "full.jobs", jobs(2))
+	elapsed := time.Since(start)
+	if err == nil || st.Published != 1 {
+		t.Fatalf("published %d, error %v; want 1 and the stream's refusal", st.Published, err)
+	}
+	// Three resends: at once, then after at least 50ms and 75ms (100ms and
+	// 150ms with 50% jitter).
+	if elapsed < 125*time.Millisecond {
+		t.Errorf("refused job reported after %s: the resends did not back off", elapsed)
+	}
+	t.Logf("%s: %v", elapsed, err)
+}
+
 // TestPublishWithoutStreams says that no worker has set the streams up.
 func TestPublishWithoutStreams(t *testing.T) {
 	nc, _ := startNATS(t, false)

@@ -10,8 +10,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/recoverpasscode/recoverpasscode/queue"
 )
 
 // StreamReader reads the messages a stream holds under one subject filter,
@@ -48,7 +46,7 @@ func OpenStream(ctx context.Context, js jetstream.JetStream, stream, filter stri
 		err = cause // the server's refusal, rather than the timeout it caused
 	}
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil, queue.ErrNoStream
+		return nil, fmt.Errorf("%w (%s)", ErrNoStream, stream)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("batch: read %s: %w", stream, err)

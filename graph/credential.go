@@ -14,6 +14,7 @@ import (
 
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
 	"github.com/recoverpasscode/recoverpasscode/wire"
+	"golang.org/x/sync/semaphore"
 )
 
 // DefaultAuthorityHost is the Entra ID host of the public cloud.
@@ -170,11 +171,12 @@ type Credential struct {
 
 var _ TokenSource = (*Credential)(nil)
 
-// tenantApp is one tenant's MSAL client. The one-slot sem guards app; generation counts
-// refreshes so that callers who waited on one refresh share its token.
+// tenantApp is one tenant's MSAL client. The one-slot sem guards app (a lock that
+// gives up when the caller's context ends); generation counts refreshes so that
+// callers who waited on one refresh share its token.
 type tenantApp struct {
 	tenant     string
-	sem        chan struct{}
+	sem        *semaphore.Weighted
 	generation atomic.Uint64
 	app        confidential.Client
 	// cached is the last token and when to stop using it without asking
@@ -279,10 +281,10 @@ func (c *Credential) Token(ctx context.Context, tenantID string) (string, error)
 	if ct := ta.cached.Load(); ct != nil && time.Now().Before(ct.refreshAt) {
 		return ct.token, nil
 	}
-	if err := ta.lock(ctx); err != nil {
+	if err := ta.sem.Acquire(ctx, 1); err != nil {
 		return "", fmt.Errorf("graph: token for tenant %s: %w", ta.tenant, err)
 	}
-	defer ta.unlock()
+	defer ta.sem.Release(1)
 	return c.acquire(ctx, ta, ta.app)
 }
 
@@ -295,10 +297,10 @@ func (c *Credential) Refresh(ctx context.Context, tenantID string) (string, erro
 		return "", err
 	}
 	gen := ta.generation.Load()
-	if err := ta.lock(ctx); err != nil {
+	if err := ta.sem.Acquire(ctx, 1); err != nil {
 		return "", fmt.Errorf("graph: token for tenant %s: %w", ta.tenant, err)
 	}
-	defer ta.unlock()
+	defer ta.sem.Release(1)
 	if ta.generation.Load() != gen { // refreshed while we waited
 		return c.acquire(ctx, ta, ta.app)
 	}
@@ -351,7 +353,7 @@ func (c *Credential) tenant(tenantID string) (*tenantApp, error) {
 	if err != nil {
 		return nil, err
 	}
-	ta := &tenantApp{tenant: tenantID, sem: make(chan struct{}, 1), app: app}
+	ta := &tenantApp{tenant: tenantID, sem: semaphore.NewWeighted(1), app: app}
 	c.tenants[key] = ta
 	return ta, nil
 }
@@ -375,14 +377,3 @@ func (c *Credential) redact(s string) string {
 	}
 	return wire.Truncate(printable(s), maxErrorMessage)
 }
-
-func (t *tenantApp) lock(ctx context.Context) error {
-	select {
-	case t.sem <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (t *tenantApp) unlock() { <-t.sem }

@@ -14,6 +14,7 @@ import (
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/public"
 	"github.com/recoverpasscode/recoverpasscode/wire"
 	"github.com/rs/zerolog"
+	"golang.org/x/sync/semaphore"
 )
 
 // delegatedPermission is the Graph permission recoverPasscode needs.
@@ -37,8 +38,8 @@ type Delegated struct {
 	scopes     []string
 	cache      *tokenCache
 	app        public.Client
-	sem        chan struct{}
-	generation atomic.Uint64 // counts refreshes; see Refresh
+	sem        *semaphore.Weighted // serializes acquisitions; gives up when the caller's context ends
+	generation atomic.Uint64       // counts refreshes; see Refresh
 }
 
 var _ TokenSource = (*Delegated)(nil)
@@ -59,7 +60,7 @@ func NewDelegated(cfg CredentialConfig, log zerolog.Logger) (*Delegated, error) 
 	if err != nil {
 		return nil, err
 	}
-	return &Delegated{tenant: cfg.TenantID, scopes: []string{scope}, cache: tc, app: app, sem: make(chan struct{}, 1)}, nil
+	return &Delegated{tenant: cfg.TenantID, scopes: []string{scope}, cache: tc, app: app, sem: semaphore.NewWeighted(1)}, nil
 }
 
 // Token returns an access token of the signed-in account for tenantID ("" means the
@@ -70,10 +71,10 @@ func (d *Delegated) Token(ctx context.Context, tenantID string) (string, error) 
 	if err := d.checkTenant(tenantID); err != nil {
 		return "", err
 	}
-	if err := d.lock(ctx); err != nil {
+	if err := d.sem.Acquire(ctx, 1); err != nil {
 		return "", fmt.Errorf("graph: delegated token for tenant %s: %w", d.tenant, err)
 	}
-	defer d.unlock()
+	defer d.sem.Release(1)
 	return d.acquire(ctx)
 }
 
@@ -85,10 +86,10 @@ func (d *Delegated) Refresh(ctx context.Context, tenantID string) (string, error
 		return "", err
 	}
 	gen := d.generation.Load()
-	if err := d.lock(ctx); err != nil {
+	if err := d.sem.Acquire(ctx, 1); err != nil {
 		return "", fmt.Errorf("graph: delegated token for tenant %s: %w", d.tenant, err)
 	}
-	defer d.unlock()
+	defer d.sem.Release(1)
 	if d.generation.Load() != gen { // refreshed while we waited
 		return d.acquire(ctx)
 	}
@@ -196,17 +197,6 @@ func (d *Delegated) checkTenant(tenantID string) error {
 	}
 	return fmt.Errorf("%w: tenant %q: delegated tokens serve only tenant %s, where the account signed in; another tenant needs app-only credentials", ErrCredential, wire.Truncate(tenantID, maxShownValue), d.tenant)
 }
-
-func (d *Delegated) lock(ctx context.Context) error {
-	select {
-	case d.sem <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (d *Delegated) unlock() { <-d.sem }
 
 // homeTenant returns the tenant part of an MSAL home account ID ("<oid>.<tid>").
 func homeTenant(homeAccountID string) string {

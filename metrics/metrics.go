@@ -95,7 +95,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		}),
 		auditLost: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "recoverpasscode_audit_lost_total",
-			Help: "Audit events the audit stream did not confirm even after retrying for 10 minutes.",
+			Help: "Audit events the audit stream did not confirm: not after retrying for 10 minutes, not by the time the worker stopped, or with the retry queue full.",
 		}),
 		ready: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "recoverpasscode_ready",

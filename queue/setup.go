@@ -2,7 +2,6 @@ package queue
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -36,6 +35,11 @@ type Setup struct {
 	// MaxAckPending bounds jobs in flight across the fleet. Defaults to
 	// 10000.
 	MaxAckPending int
+	// RequestsTTL is how long the HTTP gateway's record of a submitted job
+	// lives in the requests bucket: as long as a retried request with the
+	// same Idempotency-Key finds its job. Set it to the idempotency records'
+	// TTL (RECOVER_KEYS_TTL). Defaults to 24h.
+	RequestsTTL time.Duration
 }
 
 func (s *Setup) defaults() {
@@ -59,6 +63,9 @@ func (s *Setup) defaults() {
 	}
 	if s.MaxAckPending == 0 {
 		s.MaxAckPending = 10000
+	}
+	if s.RequestsTTL <= 0 {
+		s.RequestsTTL = 24 * time.Hour
 	}
 }
 
@@ -110,6 +117,27 @@ func (s Setup) Streams() []jetstream.StreamConfig {
 	}
 }
 
+// MaxRequestSize bounds one record of the requests bucket, in bytes.
+const MaxRequestSize = 4 << 10
+
+// RequestsBucket returns the configuration of the HTTP gateway's requests
+// bucket (wire.Names.RequestsBucket): one record per job submitted over
+// HTTP, keyed <source>.<jobId>, kept RequestsTTL. The workers create it
+// with their other objects, so that the gateway's NATS user needs no right
+// to create anything.
+func (s Setup) RequestsBucket() jetstream.KeyValueConfig {
+	s.defaults()
+	return jetstream.KeyValueConfig{
+		Bucket:       s.Names.RequestsBucket(),
+		Description:  "recoverpasscode HTTP gateway: one record per job submitted over HTTP",
+		History:      1,
+		TTL:          s.RequestsTTL,
+		MaxValueSize: MaxRequestSize,
+		Storage:      jetstream.FileStorage,
+		Replicas:     s.Replicas,
+	}
+}
+
 // Consumer returns the configuration of the workers' durable pull consumer.
 func (s Setup) Consumer() jetstream.ConsumerConfig {
 	s.defaults()
@@ -124,16 +152,16 @@ func (s Setup) Consumer() jetstream.ConsumerConfig {
 	}
 }
 
-// Ensure creates or updates every stream, the workers' consumer and the
-// given KeyValue buckets. It is idempotent and safe to run from every
-// worker at start.
+// Ensure creates or updates every stream, the workers' consumer, the
+// gateway's requests bucket and the given KeyValue buckets. It is
+// idempotent and safe to run from every worker at start.
 func (s Setup) Ensure(ctx context.Context, js jetstream.JetStream, buckets ...jetstream.KeyValueConfig) (jetstream.Consumer, error) {
 	for _, cfg := range s.Streams() {
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return nil, fmt.Errorf("queue: stream %s: %w", cfg.Name, err)
 		}
 	}
-	for _, cfg := range buckets {
+	for _, cfg := range append([]jetstream.KeyValueConfig{s.RequestsBucket()}, buckets...) {
 		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
 			return nil, fmt.Errorf("queue: bucket %s: %w", cfg.Bucket, err)
 		}
@@ -144,10 +172,6 @@ func (s Setup) Ensure(ctx context.Context, js jetstream.JetStream, buckets ...je
 	}
 	return cons, nil
 }
-
-// ErrNoStream is returned by lookups when the worker has not created the
-// streams yet.
-var ErrNoStream = errors.New("queue: streams not found: start a worker first (it creates them)")
 
 // ConsumerName is the durable pull consumer every worker shares.
 const ConsumerName = "worker"

@@ -173,14 +173,34 @@ func (l *Limiter) Close() error {
 		t.fail(ErrClosed)
 	}
 	l.mu.Unlock()
+	// Stop the watch before cancelling l.ctx: the watch was started on
+	// l.ctx, and nats.go stops it itself when that ends, so cancelling
+	// first raced two stops, and the loser deleting the watch's consumer
+	// found it gone.
+	err := stopWatch(l.watcher)
 	l.cancel()
-	err := l.watcher.Stop()
 	l.wg.Wait()
-	if err != nil && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) {
+	if err != nil {
 		return fmt.Errorf("ratelimit: close: stop bucket watch: %w", err)
 	}
 	l.log.Info().Msg("rate limiter closed")
 	return nil
+}
+
+// stopWatch stops w. A watch that is stopped already counts as stopped:
+// its connection closed, its subscription gone, or its consumer, which the
+// server may remove on its own (an ephemeral consumer that lost its
+// server), already deleted.
+func stopWatch(w jetstream.KeyWatcher) error {
+	err := w.Stop()
+	switch {
+	case err == nil,
+		errors.Is(err, nats.ErrConnectionClosed),
+		errors.Is(err, nats.ErrBadSubscription),
+		errors.Is(err, nats.ErrConsumerNotFound):
+		return nil
+	}
+	return err
 }
 
 // tenant returns the local state of tenantID, creating it on first use.

@@ -224,3 +224,37 @@ func TestWatchKeepsWindowsFresh(t *testing.T) {
 		t.Errorf("b made %d KV calls for one permit, want a read and a write", st.KVOps)
 	}
 }
+
+// TestCloseAfterWatchConsumerGone: a bucket watch whose consumer the server
+// has already removed is stopped by Close, not reported as an error.
+func TestCloseAfterWatchConsumerGone(t *testing.T) {
+	f := newFleet(t, 0, Config{App: testApp})
+	js := connect(t, f.url)
+	stream, err := js.Stream(t.Context(), "KV_"+testBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	kv, err := connect(t, f.url).KeyValue(ctx, testBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := New(ctx, kv, Config{App: testApp, Owner: "gone"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleted := 0
+	for name := range stream.ConsumerNames(ctx).Name() {
+		if err := stream.DeleteConsumer(ctx, name); err != nil {
+			t.Fatalf("delete consumer %s: %v", name, err)
+		}
+		deleted++
+	}
+	if deleted != 1 {
+		t.Fatalf("deleted %d consumers, want the watch's one", deleted)
+	}
+	if err := l.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+}

@@ -51,7 +51,10 @@ func (l *Limiter) follow(w jetstream.KeyWatcher) {
 			l.apply(entry)
 		}
 	}
-	if l.ctx.Err() == nil {
+	l.mu.Lock()
+	closed := l.closed
+	l.mu.Unlock()
+	if !closed {
 		l.log.Error().Msg("bucket watch ended: this process no longer learns of pauses set by others")
 	}
 }

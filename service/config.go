@@ -19,6 +19,7 @@ import (
 	"github.com/recoverpasscode/recoverpasscode/queue"
 	"github.com/recoverpasscode/recoverpasscode/ratelimit"
 	"github.com/recoverpasscode/recoverpasscode/wire"
+	"github.com/recoverpasscode/recoverpasscode/worker"
 )
 
 // Config is everything a worker process needs. The environment variable
@@ -114,13 +115,6 @@ const DefaultRateBurst = 25
 // unless told otherwise: loopback, so nothing is exposed by default.
 const DefaultHTTPAddr = "127.0.0.1:9464"
 
-// The defaults of worker.Config (Concurrency, DrainTimeout), which that
-// package applies to its own zero values but does not export.
-const (
-	defaultConcurrency  = 32
-	defaultDrainTimeout = 30 * time.Second
-)
-
 // DefaultConfig returns the settings a worker runs with when none are
 // given: what cmd/worker's flags and --help show as defaults, and what
 // Validate fills a zero field with. It sets everything but the credentials, which
@@ -134,13 +128,13 @@ func DefaultConfig() Config {
 		GraphURL:       graph.DefaultBaseURL,
 		Rate:           ratelimit.DefaultRate,
 		RateBurst:      DefaultRateBurst,
-		Concurrency:    defaultConcurrency,
+		Concurrency:    worker.DefaultConcurrency,
 		HTTPAddr:       DefaultHTTPAddr,
 		KeysTTL:        idempotency.DefaultTTL,
 		Lease:          idempotency.DefaultLease,
 		AttemptTimeout: graph.DefaultAttemptTimeout,
 		MaxAttempts:    job.DefaultMaxAttempts,
-		DrainTimeout:   defaultDrainTimeout,
+		DrainTimeout:   worker.DefaultDrainTimeout,
 		AckWait:        queue.DefaultAckWait,
 		Name:           DefaultName(),
 		LogFormat:      "json",

@@ -53,12 +53,13 @@ func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
 	m := metrics.New(reg)
 	// Audit events are published asynchronously: bound what may be in
 	// flight, and hand every one the stream did not confirm (a timeout, a
-	// lost connection) to the telemetry, which stores it again.
-	retry := &auditRetry{metrics: m, log: log}
+	// lost connection) to the audit queue, which the worker runs to store
+	// them again.
+	audit := worker.NewAuditQueue(m, log)
 	js, err := jetstream.New(nc,
 		jetstream.WithPublishAsyncMaxPending(4096),
 		jetstream.WithPublishAsyncTimeout(auditAckTimeout),
-		jetstream.WithPublishAsyncErrHandler(retry.notStored))
+		jetstream.WithPublishAsyncErrHandler(audit.NotStored))
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
@@ -93,7 +94,6 @@ func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
 	defer limiter.Close()
 
 	telemetry := worker.NewTelemetry(js, names, m, log)
-	retry.to.Store(telemetry)
 	m.OnScrape(telemetry.SampleConsumer(cons))
 	handler, err := job.New(job.Config{
 		Observer: telemetry,
@@ -113,7 +113,7 @@ func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
 	}
 	w, err := worker.New(worker.Config{
 		NC: nc, JS: js, Consumer: cons, Names: names,
-		Handler: handler, Health: health, Telemetry: telemetry,
+		Handler: handler, Health: health, Telemetry: telemetry, Audit: audit,
 		Probe: func(ctx context.Context, refresh bool) error {
 			var err error
 			if refresh {
@@ -169,7 +169,7 @@ func newGraph(cfg *Config, log zerolog.Logger) (graph.TokenSource, *graph.Client
 // setUp creates or updates streams, consumer and buckets, retrying while
 // NATS is unreachable so a worker may start before its servers.
 func setUp(ctx context.Context, js jetstream.JetStream, cfg *Config, names wire.Names, log zerolog.Logger) (jetstream.Consumer, error) {
-	setup := queue.Setup{Names: names, Replicas: cfg.Replicas, AckWait: cfg.AckWait}
+	setup := queue.Setup{Names: names, Replicas: cfg.Replicas, AckWait: cfg.AckWait, RequestsTTL: cfg.KeysTTL}
 	buckets := []jetstream.KeyValueConfig{
 		idempotency.BucketConfig(names.KeysBucket(), cfg.KeysTTL, cfg.Replicas),
 		ratelimit.BucketConfig(names.LimitsBucket(), cfg.Replicas),

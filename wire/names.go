@@ -56,6 +56,10 @@ func (n Names) KeysBucket() string { return n.prefix() + "_keys" }
 // LimitsBucket holds the shared rate-limit state and pauses.
 func (n Names) LimitsBucket() string { return n.prefix() + "_limits" }
 
+// RequestsBucket holds the HTTP gateway's request records: one per job
+// submitted over HTTP, so that a retried request finds its job.
+func (n Names) RequestsBucket() string { return n.prefix() + "_requests" }
+
 // Jobs is the subject a source publishes its jobs to.
 func (n Names) Jobs(source string) string { return n.prefix() + ".jobs." + source }
 

@@ -18,7 +18,7 @@ import (
 // publishTimeout bounds each publish of a result or dead letter.
 const publishTimeout = 10 * time.Second
 
-// handle processes one message end to end: handler, result, dead letter,
+// handle processes one message end to end: handler, dead letter, result,
 // acknowledgement.
 func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	meta, err := msg.Metadata()
@@ -27,8 +27,8 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
-	w.cfg.Telemetry.metrics.InFlight(1)
-	defer w.cfg.Telemetry.metrics.InFlight(-1)
+	w.cfg.Telemetry.InFlight(1)
+	defer w.cfg.Telemetry.InFlight(-1)
 	d := job.Delivery{
 		Data: msg.Data(),
 		Meta: wire.Meta{
@@ -60,11 +60,9 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	log := w.log.With().Str("job_id", out.Result.JobID).Str("status", string(out.Result.Status)).Logger()
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
 	defer cancel()
-	if err := w.publishResult(pctx, out); err != nil {
-		log.Error().Err(err).Msg("could not publish the result; the job will be redelivered")
-		_ = msg.NakWithDelay(time.Second)
-		return
-	}
+	// The dead letter goes first: whoever sees a job's result (a person
+	// waiting with enqueue --wait, then replaying the DLQ) finds its dead
+	// letter stored too.
 	if out.DeadLetter != "" {
 		if err := w.publishDeadLetter(pctx, msg, d, out); err != nil {
 			log.Error().Err(err).Msg("could not publish the dead letter; the job will be redelivered")
@@ -72,7 +70,12 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 			return
 		}
 	}
-	w.cfg.Telemetry.decided(out.Result, out.DeadLetter != "")
+	if err := w.publishResult(pctx, out); err != nil {
+		log.Error().Err(err).Msg("could not publish the result; the job will be redelivered")
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	w.cfg.Telemetry.Finished(out.Result, out.DeadLetter != "")
 	if out.Disposition == job.Term {
 		err = msg.TermWithReason(out.DeadLetter)
 	} else {

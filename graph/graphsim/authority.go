@@ -10,16 +10,13 @@ import (
 )
 
 // oauthError is an Entra ID token endpoint error: an OAuth error value, an
-// AADSTS number and its description, answered with an HTTP status.
+// AADSTS number and its description, answered with an HTTP status. It is
+// what the double answers (see writeOAuthError), not a Go error.
 type oauthError struct {
 	status int
 	kind   string // the OAuth "error" value, e.g. invalid_client
 	code   int    // the AADSTS number
 	desc   string // the text after "AADSTSnnn: "
-}
-
-func (e *oauthError) Error() string {
-	return fmt.Sprintf("graphsim: %s: AADSTS%d: %s", e.kind, e.code, e.desc)
 }
 
 func errTenantNotFound(tenant string) *oauthError {
@@ -37,6 +34,8 @@ func (s *Server) serveAuthority(w http.ResponseWriter, r *http.Request) {
 		s.writeOAuthError(w, r, &oauthError{http.StatusBadRequest, "invalid_request", 900023, "Specified tenant identifier is neither a valid DNS name, nor a valid external domain."})
 	case matchSegs(segs, "*", "v2.0", ".well-known", "openid-configuration"):
 		s.serveDiscovery(w, r, strings.ToLower(segs[0]))
+	case matchSegs(segs, "*", "discovery", "v2.0", "keys"):
+		s.serveJWKS(w, r, strings.ToLower(segs[0]))
 	case matchSegs(segs, "*", "oauth2", "v2.0", "token"):
 		s.serveToken(w, r, strings.ToLower(segs[0]))
 	case matchSegs(segs, "*", "oauth2", "v2.0", "devicecode"):

@@ -10,7 +10,10 @@
 //     authenticate with a client secret, a certificate-signed client
 //     assertion or a federated (workload identity) assertion; users sign in
 //     with the device code grant and stay signed in with refresh tokens.
-//     Failures answer with Entra's error shape and AADSTS codes.
+//     Failures answer with Entra's error shape and AADSTS codes. For an API
+//     registered with AddAPI the token is an RS256-signed JWT, verifiable
+//     against the published keys (JWKSURL), with the app roles assigned to
+//     the client (AssignAppRole); RotateSigningKey rolls the key over.
 //   - Graph serves the three recoverPasscode paths under GraphURL(), checks
 //     the bearer token, validates the request the way Graph does, enforces
 //     Intune's sliding-window limits per app per tenant and per tenant, and
@@ -134,6 +137,8 @@ type Server struct {
 	limits     *limiter
 	log        callLog
 	changed    chan struct{} // closed and replaced on every change; see waitFor
+
+	signing signingKeys // has its own lock
 }
 
 // New starts a Server and panics if it cannot, like httptest.NewServer.

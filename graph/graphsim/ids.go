@@ -25,32 +25,6 @@ func newOpaqueToken() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// isGUID reports whether s is a GUID in its 8-4-4-4-12 hexadecimal form,
-// the only form Graph accepts in a path key.
-func isGUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := range len(s) {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !isHex(c) {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
 // isUPN reports whether s is a user principal name: a local part of
 // letters, digits and the specials Entra allows (including the '#' of guest
 // accounts), an '@', and a domain of at least two dot-separated labels. It

@@ -12,8 +12,11 @@ import (
 type directory struct {
 	tenants map[string]bool
 	apps    map[string]*app
-	users   map[string]*user // by lower-case UPN
-	missing map[string]bool  // device IDs that answer 404
+	users   map[string]*user     // by lower-case UPN
+	missing map[string]bool      // device IDs that answer 404
+	apis    map[string]*apiState // by lower-case app ID
+	// principals are the service principals' object IDs, by tenant/app.
+	principals map[string]string
 }
 
 // app is one app registration and the credentials it accepts.
@@ -39,6 +42,9 @@ func newDirectory() directory {
 		apps:    map[string]*app{},
 		users:   map[string]*user{},
 		missing: map[string]bool{},
+		apis:    map[string]*apiState{},
+
+		principals: map[string]string{},
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // route is a Graph request path, parsed. When the path is not a
@@ -47,14 +49,14 @@ func parseRoute(escaped string) route {
 // validate checks the route's keys as Graph does: a managed device ID is a
 // GUID, a user is a GUID or a UPN, a detected app ID is a plain token.
 func (rt route) validate() *graphResponse {
-	if !isGUID(rt.deviceID) {
+	if !wire.IsGUID(rt.deviceID) {
 		return badRequest(fmt.Sprintf("Invalid key for managedDevices: '%s' is not a valid GUID.", rt.deviceID))
 	}
 	if rt.form == FormUser {
 		if strings.HasPrefix(rt.userID, "$") {
 			return badRequest("A user principal name starting with '$' must be addressed as users('{upn}').")
 		}
-		if !isGUID(rt.userID) && !isUPN(rt.userID) {
+		if !wire.IsGUID(rt.userID) && !isUPN(rt.userID) {
 			return badRequest(fmt.Sprintf("Invalid key for users: '%s' is neither an object ID nor a user principal name.", rt.userID))
 		}
 	}

@@ -228,6 +228,9 @@ func (s *Server) clientCredentialsLocked(form url.Values, basicSecret, tenant st
 	if oerr != nil {
 		return nil, oerr
 	}
+	if api := s.apiForResourceLocked(strings.TrimSuffix(scope, "/.default")); api != nil {
+		return s.issueAPITokenLocked(tenant, call.AppID, cred, api, now)
+	}
 	g := &grant{tenantID: tenant, appID: call.AppID, scope: scope, expires: now.Add(s.cfg.TokenLifetime)}
 	lifetime := expiresIn(s.cfg.TokenLifetime)
 	return map[string]any{
