@@ -17,6 +17,7 @@ import (
 	"github.com/recoverpasscode/recoverpasscode/idempotency"
 	"github.com/recoverpasscode/recoverpasscode/job"
 	"github.com/recoverpasscode/recoverpasscode/queue"
+	"github.com/recoverpasscode/recoverpasscode/quota"
 	"github.com/recoverpasscode/recoverpasscode/ratelimit"
 	"github.com/recoverpasscode/recoverpasscode/wire"
 	"github.com/recoverpasscode/recoverpasscode/worker"
@@ -66,6 +67,12 @@ type Config struct {
 	// 429, not a burst. 100 lets an idle fleet use the whole window at
 	// once. Defaults to DefaultRateBurst (25).
 	RateBurst int
+	// SourceLimits is each source's budget [RECOVER_SOURCE_LIMITS], such as
+	// "automation=100/1h,ticketing=unlimited" (quota.ParseLimits): a job
+	// over its source's budget is held, not failed, until the budget allows
+	// it or an operator releases it (enqueue held). Defaults to none: every
+	// source unlimited.
+	SourceLimits quota.Limits
 	// Concurrency is the number of jobs in flight [RECOVER_CONCURRENCY].
 	// Defaults to 32.
 	Concurrency int

@@ -23,6 +23,7 @@ import (
 	"github.com/recoverpasscode/recoverpasscode/job"
 	"github.com/recoverpasscode/recoverpasscode/metrics"
 	"github.com/recoverpasscode/recoverpasscode/queue"
+	"github.com/recoverpasscode/recoverpasscode/quota"
 	"github.com/recoverpasscode/recoverpasscode/ratelimit"
 	"github.com/recoverpasscode/recoverpasscode/wire"
 	"github.com/recoverpasscode/recoverpasscode/worker"
@@ -93,6 +94,8 @@ func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
 	}
 	defer limiter.Close()
 
+	budgets := quota.New(js, kvLimits, cfg.SourceLimits)
+	m.OnScrape(sampleHeld(budgets, m))
 	telemetry := worker.NewTelemetry(js, names, m, log)
 	m.OnScrape(telemetry.SampleConsumer(cons))
 	handler, err := job.New(job.Config{
@@ -100,6 +103,7 @@ func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
 		Graph:    client,
 		Tokens:   cred,
 		Limiter:  limiter,
+		Quota:    budgets,
 		Ledger:   idempotency.New(kvKeys, idempotency.Config{Owner: cfg.Name, Lease: cfg.Lease, Logger: log}),
 		Policy:   wire.Policy{DefaultTenant: cfg.Credential.TenantID, Tenants: cfg.Tenants, Names: names, InboxPerSource: cfg.InboxPerSource},
 		Worker:   cfg.Name,
@@ -189,6 +193,25 @@ func setUp(ctx context.Context, js jetstream.JetStream, cfg *Config, names wire.
 		return nil, err
 	}
 	return cons, nil
+}
+
+// sampleHeld counts, at each scrape, the jobs every source with a budget
+// (and any other still holding some) has held.
+func sampleHeld(budgets *quota.Store, m *metrics.Metrics) func(context.Context) {
+	return func(ctx context.Context) {
+		counts, err := budgets.Counts(ctx)
+		if err != nil {
+			return
+		}
+		for _, source := range budgets.Limits().Limited() {
+			if _, ok := counts[source]; !ok {
+				counts[source] = 0
+			}
+		}
+		for source, n := range counts {
+			m.Held(source, n)
+		}
+	}
 }
 
 // httpHandler serves health and metrics, and the profiler if asked;

@@ -1,7 +1,7 @@
 // Command enqueue submits recoverPasscode jobs to NATS JetStream: one job
 // from flags, or a batch from a CSV or JSON Lines file. It follows their
-// results, shows a batch's results later, and inspects and replays dead
-// letters.
+// results, shows a batch's results later, inspects and replays dead
+// letters, and lists and releases jobs held by their source's budget.
 package main
 
 import (
@@ -44,6 +44,7 @@ Usage:
   enqueue results --batch NAME [flags]   show a batch's results (enqueue results --help)
   enqueue dlq list [flags]               list dead-lettered jobs (enqueue dlq list --help)
   enqueue dlq replay [flags]             submit dead-lettered jobs again (enqueue dlq replay --help)
+  enqueue held list|release [flags]      jobs held by their source's budget (enqueue held --help)
 
 `
 
@@ -100,6 +101,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return results(ctx, args[1:], stdout, stderr)
 	case "dlq":
 		return dlq(ctx, args[1:], stdout, stderr)
+	case "held":
+		return held(ctx, args[1:], stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, mainUsage)
 		return nil
