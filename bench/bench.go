@@ -151,6 +151,16 @@ func (b *bench) measure(ctx context.Context) (*report, error) {
 		rep.rates = append(rep.rates, run)
 	}
 
+	if cfg.SharedBudget {
+		b.logf("shared budget: told %s, Graph leaves %s, %d jobs, %d workers, Graph at %s; then Graph leaves %s and %d jobs more",
+			cfg.BudgetTold, cfg.BudgetReal, cfg.BudgetJobs, cfg.RateWorkers, cfg.RateLatency, cfg.BudgetTold, cfg.RecoveryJobs)
+		run, err := b.sharedBudget(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("shared budget: %w", err)
+		}
+		rep.budget = &run
+	}
+
 	if cfg.HandlerBench {
 		b.logf("job handler allocations: go test -bench BenchmarkHandle -benchmem ./job")
 		if rep.handler, err = b.handlerAllocs(ctx); err != nil {

@@ -88,6 +88,11 @@ func TestTinyRun(t *testing.T) {
 		RateTime:       time.Second,
 		RateLatency:    20 * time.Millisecond,
 		RateWorkers:    2,
+		SharedBudget:   true,
+		BudgetTold:     ratelimit.Rate{N: 10, Per: 500 * time.Millisecond},
+		BudgetReal:     ratelimit.Rate{N: 5, Per: 500 * time.Millisecond},
+		BudgetJobs:     20,
+		RecoveryJobs:   40,
 		Backlogs:       []int{50, 100},
 		Dir:            t.TempDir(),
 		ProfileDir:     t.TempDir(),
@@ -107,6 +112,7 @@ func TestTinyRun(t *testing.T) {
 	for _, want := range []string{
 		"raw JetStream ceiling", "floor: bare consumer", "worker, 1 process(es)", "worker, 2 process(es)",
 		"single job at idle", "rate-limited 5/500ms", "with 50 jobs queued", "with 100 jobs queued",
+		"shared budget: told 10/500ms, Graph leaves 5/500ms", "shared budget: the other app stops",
 		"the median of 2 rounds", "; rounds: ",
 	} {
 		if !strings.Contains(table, want) {

@@ -54,6 +54,7 @@ type report struct {
 	round    round
 	latency  latencyRun
 	rates    []rateRun
+	budget   *budgetRun
 	handler  []benchLine
 	backlogs []throughputRun
 }
@@ -119,6 +120,28 @@ func (r *report) rows() []row {
 				100*rr.share, 100*ceiling, rr.span.Round(10*time.Millisecond), rr.least, rr.throttled, rr.maxInWindow, rr.rate.Per),
 			target: target,
 			ok:     check(rr.share >= want && rr.throttled == 0),
+		})
+	}
+	if bu := r.budget; bu != nil {
+		share := float64(bu.throttled) / float64(bu.calls)
+		ratio := bu.span.Seconds() / bu.perfect.Seconds()
+		rows = append(rows, row{
+			what: fmt.Sprintf("shared budget: told %s, Graph leaves %s (another app uses the rest), %d workers, Graph %s per call (%d jobs)",
+				bu.told, bu.real, bu.workers, cfg.RateLatency, bu.jobs),
+			result: fmt.Sprintf("**%.1f%%** of the calls were 429s (%d of %d); **%.1f%%** of the real budget in the steady state; the batch took %s, **%.2f×** the %s a perfect client needs at %s; at most %d calls in any %s",
+				100*share, bu.throttled, bu.calls, 100*bu.share, bu.span.Round(10*time.Millisecond), ratio, bu.perfect, bu.real, bu.maxInWindow, bu.real.Per),
+			target: "≤ 2% 429s, ≤ 1.1× the perfect time",
+			ok:     check(share <= 0.02 && ratio <= 1.1),
+		})
+		recovered := "not within the batch"
+		if bu.recovered {
+			recovered = fmt.Sprintf("after **%s**", bu.recovery.Round(100*time.Millisecond))
+		}
+		rows = append(rows, row{
+			what:   fmt.Sprintf("shared budget: the other app stops (Graph leaves %s), %d jobs more", bu.told, bu.recoveryJobs),
+			result: fmt.Sprintf("95%% of %s in one window %s", bu.told, recovered),
+			target: "≤ 30 s",
+			ok:     check(bu.recovered && bu.recovery <= 30*time.Second),
 		})
 	}
 	for _, h := range r.handler {

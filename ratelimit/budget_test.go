@@ -146,20 +146,20 @@ func TestBudgetWithin(t *testing.T) {
 // TestPace is the GCRA: a burst, then one permit per interval, and a
 // batch waits until it fits whole.
 func TestPace(t *testing.T) {
-	p := newPace(20, 5, 2*time.Second) // 50 ms per permit, 5 at once
+	p := newPace(20, 5, 2*time.Second) // 100 ms per permit, 5 at once
 	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	n, tat, _ := p.allow(time.Time{}, now, 10, 5)
-	if n != 5 || !tat.Equal(now.Add(250*time.Millisecond)) {
-		t.Fatalf("idle: %d permits, tat %s; want the burst of 5, tat 250ms on", n, tat.Sub(now))
+	if n != 5 || !tat.Equal(now.Add(500*time.Millisecond)) {
+		t.Fatalf("idle: %d permits, tat %s; want the burst of 5, tat 500ms on", n, tat.Sub(now))
 	}
 	n, _, retryAt := p.allow(tat, now, 10, 5)
-	if n != 0 || !retryAt.Equal(now.Add(250*time.Millisecond)) {
-		t.Errorf("spent: %d permits, retry %s; want none until 250ms on", n, retryAt.Sub(now))
+	if n != 0 || !retryAt.Equal(now.Add(500*time.Millisecond)) {
+		t.Errorf("spent: %d permits, retry %s; want none until 500ms on", n, retryAt.Sub(now))
 	}
-	if n, _, _ := p.allow(tat, now.Add(60*time.Millisecond), 1, 1); n != 1 {
+	if n, _, _ := p.allow(tat, now.Add(110*time.Millisecond), 1, 1); n != 1 {
 		t.Errorf("one interval later: %d permits, want 1", n)
 	}
-	if n, _, _ := p.allow(tat, now.Add(250*time.Millisecond), 10, 5); n != 5 {
+	if n, _, _ := p.allow(tat, now.Add(500*time.Millisecond), 10, 5); n != 5 {
 		t.Errorf("the burst's time later: %d permits, want 5", n)
 	}
 }

@@ -50,8 +50,8 @@ type Config struct {
 
 	// Burst is the most calls the fleet may start at once for a tenant,
 	// out of Rate.N (scaled down with the learned rate). Below N, a
-	// backlog's first window is paced: after the burst, permits come at
-	// twice the learned rate, so that a tenant whose real budget is lower
+	// backlog's first window is paced: after the burst, permits come one
+	// by one at the learned rate, so that a tenant whose real budget is lower
 	// than the learned one is found out by a call or two, not by a burst
 	// of 429s. Defaults to N: an idle fleet may use the whole window at
 	// once.

@@ -116,8 +116,9 @@
 //     overnight does not wake up at N and burst into the wall it learned.
 //   - Pacing (Config.Burst, a GCRA cell kept in the window log, so also
 //     fleet-wide) spreads a backlog's first window: after the burst,
-//     permits come at twice the learned rate. A budget lower than the
-//     learned one is then found by a call or two, not by a burst of 429s:
+//     permits come one by one at the learned rate. A budget lower than
+//     the learned one is then found by a call or two, not by a burst of
+//     429s (plus the calls sent during one Graph round trip):
 //     the acceptance test has a fleet told 40/2s meet a real 20/2s with
 //     under 2% of its calls throttled.
 //

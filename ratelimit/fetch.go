@@ -175,17 +175,22 @@ func (l *Limiter) reserve(t *tenant, want int) (reservation, error) {
 	}
 	now := time.Now()
 	calls, burst := l.allowance(t.token)
-	grants := live(cached, now, l.window)
-	free := calls - permits(grants)
+	// The log keeps grants half a window longer than they count, so that
+	// a 429 answered after Graph's latency still finds the calls Graph
+	// counted (see estimate).
+	grants := live(cached, now, l.window+l.cfg.Rate.Per/2)
+	counted := live(grants, now, l.window)
+	free := calls - permits(counted)
 	if free <= 0 {
-		return reservation{retryAt: freeAt(grants, calls, l.window), rev: rev}, nil
+		return reservation{retryAt: freeAt(counted, calls, l.window), rev: rev}, nil
 	}
 	n := min(want, free, l.cfg.Batch)
 	if burst < calls {
-		// Paced: wait until a batch as large as the burst allows fits, so
-		// that pacing does not turn one grant into many.
+		// Paced: grant what fits as soon as one permit does, so that calls
+		// come one by one rather than in batches, which would meet a lower
+		// wall batch by batch.
 		var next, retryAt time.Time
-		n, next, retryAt = newPace(calls, burst, l.cfg.Rate.Per).allow(time.UnixMilli(tat), now, n, min(n, burst))
+		n, next, retryAt = newPace(calls, burst, l.cfg.Rate.Per).allow(time.UnixMilli(tat), now, n, 1)
 		if n == 0 {
 			return reservation{retryAt: retryAt, rev: rev}, nil
 		}

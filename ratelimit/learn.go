@@ -86,7 +86,8 @@ func (l *Limiter) Throttled(ctx context.Context, tenantID string, th Throttle) e
 			ev = l.log.Debug()
 		}
 		ev.Str("tenant_id", tenantID).Float64("learned", round2(written.Learned)).Float64("was", round2(current.Learned)).
-			Int("estimate", estimate).Str("rate", l.cfg.Rate.String()).Msg("graph throttled the tenant: learned rate cut")
+			Int("estimate", estimate).Dur("retry_after", th.RetryAfter).Time("started", th.Started).Str("rate", l.cfg.Rate.String()).
+			Msg("graph throttled the tenant: learned rate cut")
 		return nil
 	}
 }
@@ -128,6 +129,13 @@ func (l *Limiter) allowance(token string) (calls, burst int) {
 // Retry-After before it. Retry-After comes in whole seconds (rounded up),
 // so a second less is used: counting a little too much only cuts a little
 // too little, which the next 429 corrects.
+//
+// The throttled call's own grant is stamped between Started (plus the
+// lateness) and Validity after that: grants stamped before it came before
+// the call; of those in that band one is its own, the others (permits of
+// the same grant, or granted within Validity of it) may or may not have
+// been accepted, and are counted as accepted. A band larger than two
+// grants (a burst, unpaced) cannot be told apart, and is not counted.
 func (l *Limiter) estimate(t *tenant, th Throttle) int {
 	from := th.Started.Add(-l.cfg.Rate.Per)
 	if th.HasRetryAfter {
@@ -139,7 +147,8 @@ func (l *Limiter) estimate(t *tenant, th Throttle) int {
 			from = from.Add(wait)
 		}
 	}
-	to := th.Started.Add(l.validity() + l.lateness())
+	edge := th.Started.Add(l.lateness())
+	to := edge.Add(l.validity())
 	l.mu.Lock()
 	known, grants := t.known, t.grants
 	l.mu.Unlock()
@@ -149,16 +158,24 @@ func (l *Limiter) estimate(t *tenant, th Throttle) int {
 			return -1
 		}
 	}
-	counted := 0
+	before, band := 0, 0
 	for _, g := range grants {
-		if until := time.UnixMilli(g.Until); until.After(from) && !until.After(to) {
-			counted += g.N
+		switch until := time.UnixMilli(g.Until); {
+		case !until.After(from) || until.After(to):
+		case until.Before(edge):
+			before += g.N
+		default:
+			band += g.N
 		}
 	}
-	if counted == 0 {
+	estimate := before
+	if band <= 2*l.cfg.Batch {
+		estimate += max(band-1, 0)
+	}
+	if estimate == 0 {
 		return -1
 	}
-	return counted - 1 // the throttled call's own permit
+	return estimate
 }
 
 // grow advances the tenant's learned budget after a grant, if it is below

@@ -62,7 +62,7 @@ type Config struct {
 	Rate ratelimit.Rate
 	// RateBurst is the share of Rate's N, in percent, that may start at
 	// once for a tenant [RECOVER_RATE_BURST]; the rest of a backlog's first
-	// window is paced at twice the learned rate, so that a tenant whose
+	// window is paced at the learned rate, so that a tenant whose
 	// real budget is lower than the learned one answers a call or two with
 	// 429, not a burst. 100 lets an idle fleet use the whole window at
 	// once. Defaults to DefaultRateBurst (25).

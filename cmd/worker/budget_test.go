@@ -51,6 +51,7 @@ func TestFleetLearnsASharedBudget(t *testing.T) {
 		}
 	}
 	if s.throttledShare() > 0.02 {
+		dumpTenant(t, sys.GS.Calls(), testsystem.Tenant)
 		t.Errorf("%.1f%% of the calls were 429s, want at most 2%%", 100*s.throttledShare())
 	}
 	if s.span > perfect*11/10 {

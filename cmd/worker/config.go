@@ -65,7 +65,7 @@ func parseConfig(args []string) (*config, error) {
 	s.BoolVar(&c.InboxPerSource, "inbox-per-source", "RECOVER_INBOX_PER_SOURCE", d.InboxPerSource, "reject a job whose replyTo is an _INBOX. subject other than its source's own _INBOX.<source>. (where each NATS user reads only its own inboxes)")
 	s.StringVar(&rate, "rate-limit", "RECOVER_RATE_LIMIT", d.Rate.String(), "Graph calls allowed per app per tenant across all workers, N/duration, or unlimited")
 	s.StringVar(&sourceLimits, "source-limits", "RECOVER_SOURCE_LIMITS", d.SourceLimits.String(), "each source's budget of jobs that reach Graph, source=N/duration,... (e.g. automation=100/1h,ticketing=unlimited); a job over it is held until the budget allows or enqueue held release (default: every source unlimited)")
-	s.IntVar(&c.RateBurst, "rate-burst", "RECOVER_RATE_BURST", d.RateBurst, "percent of the rate limit's N that may start at once for a tenant; the rest of a backlog's first window is paced at twice the learned rate (100: the whole window at once)")
+	s.IntVar(&c.RateBurst, "rate-burst", "RECOVER_RATE_BURST", d.RateBurst, "percent of the rate limit's N that may start at once for a tenant; the rest of a backlog's first window is paced at the learned rate (100: the whole window at once)")
 	s.IntVar(&c.Concurrency, "concurrency", "RECOVER_CONCURRENCY", d.Concurrency, "jobs in flight in this process")
 	s.StringVar(&c.HTTPAddr, "http-addr", "RECOVER_HTTP_ADDR", d.HTTPAddr, "address of /healthz, /readyz and /metrics (empty: off)")
 	s.DurationVar(&c.KeysTTL, "keys-ttl", "RECOVER_KEYS_TTL", d.KeysTTL, "how long an idempotency record is kept after its last change")
