@@ -112,7 +112,8 @@ func TestTinyRun(t *testing.T) {
 	for _, want := range []string{
 		"raw JetStream ceiling", "floor: bare consumer", "worker, 1 process(es)", "worker, 2 process(es)",
 		"single job at idle", "rate-limited 5/500ms", "with 50 jobs queued", "with 100 jobs queued",
-		"shared budget: told 10/500ms, Graph leaves 5/500ms", "shared budget: the other app stops",
+		"shared budget, a cold fleet: told 10/500ms, Graph leaves 5/500ms", "shared budget, the fleet restarted",
+		"shared budget: the other app stops",
 		"the median of 2 rounds", "; rounds: ",
 	} {
 		if !strings.Contains(table, want) {

@@ -12,11 +12,28 @@ import (
 )
 
 // budgetRun is what the shared-budget run measured: a fleet told more than
-// Graph leaves it (another app uses the rest of the tenant's budget), then
-// the other app stopping.
+// Graph leaves it (another app uses the rest of the tenant's budget),
+// cold and then restarted (its budget from the bucket), then the other
+// app stopping.
 type budgetRun struct {
 	told, real    ratelimit.Rate
 	jobs, workers int
+	// cold is the first batch, of a fleet that knows nothing; warm the
+	// same batch again by a fleet started anew on the same bucket.
+	cold, warm batchRun
+	// recovery is how long after the other app stopped the fleet had made
+	// 95% of the told rate in one window; recovered says it did at all
+	// within the recovery batch.
+	recovery  time.Duration
+	recovered bool
+	// recoveryJobs is the batch queued when the other app stopped.
+	recoveryJobs int
+	warnings     int
+	warning      string
+}
+
+// batchRun is what Graph saw of one batch at the real budget.
+type batchRun struct {
 	// calls and throttled count Graph's answers to the batch, throttled
 	// those the double's limit answered 429.
 	calls, throttled int
@@ -29,23 +46,19 @@ type budgetRun struct {
 	span, perfect time.Duration
 	// maxInWindow is the most admitted calls Graph saw in any window.
 	maxInWindow int
-	// recovery is how long after the other app stopped the fleet had made
-	// 95% of the told rate in one window; recovered says it did at all
-	// within the recovery batch.
-	recovery  time.Duration
-	recovered bool
-	// recoveryJobs is the batch queued when the other app stopped.
-	recoveryJobs int
-	warnings     int
-	warning      string
 }
+
+func (r batchRun) throttledShare() float64 { return float64(r.throttled) / float64(r.calls) }
+func (r batchRun) ratio() float64          { return r.span.Seconds() / r.perfect.Seconds() }
 
 // sharedBudget runs cfg.BudgetJobs jobs through cfg.RateWorkers workers
 // told cfg.BudgetTold against a Graph double that leaves them only
-// cfg.BudgetReal (429 beyond it) and takes cfg.RateLatency per call, then
-// raises the double's limit to the told rate, as when the other app
-// stops, with cfg.RecoveryJobs more jobs queued, and times how long the
-// fleet takes to make 95% of the told rate in one window.
+// cfg.BudgetReal (429 beyond it) and takes cfg.RateLatency per call; runs
+// as many again through a new fleet on the same bucket, which starts from
+// what the first learned; then raises the double's limit to the told rate,
+// as when the other app stops, with cfg.RecoveryJobs more jobs queued, and
+// times how long the fleet takes to make 95% of the told rate in one
+// window.
 func (b *bench) sharedBudget(ctx context.Context) (budgetRun, error) {
 	cfg := b.cfg
 	told, real := cfg.BudgetTold, cfg.BudgetReal
@@ -55,57 +68,61 @@ func (b *bench) sharedBudget(ctx context.Context) (budgetRun, error) {
 		return run, err
 	}
 	defer s.close()
-	if err := s.publishJobs(ctx, 0, run.jobs); err != nil {
+	var problems []*fleet
+	defer func() {
+		for _, f := range problems {
+			for _, p := range f.procs {
+				n, first := p.problems()
+				if run.warnings += n; run.warning == "" {
+					run.warning = first
+				}
+			}
+		}
+	}()
+	batch := func(name string, from int) (batchRun, *fleet, error) {
+		f, err := b.start(ctx, s, b.workerFleet(cfg.RateWorkers, told.String()))
+		if err != nil {
+			return batchRun{}, nil, err
+		}
+		problems = append(problems, f)
+		seen := len(s.gs.Calls())
+		if err := s.publishJobs(ctx, from, run.jobs); err != nil {
+			return batchRun{}, f, err
+		}
+		r, err := b.budgetBatch(ctx, s, f, seen, from+run.jobs)
+		if err == nil {
+			b.logf("  %s: %d calls, %d 429s (%.1f%%); %.1f%% of the real budget; the batch took %s, %.2f× the %s at %s",
+				name, r.calls, r.throttled, 100*r.throttledShare(), 100*r.share, r.span.Round(time.Millisecond), r.ratio(), r.perfect, real)
+		}
+		return r, f, err
+	}
+	var f *fleet
+	if run.cold, f, err = batch("cold", 0); err != nil {
 		return run, err
 	}
-	f, err := b.start(ctx, s, b.workerFleet(cfg.RateWorkers, told.String()))
-	if err != nil {
+	f.stop()
+	if run.warm, f, err = batch("restarted", run.jobs); err != nil {
 		return run, err
 	}
 	defer f.stop()
-	run.perfect = time.Duration(run.jobs) * real.Per / time.Duration(real.N)
-	wctx, cancel := context.WithTimeout(ctx, 3*run.perfect+time.Minute)
-	defer cancel()
-	if _, err := s.awaitResults(wctx, uint64(run.jobs), f.exits); err != nil {
-		return run, err
-	}
-	batch := s.gs.Calls()
-	var admitted []time.Time
-	for _, c := range batch {
-		run.calls++
-		switch {
-		case c.LimitRejected:
-			run.throttled++
-		case c.Status == http.StatusNoContent:
-			admitted = append(admitted, c.Time)
-		}
-	}
-	slices.SortFunc(admitted, time.Time.Compare)
-	if len(admitted) != run.jobs {
-		return run, fmt.Errorf("graph admitted %d calls for %d jobs", len(admitted), run.jobs)
-	}
-	run.span = admitted[len(admitted)-1].Sub(admitted[0])
-	run.share = steadyShare(admitted, real)
-	run.maxInWindow = s.gs.MaxInWindow(benchTenant, benchClient, real.Per)
-	b.logf("  %d calls, %d 429s (%.1f%%); %.1f%% of the real budget; the batch took %s, %.2f× the %s at %s",
-		run.calls, run.throttled, 100*float64(run.throttled)/float64(run.calls), 100*run.share,
-		run.span.Round(time.Millisecond), run.span.Seconds()/run.perfect.Seconds(), run.perfect, real)
 
 	// The other app stops: Graph leaves the fleet what it was told.
+	seen := len(s.gs.Calls())
 	stopped := time.Now()
 	s.gs.SetLimit(told.N)
-	if err := s.publishJobs(ctx, run.jobs, run.recoveryJobs); err != nil {
+	total := 2*run.jobs + run.recoveryJobs
+	if err := s.publishJobs(ctx, 2*run.jobs, run.recoveryJobs); err != nil {
 		return run, err
 	}
 	rctx, rcancel := context.WithTimeout(ctx, time.Duration(run.recoveryJobs)*real.Per/time.Duration(real.N)+time.Minute)
 	defer rcancel()
-	if _, err := s.awaitResults(rctx, uint64(run.jobs+run.recoveryJobs), f.exits); err != nil {
+	if _, err := s.awaitResults(rctx, uint64(total), f.exits); err != nil {
 		return run, err
 	}
 	f.stop()
 	var after []time.Time
-	for _, c := range s.gs.Calls()[len(batch):] {
-		if c.Status == http.StatusNoContent && !c.Time.Before(stopped) {
+	for _, c := range s.gs.Calls()[seen:] {
+		if c.Status == http.StatusNoContent {
 			after = append(after, c.Time)
 		}
 	}
@@ -117,16 +134,52 @@ func (b *bench) sharedBudget(ctx context.Context) (budgetRun, error) {
 			break
 		}
 	}
-	for _, p := range f.procs {
-		n, first := p.problems()
-		if run.warnings += n; run.warning == "" {
-			run.warning = first
-		}
-	}
-	if err := s.checkClean(ctx, run.jobs+run.recoveryJobs); err != nil {
+	if err := s.checkClean(ctx, total); err != nil {
 		return run, err
 	}
-	b.logf("  the other app stopped: %d calls in one %s (95%% of %s) after %s (found: %t); %d warnings %s",
-		want, told.Per, told, run.recovery.Round(time.Millisecond), run.recovered, run.warnings, run.warning)
+	b.logf("  the other app stopped: %d calls in one %s (95%% of %s) after %s (found: %t)",
+		want, told.Per, told, run.recovery.Round(time.Millisecond), run.recovered)
 	return run, nil
+}
+
+// budgetBatch waits for the results of the jobs up to upTo and sums up
+// Graph's calls from the seen-th on.
+func (b *bench) budgetBatch(ctx context.Context, s *stack, f *fleet, seen, upTo int) (batchRun, error) {
+	real := b.cfg.BudgetReal
+	r := batchRun{perfect: time.Duration(b.cfg.BudgetJobs) * real.Per / time.Duration(real.N)}
+	wctx, cancel := context.WithTimeout(ctx, 3*r.perfect+time.Minute)
+	defer cancel()
+	if _, err := s.awaitResults(wctx, uint64(upTo), f.exits); err != nil {
+		return r, err
+	}
+	var admitted []time.Time
+	for _, c := range s.gs.Calls()[seen:] {
+		r.calls++
+		switch {
+		case c.LimitRejected:
+			r.throttled++
+		case c.Status == http.StatusNoContent:
+			admitted = append(admitted, c.Time)
+		}
+	}
+	slices.SortFunc(admitted, time.Time.Compare)
+	if len(admitted) != b.cfg.BudgetJobs {
+		return r, fmt.Errorf("graph admitted %d calls for %d jobs", len(admitted), b.cfg.BudgetJobs)
+	}
+	r.span = admitted[len(admitted)-1].Sub(admitted[0])
+	r.share = steadyShare(admitted, real)
+	r.maxInWindow = maxIn(admitted, real.Per)
+	return r, nil
+}
+
+// maxIn is the most of the sorted times inside any window [t, t+per).
+func maxIn(times []time.Time, per time.Duration) int {
+	best, j := 0, 0
+	for i := range times {
+		for j < len(times) && times[j].Before(times[i].Add(per)) {
+			j++
+		}
+		best = max(best, j-i)
+	}
+	return best
 }
