@@ -18,8 +18,9 @@ type bench struct {
 	cfg      config
 	dir      string
 	progress io.Writer
-	// workerCmd returns the command of one worker process.
-	workerCmd func() *exec.Cmd
+	// workerCmd and gatewayCmd return the command of one worker process
+	// and one gateway process.
+	workerCmd, gatewayCmd func() *exec.Cmd
 	// selfCmd returns a command running this program (for the raw
 	// consumer).
 	selfCmd func() *exec.Cmd
@@ -31,7 +32,7 @@ func newBench(ctx context.Context, cfg config, progress io.Writer) (*bench, erro
 	if err != nil {
 		return nil, err
 	}
-	b := &bench{cfg: cfg, dir: dir, progress: progress, workerCmd: cfg.workerCommand, selfCmd: cfg.selfCommand}
+	b := &bench{cfg: cfg, dir: dir, progress: progress, workerCmd: cfg.workerCommand, gatewayCmd: cfg.gatewayCommand, selfCmd: cfg.selfCommand}
 	if b.selfCmd == nil {
 		self, err := os.Executable()
 		if err != nil {
@@ -43,12 +44,22 @@ func newBench(ctx context.Context, cfg config, progress io.Writer) (*bench, erro
 	if b.workerCmd == nil {
 		bin := cfg.WorkerBin
 		if bin == "" {
-			if bin, err = b.buildWorker(ctx); err != nil {
+			if bin, err = b.build(ctx, "worker"); err != nil {
 				b.close()
 				return nil, err
 			}
 		}
 		b.workerCmd = func() *exec.Cmd { return exec.Command(bin) }
+	}
+	if b.gatewayCmd == nil && cfg.measures("gateway") {
+		bin := cfg.GatewayBin
+		if bin == "" {
+			if bin, err = b.build(ctx, "gateway"); err != nil {
+				b.close()
+				return nil, err
+			}
+		}
+		b.gatewayCmd = gatewayCommand(bin)
 	}
 	return b, nil
 }
@@ -61,19 +72,19 @@ func (b *bench) logf(format string, args ...any) {
 	fmt.Fprintf(b.progress, "%s  "+format+"\n", append([]any{time.Now().Format(time.TimeOnly)}, args...)...)
 }
 
-// buildWorker builds cmd/worker of the module the current directory is in,
-// as a release would, into the run's directory.
-func (b *bench) buildWorker(ctx context.Context) (string, error) {
+// build builds cmd/<name> of the module the current directory is in, as a
+// release would, into the run's directory.
+func (b *bench) build(ctx context.Context, name string) (string, error) {
 	root, err := moduleRoot(ctx)
 	if err != nil {
 		return "", err
 	}
-	bin := filepath.Join(b.dir, "worker")
-	b.logf("building %s", filepath.Join(root, "cmd", "worker"))
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/worker")
+	bin := filepath.Join(b.dir, name)
+	b.logf("building %s", filepath.Join(root, "cmd", name))
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/"+name)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/worker: %w\n%s", err, out)
+		return "", fmt.Errorf("go build ./cmd/%s: %w\n%s", name, err, out)
 	}
 	return bin, nil
 }
@@ -129,6 +140,9 @@ func (b *bench) measure(ctx context.Context) (*report, error) {
 	var err error
 
 	for i := range cfg.Rounds {
+		if !cfg.measures("throughput") {
+			break
+		}
 		rd, err := b.round(ctx, i)
 		if err != nil {
 			return nil, err
@@ -137,12 +151,17 @@ func (b *bench) measure(ctx context.Context) (*report, error) {
 	}
 	rep.round = medianRound(rep.rounds)
 
-	b.logf("latency at idle: %d sequential jobs, 1 worker", cfg.LatencySamples)
-	if rep.latency, err = b.latency(ctx); err != nil {
-		return nil, fmt.Errorf("latency: %w", err)
+	if cfg.measures("latency") {
+		b.logf("latency at idle: %d sequential jobs, 1 worker", cfg.LatencySamples)
+		if rep.latency, err = b.latency(ctx); err != nil {
+			return nil, fmt.Errorf("latency: %w", err)
+		}
 	}
 
 	for _, r := range cfg.Rates {
+		if !cfg.measures("rate") {
+			break
+		}
 		b.logf("rate-limited: %s, %d jobs, %d workers, Graph at %s", r, cfg.rateJobs(r), cfg.RateWorkers, cfg.RateLatency)
 		run, err := b.rateLimited(ctx, r)
 		if err != nil {
@@ -151,7 +170,7 @@ func (b *bench) measure(ctx context.Context) (*report, error) {
 		rep.rates = append(rep.rates, run)
 	}
 
-	if cfg.SharedBudget {
+	if cfg.SharedBudget && cfg.measures("budget") {
 		b.logf("shared budget: told %s, Graph leaves %s, %d jobs, %d workers, Graph at %s; then Graph leaves %s and %d jobs more",
 			cfg.BudgetTold, cfg.BudgetReal, cfg.BudgetJobs, cfg.RateWorkers, cfg.RateLatency, cfg.BudgetTold, cfg.RecoveryJobs)
 		run, err := b.sharedBudget(ctx)
@@ -161,7 +180,13 @@ func (b *bench) measure(ctx context.Context) (*report, error) {
 		rep.budget = &run
 	}
 
-	if cfg.HandlerBench {
+	if cfg.DurabilityJobs > 0 && cfg.measures("durability") {
+		if rep.durability, err = b.durability(ctx); err != nil {
+			return nil, err
+		}
+	}
+
+	if cfg.HandlerBench && cfg.measures("handler") {
 		b.logf("job handler allocations: go test -bench BenchmarkHandle -benchmem ./job")
 		if rep.handler, err = b.handlerAllocs(ctx); err != nil {
 			return nil, fmt.Errorf("handler benchmark: %w", err)
@@ -169,12 +194,29 @@ func (b *bench) measure(ctx context.Context) (*report, error) {
 	}
 
 	for _, n := range cfg.Backlogs {
+		if !cfg.measures("rss") {
+			break
+		}
 		b.logf("peak RSS: %d jobs queued before 1 worker starts", n)
 		run, err := b.throughput(ctx, b.workerFleet(1, "unlimited"), n, false)
 		if err != nil {
 			return nil, fmt.Errorf("backlog %d: %w", n, err)
 		}
 		rep.backlogs = append(rep.backlogs, run)
+	}
+	if cfg.measures("gateway") {
+		for i := range cfg.Rounds {
+			rd, err := b.submissions(ctx, i)
+			if err != nil {
+				return nil, fmt.Errorf("gateway: %w", err)
+			}
+			rep.submits = append(rep.submits, rd)
+		}
+		rep.submit = medianSubmitRound(rep.submits)
+		b.logf("gateway latency at idle: %d sequential POSTs with Prefer: wait, 1 worker", cfg.LatencySamples)
+		if rep.gatewayLatency, err = b.gatewayLatency(ctx); err != nil {
+			return nil, fmt.Errorf("gateway latency: %w", err)
+		}
 	}
 	rep.elapsed = time.Since(started)
 	b.logf("done in %s", rep.elapsed.Round(time.Second))

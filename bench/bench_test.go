@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -14,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
+	"github.com/recoverpasscode/recoverpasscode/gateway"
 	"github.com/recoverpasscode/recoverpasscode/ratelimit"
 	"github.com/recoverpasscode/recoverpasscode/service"
 )
@@ -23,12 +27,18 @@ import (
 // uses it instead of building cmd/worker, to keep the test fast.
 const roleTestWorker = "test-worker"
 
+// roleTestGateway makes the test binary a gateway process, configured from
+// the variables gatewayFleet sets, for the same reason.
+const roleTestGateway = "test-gateway"
+
 func TestMain(m *testing.M) {
 	switch os.Getenv(roleEnv) {
 	case roleRawConsumer:
 		os.Exit(rawConsumerMain())
 	case roleTestWorker:
 		os.Exit(testWorkerMain())
+	case roleTestGateway:
+		os.Exit(testGatewayMain())
 	}
 	os.Exit(m.Run())
 }
@@ -43,6 +53,13 @@ func testWorkerMain() int {
 		LogLevel:  os.Getenv("RECOVER_LOG_LEVEL"),
 		LogFormat: os.Getenv("RECOVER_LOG_FORMAT"),
 		Pprof:     os.Getenv("RECOVER_PPROF") == "true",
+	}
+	if r := os.Getenv("RECOVER_REPLICAS"); r != "" {
+		var err error
+		if cfg.Replicas, err = strconv.Atoi(r); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
 	}
 	cfg.NATS.URL = os.Getenv("NATS_URL")
 	cfg.Credential.TenantID = os.Getenv("AZURE_TENANT_ID")
@@ -62,6 +79,39 @@ func testWorkerMain() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := service.Run(ctx, ctx, cfg, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// testGatewayMain serves a gateway from the variables gatewayFleet sets,
+// as cmd/gateway would.
+func testGatewayMain() int {
+	sources, err := gateway.ParseSourcesEnv(os.Getenv("GATEWAY_SOURCES"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	nc, err := nats.Connect(os.Getenv("NATS_URL"), nats.ReconnectBufSize(-1))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer nc.Close()
+	gw, err := gateway.New(gateway.Config{NATS: nc, TenantID: os.Getenv("AZURE_TENANT_ID"), Sources: sources})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	ln, err := net.Listen("tcp", os.Getenv("GATEWAY_HTTP_ADDR"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := gw.Serve(ctx, ctx, ln); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -94,10 +144,12 @@ func TestTinyRun(t *testing.T) {
 		BudgetJobs:     20,
 		RecoveryJobs:   40,
 		Backlogs:       []int{50, 100},
+		DurabilityJobs: 100,
 		Dir:            t.TempDir(),
 		ProfileDir:     t.TempDir(),
 		ProfileTime:    time.Second,
 		workerCommand:  self(roleTestWorker),
+		gatewayCommand: self(roleTestGateway),
 		selfCommand:    self(roleRawConsumer),
 	}
 	if err := cfg.validate(); err != nil {
@@ -115,6 +167,10 @@ func TestTinyRun(t *testing.T) {
 		"shared budget, a cold fleet: told 10/500ms, Graph leaves 5/500ms", "shared budget, the fleet restarted",
 		"shared budget: the other app stops",
 		"the median of 2 rounds", "; rounds: ",
+		"gateway baseline: direct JetStream publishes", "gateway floor: the two JetStream writes", "gateway: `POST /v1/jobs`",
+		"gateway: `POST` with `Prefer: wait` at idle", " of the floor; the median of 2 rounds",
+		"fsync cost: 2 worker processes", "1 node (100 jobs): sync_interval default (2m) vs always",
+		"3-node cluster (R3) (100 jobs)",
 	} {
 		if !strings.Contains(table, want) {
 			t.Errorf("the table has no row %q", want)
@@ -197,6 +253,11 @@ func TestParseConfig(t *testing.T) {
 		{"a flag overrides quick", []string{"--quick", "--jobs", "500", "--rates", "10/2s"}, func(c config) bool {
 			return c.Jobs == 500 && c.Rates[0] == ratelimit.Rate{N: 10, Per: 2 * time.Second} && c.LatencySamples == 100
 		}},
+		{"every row by default", nil, func(c config) bool { return c.measures("throughput") && c.measures("gateway") }},
+		{"the gateway's rows alone", []string{"--rows", "gateway"}, func(c config) bool {
+			return c.measures("gateway") && !c.measures("throughput") && !c.measures("rss") && !c.measures("latency")
+		}},
+		{"all", []string{"--rows", "latency,all"}, func(c config) bool { return c.Rows == nil }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -206,7 +267,7 @@ func TestParseConfig(t *testing.T) {
 			}
 		})
 	}
-	for _, bad := range [][]string{{"--rates", "unlimited"}, {"--jobs", "1"}, {"--backlogs", "x"}} {
+	for _, bad := range [][]string{{"--rates", "unlimited"}, {"--jobs", "1"}, {"--backlogs", "x"}, {"--rows", "gatway"}, {"--rows", ","}} {
 		if _, err := parseConfig(bad, io.Discard); err == nil {
 			t.Errorf("%v: no error", bad)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -59,15 +60,24 @@ type config struct {
 	// Backlogs are the queue depths at which a worker's peak RSS is
 	// compared. Defaults to 10000 and 100000; 2000 and 20000 with --quick.
 	Backlogs []int
+	// DurabilityJobs is the batch of each fsync comparison run (see
+	// durability); zero skips the comparison. Defaults to 3000; 1000 with
+	// --quick.
+	DurabilityJobs int
 	// HandlerBench runs go test -bench of the job handler for allocations
 	// per job. Defaults to true.
 	HandlerBench bool
 	// HandlerBenchtime is its -benchtime. Defaults to 2000x; 300x with
 	// --quick.
 	HandlerBenchtime string
+	// Rows selects the measurements to make, by group (rowGroups): the
+	// table then shows only theirs. Defaults to all of them.
+	Rows map[string]bool
 	// WorkerBin is a built cmd/worker. Empty builds one from the module the
 	// current directory is in.
 	WorkerBin string
+	// GatewayBin is a built cmd/gateway. Empty builds one likewise.
+	GatewayBin string
 	// Dir holds the run's temporary files. Defaults to the system's.
 	Dir string
 	// ProfileDir, when set, receives CPU profiles of every unlimited
@@ -80,10 +90,18 @@ type config struct {
 	// workerCommand, when set, replaces WorkerBin: it returns the command
 	// of one worker process, configured by the environment the run adds.
 	workerCommand func() *exec.Cmd
+	// gatewayCommand, when set, replaces GatewayBin likewise.
+	gatewayCommand func() *exec.Cmd
 	// selfCommand returns a command running this program, for the raw
 	// consumer role. Defaults to os.Executable.
 	selfCommand func() *exec.Cmd
 }
+
+// rowGroups are the measurements --rows selects, in the table's order.
+var rowGroups = []string{"throughput", "latency", "rate", "budget", "durability", "handler", "rss", "gateway"}
+
+// measures reports whether the run makes the measurements of group.
+func (c config) measures(group string) bool { return c.Rows == nil || c.Rows[group] }
 
 // quickConfig and fullConfig are the two sizes; flags change either.
 func fullConfig() config {
@@ -103,6 +121,7 @@ func fullConfig() config {
 		BudgetJobs:       300,
 		RecoveryJobs:     800,
 		Backlogs:         []int{10000, 100000},
+		DurabilityJobs:   3000,
 		HandlerBench:     true,
 		HandlerBenchtime: "2000x",
 		ProfileTime:      2 * time.Second,
@@ -117,16 +136,18 @@ func quickConfig() config {
 	c.Rates = []ratelimit.Rate{{N: 20, Per: time.Second}}
 	c.RateTime = 20 * time.Second
 	c.Backlogs = []int{2000, 20000}
+	c.DurabilityJobs = 1000
 	c.HandlerBenchtime = "300x"
 	c.SharedBudget = false // a minute and more on its own
 	return c
 }
 
 const usageHeader = `bench measures the worker against the raw JetStream ceiling and the Graph
-rate limit, and prints a markdown table. Run it from the module root.
+rate limit, and the HTTP gateway against direct JetStream publishes, and prints a markdown
+table. Run it from the module root.
 
 Usage:
-  go run ./bench [--quick] [flags]
+  go run ./bench [--quick] [--rows gateway,…] [flags]
 
 Flags (each overrides the size --quick or the full run chose):
 `
@@ -153,9 +174,12 @@ func parseConfig(args []string, usageOut io.Writer) (config, error) {
 	rateWorkers := fs.Int("rate-workers", full.RateWorkers, "worker processes sharing the limit")
 	sharedBudget := fs.Bool("shared-budget", full.SharedBudget, "measure workers told 40/2s against a Graph that leaves them 20/2s, then 40/2s")
 	backlogs := fs.String("backlogs", "10000,100000", "queue depths whose peak RSS is compared (quick: 2000,20000)")
+	durabilityJobs := fs.Int("durability-jobs", full.DurabilityJobs, "jobs per run of the fsync comparison, sync_interval default vs always; 0 skips it (quick: 1000)")
 	handler := fs.Bool("handler-bench", true, "run go test -bench of the job handler for allocations per job")
 	benchtime := fs.String("handler-benchtime", full.HandlerBenchtime, "-benchtime of the handler benchmark (quick: 300x)")
+	rows := fs.String("rows", "all", "measurements to make, comma-separated: "+strings.Join(rowGroups, ", ")+", or all")
 	workerBin := fs.String("worker-bin", "", "a built cmd/worker (default: build one)")
+	gatewayBin := fs.String("gateway-bin", "", "a built cmd/gateway (default: build one)")
 	dir := fs.String("dir", "", "directory for temporary files (default: the system's)")
 	profileDir := fs.String("profile", "", "directory to write CPU profiles of the unlimited throughput runs into (workers run with RECOVER_PPROF)")
 	profileTime := fs.Duration("profile-time", full.ProfileTime, "how long each CPU profile covers, from the moment the fleet is ready")
@@ -195,12 +219,18 @@ func parseConfig(args []string, usageOut io.Writer) (config, error) {
 			cfg.SharedBudget = *sharedBudget
 		case "backlogs":
 			cfg.Backlogs, err = parseInts(*backlogs)
+		case "durability-jobs":
+			cfg.DurabilityJobs = *durabilityJobs
 		case "handler-bench":
 			cfg.HandlerBench = *handler
 		case "handler-benchtime":
 			cfg.HandlerBenchtime = *benchtime
+		case "rows":
+			cfg.Rows, err = parseRows(*rows)
 		case "worker-bin":
 			cfg.WorkerBin = *workerBin
+		case "gateway-bin":
+			cfg.GatewayBin = *gatewayBin
 		case "dir":
 			cfg.Dir = *dir
 		case "profile":
@@ -226,6 +256,9 @@ func (c config) validate() error {
 	}
 	if c.Concurrency < 1 || c.RateWorkers < 1 || c.Rounds < 1 {
 		errs = append(errs, errors.New("--concurrency, --rate-workers and --rounds: want at least 1"))
+	}
+	if c.DurabilityJobs != 0 && c.DurabilityJobs < 10 {
+		errs = append(errs, errors.New("--durability-jobs: want at least 10 (or 0 to skip the comparison)"))
 	}
 	if c.RateTime < 0 || c.RateLatency < 0 {
 		errs = append(errs, errors.New("--rate-time and --rate-latency: want no negative duration"))
@@ -268,6 +301,26 @@ func parseInts(s string) ([]int, error) {
 			return nil, fmt.Errorf("%q is not a whole number", f)
 		}
 		out = append(out, n)
+	}
+	return out, nil
+}
+
+// parseRows reads --rows: nil (every group) for "all".
+func parseRows(s string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, f := range strings.Split(s, ",") {
+		switch f = strings.TrimSpace(f); {
+		case f == "":
+		case f == "all":
+			return nil, nil
+		case slices.Contains(rowGroups, f):
+			out[f] = true
+		default:
+			return nil, fmt.Errorf("%q is not one of %s, all", f, strings.Join(rowGroups, ", "))
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("name at least one group of rows")
 	}
 	return out, nil
 }

@@ -1,6 +1,6 @@
 // Command bench measures the worker against the two ceilings that bound it,
-// in one run on one machine, and prints a markdown table of ratios that mean
-// something on any machine:
+// and the HTTP gateway against direct publishes, in one run on one machine,
+// and prints a markdown table of ratios that mean something on any machine:
 //
 //  1. the raw JetStream ceiling: a bare pull consumer that publishes a
 //     result and acks each job, with no worker logic; and the floor: the
@@ -16,17 +16,27 @@
 //  4. the rate-limited fleet against a Graph double enforcing the same
 //     limit at 300 ms per call: achieved ÷ allowed throughput, and 429s;
 //  5. allocations and bytes per job of the job handler (go test -benchmem)
-//     and the worker's peak RSS with 10k and 100k jobs queued.
+//     and the worker's peak RSS with 10k and 100k jobs queued;
+//  6. the HTTP gateway: submissions per second through a gateway process
+//     (keep-alive, 64 concurrent clients) as a share of direct JetStream
+//     publishes and of the floor (the record and the job written without
+//     HTTP), and the latency of a POST with Prefer: wait at idle, less the
+//     Graph double's own time.
+//  7. what fsyncing every write costs: the worker fleet on one node and on
+//     a 3-node R3 cluster with JetStream's sync_interval at its default
+//     and at "always" (deploy/nats/cluster.conf's setting), side by side.
 //
 // Everything runs on loopback: an embedded nats-server and the Graph and
-// Entra ID double live in this process; the workers are real processes of
-// cmd/worker, built by the run, configured through the environment and
-// trusting the double's CA through SSL_CERT_FILE. Run it from the module
-// root:
+// Entra ID double live in this process; the workers and the gateway are
+// real processes of cmd/worker and cmd/gateway, built by the run,
+// configured through the environment, the workers trusting the double's CA
+// through SSL_CERT_FILE. Run it from the module root:
 //
 //	go run ./bench            # the full run, a few minutes on 2 cores
 //	go run ./bench --quick    # smaller sizes, under a minute
 //	go run ./bench --profile /tmp/prof   # also CPU profiles of each throughput run
+//	go run ./bench --rows gateway        # the gateway's rows alone
+//	go run ./bench --rows durability     # the fsync comparison alone, about a minute
 //
 // Progress goes to stderr, the table to stdout.
 package main

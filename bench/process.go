@@ -93,7 +93,7 @@ func baseEnv() []string {
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
 		if strings.HasPrefix(name, "NATS_") || strings.HasPrefix(name, "AZURE_") ||
-			strings.HasPrefix(name, "RECOVER_") || strings.HasPrefix(name, "GRAPH_") ||
+			strings.HasPrefix(name, "RECOVER_") || strings.HasPrefix(name, "GRAPH_") || strings.HasPrefix(name, "GATEWAY_") ||
 			name == "SSL_CERT_FILE" || name == roleEnv {
 			continue
 		}

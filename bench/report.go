@@ -57,6 +57,14 @@ type report struct {
 	budget   *budgetRun
 	handler  []benchLine
 	backlogs []throughputRun
+	// submits are every pass over the gateway's submission measurements,
+	// and submit the median one; gatewayLatency times POSTs with
+	// Prefer: wait.
+	submits        []submitRound
+	submit         submitRound
+	gatewayLatency latencyRun
+	// durability is the fsync comparison, one per NATS layout.
+	durability []durabilityRun
 }
 
 // row is one line of the table; ok is nil where there is no target.
@@ -65,8 +73,54 @@ type row struct {
 	ok                   *bool
 }
 
-// rows turns the measurements into the table's lines.
+// rows turns the measurements made into the table's lines.
 func (r *report) rows() []row {
+	var rows []row
+	if len(r.rounds) > 0 {
+		rows = append(rows, r.throughputRows()...)
+	}
+	if r.latency.samples > 0 {
+		l := r.latency
+		rows = append(rows, row{
+			what: fmt.Sprintf("single job at idle, enqueue → result, less Graph's own time (%d sequential jobs, 1 worker)", l.samples),
+			result: fmt.Sprintf("p50 **%s**, p99 **%s** (end to end p50 %s, p99 %s; Graph double p50 %s)",
+				ms(l.overhead(50)), ms(l.overhead(99)), ms(percentile(l.e2e, 50)), ms(percentile(l.e2e, 99)), ms(percentile(l.graph, 50))),
+			target: "p99 < 10 ms",
+			ok:     check(l.overhead(99) < 10*time.Millisecond),
+		})
+	}
+	rows = append(rows, r.rateRows()...)
+	rows = append(rows, r.budgetRows()...)
+	rows = append(rows, r.durabilityRows()...)
+	for _, h := range r.handler {
+		rows = append(rows, row{
+			what: fmt.Sprintf("job handler, per job: `go test -bench %s -benchmem ./job`", h.name),
+			result: fmt.Sprintf("%.0f allocs, %s, %.0f µs", h.metrics["allocs/op"], kib(h.metrics["B/op"]),
+				h.metrics["ns/op"]/1e3),
+		})
+	}
+	for i, bl := range r.backlogs {
+		rw := row{
+			what:   fmt.Sprintf("worker peak RSS (VmHWM) with %s jobs queued before it starts", thousands(float64(bl.jobs))),
+			result: fmt.Sprintf("**%s** (%s jobs/s)", mib(bl.peakRSS), thousands(bl.jobsPerSec)),
+		}
+		if i > 0 {
+			first := r.backlogs[0]
+			ratio := float64(bl.peakRSS) / float64(first.peakRSS)
+			rw.result += fmt.Sprintf(", ×%.2f of %s queued", ratio, thousands(float64(first.jobs)))
+			rw.target, rw.ok = "flat (within 10%)", check(ratio <= 1.1)
+		}
+		rows = append(rows, rw)
+	}
+	if len(r.submits) > 0 {
+		rows = append(rows, r.gatewayRows()...)
+	}
+	return rows
+}
+
+// throughputRows are the lines of the raw ceiling, the floor and the
+// worker fleets.
+func (r *report) throughputRows() []row {
 	cfg := r.cfg
 	raw, floor := r.round.raw, r.round.floor
 	of := ""
@@ -97,14 +151,13 @@ func (r *report) rows() []row {
 		}
 		rows = append(rows, rw)
 	}
-	l := r.latency
-	rows = append(rows, row{
-		what: fmt.Sprintf("single job at idle, enqueue → result, less Graph's own time (%d sequential jobs, 1 worker)", l.samples),
-		result: fmt.Sprintf("p50 **%s**, p99 **%s** (end to end p50 %s, p99 %s; Graph double p50 %s)",
-			ms(l.overhead(50)), ms(l.overhead(99)), ms(percentile(l.e2e, 50)), ms(percentile(l.e2e, 99)), ms(percentile(l.graph, 50))),
-		target: "p99 < 10 ms",
-		ok:     check(l.overhead(99) < 10*time.Millisecond),
-	})
+	return rows
+}
+
+// rateRows are the lines of the rate-limited runs.
+func (r *report) rateRows() []row {
+	cfg := r.cfg
+	var rows []row
 	for _, rr := range r.rates {
 		// The limiter's own design caps a steady backlog below 100% (see
 		// ratelimit.Config.Ceiling); where that cap is under 97%, as on
@@ -122,53 +175,52 @@ func (r *report) rows() []row {
 			ok:     check(rr.share >= want && rr.throttled == 0),
 		})
 	}
-	if bu := r.budget; bu != nil {
-		for _, b := range []struct {
-			name string
-			run  batchRun
-		}{{"a cold fleet", bu.cold}, {"the fleet restarted, its budget from the bucket", bu.warm}} {
-			rows = append(rows, row{
-				what: fmt.Sprintf("shared budget, %s: told %s, Graph leaves %s (another app uses the rest), %d workers, Graph %s per call (%d jobs)",
-					b.name, bu.told, bu.real, bu.workers, cfg.RateLatency, bu.jobs),
-				result: fmt.Sprintf("**%.1f%%** of the calls were 429s (%d of %d); **%.1f%%** of the real budget in the steady state; the batch took %s, **%.2f×** the %s a perfect client needs at %s; at most %d admitted calls in any %s",
-					100*b.run.throttledShare(), b.run.throttled, b.run.calls, 100*b.run.share, b.run.span.Round(10*time.Millisecond), b.run.ratio(),
-					b.run.perfect, bu.real, b.run.maxInWindow, bu.real.Per),
-				target: "≤ 2% 429s, ≤ 1.1× the perfect time",
-				ok:     check(b.run.throttledShare() <= 0.02 && b.run.ratio() <= 1.1),
-			})
-		}
-		recovered := "not within the batch"
-		if bu.recovered {
-			recovered = fmt.Sprintf("after **%s**", bu.recovery.Round(100*time.Millisecond))
-		}
-		rows = append(rows, row{
-			what:   fmt.Sprintf("shared budget: the other app stops (Graph leaves %s), %d jobs more", bu.told, bu.recoveryJobs),
-			result: fmt.Sprintf("95%% of %s in one window %s", bu.told, recovered),
-			target: "≤ 30 s",
-			ok:     check(bu.recovered && bu.recovery <= 30*time.Second),
-		})
-	}
-	for _, h := range r.handler {
-		rows = append(rows, row{
-			what: fmt.Sprintf("job handler, per job: `go test -bench %s -benchmem ./job`", h.name),
-			result: fmt.Sprintf("%.0f allocs, %s, %.0f µs", h.metrics["allocs/op"], kib(h.metrics["B/op"]),
-				h.metrics["ns/op"]/1e3),
-		})
-	}
-	for i, bl := range r.backlogs {
-		rw := row{
-			what:   fmt.Sprintf("worker peak RSS (VmHWM) with %s jobs queued before it starts", thousands(float64(bl.jobs))),
-			result: fmt.Sprintf("**%s** (%s jobs/s)", mib(bl.peakRSS), thousands(bl.jobsPerSec)),
-		}
-		if i > 0 {
-			first := r.backlogs[0]
-			ratio := float64(bl.peakRSS) / float64(first.peakRSS)
-			rw.result += fmt.Sprintf(", ×%.2f of %s queued", ratio, thousands(float64(first.jobs)))
-			rw.target, rw.ok = "flat (within 10%)", check(ratio <= 1.1)
-		}
-		rows = append(rows, rw)
-	}
 	return rows
+}
+
+// gatewayRows are the lines of the HTTP gateway: submissions against
+// direct publishes and the floor, and the latency of a waiting POST.
+func (r *report) gatewayRows() []row {
+	rd := r.submit
+	direct, floor, web := rd.direct, rd.floor, rd.http
+	of := ""
+	if len(r.submits) > 1 {
+		of = fmt.Sprintf("; the median of %d rounds", len(r.submits))
+	}
+	spread := func(format string, figure func(submitRound) float64, show func(float64) string) string {
+		if len(r.submits) < 2 {
+			return ""
+		}
+		var parts []string
+		for _, s := range r.submits {
+			parts = append(parts, show(figure(s)))
+		}
+		return fmt.Sprintf(format, strings.Join(parts, ", "))
+	}
+	share := web.perSec / direct.perSec
+	l := r.gatewayLatency
+	return []row{{
+		what: fmt.Sprintf("gateway baseline: direct JetStream publishes of jobs, %d concurrent publishers each waiting for its ack (%d jobs)", submitClients, direct.jobs),
+		result: fmt.Sprintf("%s jobs/s; CPU per job %s nats-server and clients%s", thousands(direct.perSec), us(direct.serverCPU),
+			spread(" (rounds: %s jobs/s)", func(s submitRound) float64 { return s.direct.perSec }, thousands)),
+	}, {
+		what: fmt.Sprintf("gateway floor: the two JetStream writes a submission requires — request record created, then the job published — %d concurrent, no HTTP (%d jobs)", submitClients, floor.jobs),
+		result: fmt.Sprintf("%s jobs/s = %.0f%% of direct; CPU per job %s nats-server and clients%s", thousands(floor.perSec), 100*floor.perSec/direct.perSec, us(floor.serverCPU),
+			spread(" (rounds: %s of direct)", func(s submitRound) float64 { return s.floor.perSec / s.direct.perSec }, percent)),
+	}, {
+		what: fmt.Sprintf("gateway: `POST /v1/jobs` with an Idempotency-Key, keep-alive, %d concurrent clients, each answered 202 once JetStream holds the job (1 gateway process, %d jobs)", submitClients, web.jobs),
+		result: fmt.Sprintf("%s jobs/s = **%.0f%%** of direct, %.0f%% of the floor%s; CPU per job %s gateway + %s nats-server and clients%s",
+			thousands(web.perSec), 100*share, 100*web.perSec/floor.perSec, of, us(web.cpu), us(web.serverCPU),
+			spread("; rounds: %s of direct", submitRound.share, percent)),
+		target: "≥ 50% of direct",
+		ok:     check(share >= 0.5),
+	}, {
+		what: fmt.Sprintf("gateway: `POST` with `Prefer: wait` at idle, answered 200 with the result, less Graph's own time (%d sequential jobs, 1 worker)", l.samples),
+		result: fmt.Sprintf("p50 **%s**, p99 **%s** (end to end p50 %s, p99 %s; Graph double p50 %s)",
+			ms(l.overhead(50)), ms(l.overhead(99)), ms(percentile(l.e2e, 50)), ms(percentile(l.e2e, 99)), ms(percentile(l.graph, 50))),
+		target: "p99 < 10 ms",
+		ok:     check(l.overhead(99) < 10*time.Millisecond),
+	}}
 }
 
 // write prints the table, with the machine and the run time above it.
@@ -272,3 +324,38 @@ func thousands(n float64) string {
 
 // kib formats bytes as KiB.
 func kib(n float64) string { return fmt.Sprintf("%.1f KiB", n/1024) }
+
+// budgetRows are the lines of the shared-budget run.
+func (r *report) budgetRows() []row {
+	bu := r.budget
+	if bu == nil {
+		return nil
+	}
+	cfg := r.cfg
+	var rows []row
+	for _, b := range []struct {
+		name string
+		run  batchRun
+	}{{"a cold fleet", bu.cold}, {"the fleet restarted, its budget from the bucket", bu.warm}} {
+		rows = append(rows, row{
+			what: fmt.Sprintf("shared budget, %s: told %s, Graph leaves %s (another app uses the rest), %d workers, Graph %s per call (%d jobs)",
+				b.name, bu.told, bu.real, bu.workers, cfg.RateLatency, bu.jobs),
+			result: fmt.Sprintf("**%.1f%%** of the calls were 429s (%d of %d); **%.1f%%** of the real budget in the steady state; the batch took %s, **%.2f×** the %s a perfect client needs at %s; at most %d admitted calls in any %s",
+				100*b.run.throttledShare(), b.run.throttled, b.run.calls, 100*b.run.share, b.run.span.Round(10*time.Millisecond), b.run.ratio(),
+				b.run.perfect, bu.real, b.run.maxInWindow, bu.real.Per),
+			target: "≤ 2% 429s, ≤ 1.1× the perfect time",
+			ok:     check(b.run.throttledShare() <= 0.02 && b.run.ratio() <= 1.1),
+		})
+	}
+	recovered := "not within the batch"
+	if bu.recovered {
+		recovered = fmt.Sprintf("after **%s**", bu.recovery.Round(100*time.Millisecond))
+	}
+	rows = append(rows, row{
+		what:   fmt.Sprintf("shared budget: the other app stops (Graph leaves %s), %d jobs more", bu.told, bu.recoveryJobs),
+		result: fmt.Sprintf("95%% of %s in one window %s", bu.told, recovered),
+		target: "≤ 30 s",
+		ok:     check(bu.recovered && bu.recovery <= 30*time.Second),
+	})
+	return rows
+}

@@ -6,8 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -35,7 +39,9 @@ const (
 // records, streams or Graph limits.
 type stack struct {
 	dir     string
-	ns      *devserver.Server
+	servers []*devserver.Server
+	url     string // NATS_URL: every server, comma-separated
+	nats    natsSpec
 	gs      *graphsim.Server
 	nc      *nats.Conn
 	js      jetstream.JetStream
@@ -46,19 +52,55 @@ type stack struct {
 	dlq     jetstream.Stream
 }
 
-// startStack starts a stack with its files in a new directory under root.
-func startStack(ctx context.Context, root string, sim graphsim.Config) (_ *stack, err error) {
+// natsSpec says which NATS a stack runs: the zero value is one server with
+// the server's default fsync policy.
+type natsSpec struct {
+	// nodes is the number of servers; more than one form a JetStream
+	// cluster, and the streams and buckets get as many replicas.
+	nodes int
+	// sync is JetStream's sync_interval (see devserver.ParseSync).
+	sync string
+}
+
+// replicas is the replica count of every stream and bucket on the spec.
+func (n natsSpec) replicas() int { return max(1, n.nodes) }
+
+// where names the layout: "1 node" or "3-node cluster (R3)".
+func (n natsSpec) where() string {
+	if n.nodes > 1 {
+		return fmt.Sprintf("%d-node cluster (R%d)", n.nodes, n.nodes)
+	}
+	return "1 node"
+}
+
+// String names the layout and the sync setting, for progress lines.
+func (n natsSpec) String() string {
+	sync := "sync_interval default (2m)"
+	if n.sync != "" {
+		sync = "sync_interval " + n.sync
+	}
+	return n.where() + ", " + sync
+}
+
+// startStack starts a stack on one server with its files in a new
+// directory under root.
+func startStack(ctx context.Context, root string, sim graphsim.Config) (*stack, error) {
+	return startStackOn(ctx, root, sim, natsSpec{})
+}
+
+// startStackOn starts a stack on the NATS that spec describes.
+func startStackOn(ctx context.Context, root string, sim graphsim.Config, spec natsSpec) (_ *stack, err error) {
 	dir, err := os.MkdirTemp(root, "stack-")
 	if err != nil {
 		return nil, fmt.Errorf("stack: %w", err)
 	}
-	s := &stack{dir: dir, secret: rand.Text()}
+	s := &stack{dir: dir, secret: rand.Text(), nats: spec}
 	defer func() {
 		if err != nil {
 			s.close()
 		}
 	}()
-	if s.ns, err = devserver.Start(devserver.Config{StoreDir: filepath.Join(dir, "nats")}); err != nil {
+	if err := s.startServers(); err != nil {
 		return nil, err
 	}
 	if s.gs, err = graphsim.Start(sim); err != nil {
@@ -70,19 +112,15 @@ func startStack(ctx context.Context, root string, sim graphsim.Config) (_ *stack
 	if err := os.WriteFile(s.caFile, s.gs.CACertPEM(), 0o600); err != nil {
 		return nil, fmt.Errorf("stack: %w", err)
 	}
-	if s.nc, err = nats.Connect(s.ns.URL(), nats.Name("recoverpasscode bench")); err != nil {
+	if s.nc, err = nats.Connect(s.url, nats.Name("recoverpasscode bench")); err != nil {
 		return nil, fmt.Errorf("stack: connect: %w", err)
 	}
 	if s.js, err = jetstream.New(s.nc, jetstream.WithPublishAsyncMaxPending(1024)); err != nil {
 		return nil, fmt.Errorf("stack: %w", err)
 	}
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	// The buckets too, as the worker configures them by default: the floor
-	// consumer writes idempotency records but sets nothing up.
-	if _, err := (queue.Setup{Names: s.names}).Ensure(sctx, s.js,
-		idempotency.BucketConfig(s.names.KeysBucket(), idempotency.DefaultTTL, 1),
-		ratelimit.BucketConfig(s.names.LimitsBucket(), 1)); err != nil {
+	if err := s.setUp(sctx); err != nil {
 		return nil, err
 	}
 	if s.results, err = s.js.Stream(sctx, s.names.ResultsStream()); err != nil {
@@ -102,10 +140,107 @@ func (s *stack) close() {
 	if s.gs != nil {
 		s.gs.Close()
 	}
-	if s.ns != nil {
-		s.ns.Shutdown()
+	for _, ns := range s.servers {
+		ns.Shutdown()
 	}
 	_ = os.RemoveAll(s.dir)
+}
+
+// startServers starts the stack's NATS: one server, or the nodes of a
+// cluster routed to each other, each with the spec's sync setting.
+func (s *stack) startServers() error {
+	n := s.nats.replicas()
+	if n == 1 {
+		ns, err := devserver.Start(devserver.Config{StoreDir: filepath.Join(s.dir, "nats"), Sync: s.nats.sync})
+		if err != nil {
+			return err
+		}
+		s.servers, s.url = []*devserver.Server{ns}, ns.URL()
+		return nil
+	}
+	// Every node needs every route before it starts.
+	var clients, routes []string
+	for range n {
+		c, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		r, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		clients, routes = append(clients, c), append(routes, r)
+	}
+	errs := make([]error, n)
+	servers := make([]*devserver.Server, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			_, port, _ := net.SplitHostPort(clients[i])
+			_, routePort, _ := net.SplitHostPort(routes[i])
+			servers[i], errs[i] = devserver.Start(devserver.Config{
+				Port: atoi(port), StoreDir: filepath.Join(s.dir, fmt.Sprintf("nats-%d", i)),
+				Name: fmt.Sprintf("bench-%d", i), Sync: s.nats.sync,
+				Cluster: devserver.Cluster{Name: "bench", Port: atoi(routePort), Routes: routes},
+			})
+		})
+	}
+	wg.Wait()
+	var urls []string
+	for _, ns := range servers {
+		if ns != nil {
+			s.servers = append(s.servers, ns)
+			urls = append(urls, ns.URL())
+		}
+	}
+	s.url = strings.Join(urls, ",")
+	return errors.Join(errs...)
+}
+
+// setUp creates the streams, the workers' consumer and the buckets, as the
+// worker configures them by default: the floor consumer writes idempotency
+// records but sets nothing up. A new cluster answers only once it has
+// elected a meta leader, so a failed try is repeated until ctx ends.
+func (s *stack) setUp(ctx context.Context) error {
+	r := s.nats.replicas()
+	// A stream created before the cluster has a meta leader may hang, so
+	// wait for one first: account info answers only then.
+	for r > 1 {
+		tctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := s.js.AccountInfo(tctx)
+		cancel()
+		if err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stack: the cluster elected no JetStream leader: %w", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	for {
+		// Each try gets its own deadline: a request made before the
+		// cluster is ready may get no answer at all.
+		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := (queue.Setup{Names: s.names, Replicas: r}).Ensure(tctx, s.js,
+			idempotency.BucketConfig(s.names.KeysBucket(), idempotency.DefaultTTL, r),
+			ratelimit.BucketConfig(s.names.LimitsBucket(), r))
+		cancel()
+		if err == nil || r == 1 {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stack: set up the streams on the cluster: %w", err)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// atoi is strconv.Atoi for ports that freeAddr made.
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
 }
 
 // workerEnv is the environment of a worker process on this stack, as an
@@ -114,7 +249,8 @@ func (s *stack) close() {
 func (s *stack) workerEnv(name, rate string, concurrency int, httpAddr string) []string {
 	return []string{
 		"SSL_CERT_FILE=" + s.caFile,
-		"NATS_URL=" + s.ns.URL(),
+		"NATS_URL=" + s.url,
+		"RECOVER_REPLICAS=" + fmt.Sprint(s.nats.replicas()),
 		"AZURE_TENANT_ID=" + benchTenant,
 		"AZURE_CLIENT_ID=" + benchClient,
 		"AZURE_CLIENT_SECRET=" + s.secret,

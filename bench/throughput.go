@@ -28,7 +28,7 @@ func (b *bench) rawFleet() fleetSpec {
 		env: func(s *stack, _, httpAddr string) []string {
 			return []string{
 				roleEnv + "=" + roleRawConsumer,
-				"NATS_URL=" + s.ns.URL(),
+				"NATS_URL=" + s.url,
 				"RECOVER_CONCURRENCY=" + fmt.Sprint(b.cfg.Concurrency),
 				"RECOVER_HTTP_ADDR=" + httpAddr,
 				"RECOVER_PPROF=" + fmt.Sprint(b.cfg.ProfileDir != ""),
@@ -103,8 +103,13 @@ type throughputRun struct {
 // stream filling up. The Graph double answers at once with no limit. With
 // profile, it also captures CPU profiles (see startProfiles).
 func (b *bench) throughput(ctx context.Context, spec fleetSpec, jobs int, profile bool) (throughputRun, error) {
+	return b.throughputOn(ctx, natsSpec{}, spec, jobs, profile)
+}
+
+// throughputOn is throughput on the NATS that ns describes.
+func (b *bench) throughputOn(ctx context.Context, ns natsSpec, spec fleetSpec, jobs int, profile bool) (throughputRun, error) {
 	run := throughputRun{processes: spec.n, jobs: jobs}
-	s, err := startStack(ctx, b.dir, graphsim.Config{Limit: -1})
+	s, err := startStackOn(ctx, b.dir, graphsim.Config{Limit: -1}, ns)
 	if err != nil {
 		return run, err
 	}

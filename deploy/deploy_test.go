@@ -34,6 +34,7 @@ var natsUsers = []natsUser{
 	{name: "batch", account: "RECOVER", env: "NATS_BATCH_PASSWORD"},
 	{name: "automation", account: "RECOVER", env: "NATS_AUTOMATION_PASSWORD", hashed: true},
 	{name: "operator", account: "RECOVER", env: "NATS_OPERATOR_PASSWORD", hashed: true},
+	{name: "gateway", account: "RECOVER", env: "NATS_GATEWAY_PASSWORD"},
 	{name: "sys", account: "SYS", env: "NATS_SYS_PASSWORD"},
 }
 
@@ -143,6 +144,9 @@ func checkCluster(t *testing.T, path string, opts *server.Options) {
 	}
 	if !opts.JetStream || opts.StoreDir == "" {
 		t.Errorf("JetStream enabled=%v with store %q, want enabled with a store directory", opts.JetStream, opts.StoreDir)
+	}
+	if !opts.SyncAlways {
+		t.Errorf("JetStream sync_interval is not always (fsync every write before acknowledging it): a power cut of every node could lose acknowledged jobs (see README.md, Durability)")
 	}
 	if opts.HTTPPort != 8222 {
 		t.Errorf("monitoring port = %d, want 8222 (KEDA reads consumer lag there)", opts.HTTPPort)

@@ -162,20 +162,7 @@ const enqueueRunTimeout = 15 * time.Second
 // writes it to stderr) ends the test.
 func buildEnqueue(t *testing.T) func(t *testing.T, env []string, args ...string) run {
 	t.Helper()
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("the go command builds enqueue for this test: %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), "enqueue")
-	build := []string{"build", "-o", bin}
-	if raceEnabled() {
-		build = append(build, "-race")
-	}
-	cmd := exec.CommandContext(t.Context(), goTool, append(build, "github.com/recoverpasscode/recoverpasscode/cmd/enqueue")...)
-	cmd.Dir = ".." // the module's root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build enqueue: %v\n%s", err, out)
-	}
+	bin := buildCommand(t, "enqueue")
 	base := ownEnv()
 	return func(t *testing.T, env []string, args ...string) run {
 		t.Helper()
@@ -201,6 +188,28 @@ func buildEnqueue(t *testing.T) func(t *testing.T, env []string, args ...string)
 		}
 		return r
 	}
+}
+
+// buildCommand builds cmd/<name> into a temporary directory, with the
+// race detector when this test runs with it (so the build reuses the
+// test's compiled packages), and returns the binary's path.
+func buildCommand(t *testing.T, name string) string {
+	t.Helper()
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go command builds %s for this test: %v", name, err)
+	}
+	bin := filepath.Join(t.TempDir(), name)
+	build := []string{"build", "-o", bin}
+	if raceEnabled() {
+		build = append(build, "-race")
+	}
+	cmd := exec.CommandContext(t.Context(), goTool, append(build, "github.com/recoverpasscode/recoverpasscode/cmd/"+name)...)
+	cmd.Dir = ".." // the module's root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", name, err, out)
+	}
+	return bin
 }
 
 // ownEnv is this process's environment without the NATS and recoverpasscode

@@ -16,9 +16,9 @@ import (
 // metricName finds metric names in PromQL.
 var metricName = regexp.MustCompile(`\brecoverpasscode_[a-z_]+`)
 
-// unknownMetrics lists the metrics expr uses that the worker does not
-// export; a histogram's _bucket, _sum and _count series count as the
-// histogram.
+// unknownMetrics lists the metrics expr uses that neither the worker nor
+// the write-back exports; a histogram's _bucket, _sum and _count series
+// count as the histogram.
 func unknownMetrics(expr string) []string {
 	var unknown []string
 	for _, name := range metricName.FindAllString(expr, -1) {
@@ -26,7 +26,7 @@ func unknownMetrics(expr string) []string {
 		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
 			base = strings.TrimSuffix(base, suffix)
 		}
-		if !workerMetrics[name] && !workerMetrics[base] {
+		if !workerMetrics[name] && !workerMetrics[base] && !deliveryMetrics[name] && !deliveryMetrics[base] {
 			unknown = append(unknown, name)
 		}
 	}

@@ -188,6 +188,21 @@ func operatorDenials(op *peer) []denial {
 			subject: "$JS.API.CONSUMER.CREATE.KV_" + limitsBucket + ".*.$KV." + limitsBucket + ".>",
 			do:      orderedOn("KV_"+limitsBucket, "$KV."+limitsBucket+".>")},
 
+		// The deliveries bucket is used, never changed, and its
+		// deliveries are the gateway's to make.
+		{name: "operator deletes the deliveries bucket", who: op, kind: "publish",
+			subject: "$JS.API.STREAM.DELETE.KV_recoverpasscode_deliveries",
+			do: func(ctx context.Context, p *peer) error {
+				return p.js.DeleteKeyValue(ctx, "recoverpasscode_deliveries")
+			}},
+		{name: "operator purges the deliveries bucket", who: op, kind: "publish",
+			subject: "$JS.API.STREAM.PURGE.KV_recoverpasscode_deliveries", do: request("$JS.API.STREAM.PURGE.KV_recoverpasscode_deliveries", `{}`)},
+		{name: "operator pulls a write-back redelivery consumer", who: op, kind: "publish",
+			subject: "$JS.API.CONSUMER.MSG.NEXT.KV_recoverpasscode_deliveries.writeback_ticketing_x",
+			do:      request("$JS.API.CONSUMER.MSG.NEXT.KV_recoverpasscode_deliveries.writeback_ticketing_x", `{"batch":1}`)},
+		{name: "operator acknowledges a result delivery", who: op, kind: "publish",
+			subject: "$JS.ACK." + resultsStream + ".writeback_ticketing_x.1.1.1.1.0", do: publish("$JS.ACK." + resultsStream + ".writeback_ticketing_x.1.1.1.1.0")},
+
 		// What only the worker publishes.
 		{name: "operator publishes a result", who: op, kind: "publish",
 			subject: "recoverpasscode.results.batch.x", do: publish("recoverpasscode.results.batch.x")},

@@ -47,6 +47,7 @@ func testPermissions(t *testing.T, url string, passwords map[string]string) {
 		src[s] = connect(t, url, s, passwords[s])
 	}
 	operator := connect(t, url, "operator", passwords["operator"])
+	gw := connect(t, url, "gateway", passwords["gateway"])
 	plain := connectWith(t, queue.Conn{URL: url, User: "ticketing", Password: passwords["ticketing"]})
 
 	var jobs jetstream.Consumer
@@ -62,12 +63,15 @@ func testPermissions(t *testing.T, url string, passwords map[string]string) {
 	t.Run("the operator lists and replays every source's dead letters and reads its results", func(t *testing.T) {
 		operate(ctx, t, operator, jobs)
 	})
+	t.Run("the gateway submits jobs, waits for and reads their results", func(t *testing.T) {
+		gatewayRoundTrip(ctx, t, gw, worker, jobs)
+	})
 	t.Run("allowed operations drew no refusal", func(t *testing.T) {
-		for _, p := range []*peer{worker, src["ticketing"], src["batch"], src["automation"], operator} {
+		for _, p := range []*peer{worker, src["ticketing"], src["batch"], src["automation"], operator, gw} {
 			p.expectNoDenials(t)
 		}
 	})
-	all := append(denials(worker, src), operatorDenials(operator)...)
+	all := append(append(denials(worker, src), operatorDenials(operator)...), gatewayDenials(gw)...)
 	for _, d := range append(all, inboxDenials(worker, src, operator, plain)...) {
 		t.Run("refused: "+d.name, func(t *testing.T) { d.run(ctx, t) })
 	}

@@ -7,6 +7,9 @@ package devserver
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -26,6 +29,42 @@ type Config struct {
 	// StartTimeout bounds how long Start waits for the server to accept
 	// connections. Defaults to 10s.
 	StartTimeout time.Duration
+	// Sync is JetStream's sync_interval as a server configuration file
+	// writes it (see ParseSync). Empty keeps the server's default.
+	Sync string
+	// Cluster, when its Name is set, makes the server one node of a
+	// JetStream cluster.
+	Cluster Cluster
+}
+
+// Cluster places a server in a JetStream cluster.
+type Cluster struct {
+	// Name is the cluster's name, the same on every node.
+	Name string
+	// Port listens for routes from the other nodes, on Config.Host.
+	Port int
+	// Routes are the host:port route addresses of every node; a node's own
+	// address among them is skipped by the server.
+	Routes []string
+}
+
+// ParseSync reads a JetStream sync_interval setting as nats-server reads
+// its configuration file: "always" (any case) fsyncs every write before it
+// is acknowledged; a positive duration such as "2m" fsyncs in the
+// background that often; empty keeps the server's default, a background
+// fsync every 2 minutes.
+func ParseSync(s string) (interval time.Duration, always bool, err error) {
+	switch {
+	case s == "":
+		return 0, false, nil
+	case strings.EqualFold(s, "always"):
+		return 0, true, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, false, fmt.Errorf("sync %q: want \"always\" or a positive duration", s)
+	}
+	return d, false, nil
 }
 
 // Server is a running embedded nats-server. It is safe for concurrent use.
@@ -51,14 +90,31 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.StartTimeout == 0 {
 		cfg.StartTimeout = 10 * time.Second
 	}
+	interval, always, err := ParseSync(cfg.Sync)
+	if err != nil {
+		return nil, fmt.Errorf("devserver: %w", err)
+	}
 	opts := &server.Options{
-		ServerName: cfg.Name,
-		Host:       cfg.Host,
-		Port:       cfg.Port,
-		JetStream:  true,
-		StoreDir:   cfg.StoreDir,
-		NoLog:      true,
-		NoSigs:     true,
+		ServerName:   cfg.Name,
+		Host:         cfg.Host,
+		Port:         cfg.Port,
+		JetStream:    true,
+		StoreDir:     cfg.StoreDir,
+		SyncInterval: interval,
+		SyncAlways:   always,
+		NoLog:        true,
+		NoSigs:       true,
+	}
+	if cfg.Cluster.Name != "" {
+		opts.Cluster.Name = cfg.Cluster.Name
+		opts.Cluster.Host = cfg.Host
+		opts.Cluster.Port = cfg.Cluster.Port
+		for _, r := range cfg.Cluster.Routes {
+			if _, _, err := net.SplitHostPort(r); err != nil {
+				return nil, fmt.Errorf("devserver: route %q: want host:port", r)
+			}
+			opts.Routes = append(opts.Routes, &url.URL{Scheme: "nats-route", Host: r})
+		}
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {

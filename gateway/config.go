@@ -80,6 +80,9 @@ type Config struct {
 	// Timeout bounds each NATS operation of a request (a publish, a read).
 	// Defaults to 5s.
 	Timeout time.Duration
+	// Ready, when set, is asked by /readyz besides NATS: an error (say,
+	// write-back has not started yet) makes it answer 503 saying so.
+	Ready func() error
 }
 
 func (c *Config) defaults() {

@@ -11,6 +11,8 @@ const (
 	hashA = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 	hashB = "sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"
 	appA  = "6f1c7a2e-1111-4222-8333-444444444444"
+	// testSecret is a webhook secret of 32 bytes (writeback wants 24 to 64).
+	testSecret = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 )
 
 func TestParseConfigFile(t *testing.T) {
@@ -20,9 +22,9 @@ sources:
     apiKeys: ["` + hashA + `", "` + strings.ToUpper(hashB[:6]) + hashB[6:] + `"]
     webhooks:
       - url: https://hooks.example.com/recoverpasscode
-        secret: whsec_c2VjcmV0
-    servicenow: {instance: "https://example.service-now.com", table: incident, assignmentGroup: x}
-    jira: {site: "https://example.atlassian.net"}
+        secret: ` + testSecret + `
+    servicenow: {instance: "https://example.service-now.com", table: incident, user: svc, password: pw}
+    jira: {site: "https://example.atlassian.net", bearer: tok}
   automation:
     entraApps: ["` + appA + `"]
 `))
@@ -33,7 +35,7 @@ sources:
 		t.Fatalf("sources %+v", srcs)
 	}
 	tk := srcs[1]
-	if len(tk.APIKeys) != 2 || len(tk.Webhooks) != 1 || tk.Webhooks[0].Secret != "whsec_c2VjcmV0" || tk.ServiceNow["table"] != "incident" || tk.Jira["site"] == nil {
+	if len(tk.APIKeys) != 2 || len(tk.Webhooks) != 1 || tk.Webhooks[0].Secret != testSecret || tk.ServiceNow.Table != "incident" || tk.Jira.Site == "" {
 		t.Fatalf("ticketing %+v", tk)
 	}
 	if srcs[0].EntraApps[0] != appA {
@@ -55,6 +57,13 @@ func TestConfigFileErrors(t *testing.T) {
 		{"bad app id", "sources:\n  a:\n    entraApps: [app1]\n", "not an application (client) ID"},
 		{"one key, two sources", "sources:\n  a: {apiKeys: [\"" + hashA + "\"]}\n  b: {apiKeys: [\"" + hashA + "\"]}\n", "a key names one source"},
 		{"webhook without https", "sources:\n  a:\n    apiKeys: [\"" + hashA + "\"]\n    webhooks: [{url: \"ftp://x\"}]\n", "https://"},
+		{"webhook over http to another host", "sources:\n  a:\n    apiKeys: [\"" + hashA + "\"]\n    webhooks: [{url: \"http://hooks.example.com/x\", secret: " + testSecret + "}]\n", "source a: webhooks[0]: url"},
+		{"webhook with a bad secret", "sources:\n  a:\n    apiKeys: [\"" + hashA + "\"]\n    webhooks: [{url: \"https://hooks.example.com/x\", secret: whsec_THE-SECRET-KEY}]\n", "source a: webhooks[0]: secret"},
+		{"webhook secret file missing", "sources:\n  a:\n    apiKeys: [\"" + hashA + "\"]\n    webhooks: [{url: \"https://hooks.example.com/x\", secretFile: /nonexistent/hook}]\n", "source a: webhooks[0]"},
+		{"servicenow without authentication", "sources:\n  a:\n    apiKeys: [\"" + hashA + "\"]\n    servicenow: {instance: \"https://example.service-now.com\"}\n", "source a: servicenow: no authentication"},
+		{"unknown servicenow key", "sources:\n  a:\n    apiKeys: [\"" + hashA + "\"]\n    servicenow: {instance: \"https://example.service-now.com\", assignmentGroup: x}\n", `unknown key "assignmentGroup" (servicenow has: instance,`},
+		{"unknown jira key", "sources:\n  a:\n    apiKeys: [\"" + hashA + "\"]\n    jira: {site: \"https://example.atlassian.net\", token: x}\n", `unknown key "token" (jira has: site,`},
+		{"jira site not https", "sources:\n  a:\n    apiKeys: [\"" + hashA + "\"]\n    jira: {site: \"http://example.atlassian.net\", bearer: x}\n", "source a: jira: site"},
 		{"empty", "", "empty"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

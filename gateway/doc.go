@@ -22,8 +22,10 @@
 //
 // # What the gateway does in NATS
 //
-// For its least-privilege NATS user (NATSPermissions returns the lists;
-// <prefix> is RECOVER_PREFIX, <PREFIX> the same in upper case):
+// For its least-privilege NATS user (NATSPermissions returns the lists,
+// with writeback.NATSPermissions for the write-back that cmd/gateway runs
+// beside it, explained in writeback/doc.go; <prefix> is RECOVER_PREFIX,
+// <PREFIX> the same in upper case):
 //
 // Publishes (core NATS):
 //   - <prefix>.jobs.<source>: each job, with Nats-Msg-Id = the job id,
@@ -58,6 +60,10 @@
 //     _INBOX.gateway).
 //
 // It creates, updates or deletes no stream, bucket or durable consumer
-// (the workers create the requests bucket with their streams: queue.Setup),
-// and never publishes a result, a dead letter or an audit event.
+// (the workers create the requests bucket with their streams: queue.Setup;
+// write-back's durable consumers are writeback's), and never publishes a
+// result, a dead letter or an audit event.
+//
+// Config.Ready lets the process add to /readyz what else it needs:
+// cmd/gateway reports not ready until write-back has set up its consumers.
 package gateway

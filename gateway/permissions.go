@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/recoverpasscode/recoverpasscode/wire"
+	"github.com/recoverpasscode/recoverpasscode/writeback"
 )
 
 // Permissions are the subjects a NATS user must be allowed for the gateway
@@ -21,8 +23,33 @@ type Permissions struct {
 // NATSPermissions returns the permissions of the gateway's NATS user for
 // the subject prefix (RECOVER_PREFIX; "" is the default) and the inbox
 // prefix its connection uses (NATS_INBOX_PREFIX, e.g. "_INBOX.gateway";
-// "" is nats.go's "_INBOX", which any user may then read).
+// "" is nats.go's "_INBOX", which any user may then read): the HTTP
+// door's, and writeback.NATSPermissions for the write-back the gateway
+// process runs, each subject once.
 func NATSPermissions(prefix, inboxPrefix string) Permissions {
+	door := doorPermissions(prefix, inboxPrefix)
+	wb := writeback.NATSPermissions(prefix, inboxPrefix)
+	return Permissions{
+		Publish:     union(door.Publish, wb.Publish),
+		Subscribe:   union(door.Subscribe, wb.Subscribe),
+		DenyPublish: union(door.DenyPublish, wb.DenyPublish),
+	}
+}
+
+// union is a followed by the subjects of b it lacks.
+func union(a, b []string) []string {
+	out := slices.Clone(a)
+	for _, s := range b {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// doorPermissions are the HTTP door's own: jobs in, results and request
+// records read.
+func doorPermissions(prefix, inboxPrefix string) Permissions {
 	n := wire.Names{Prefix: prefix}
 	p := prefix
 	if p == "" {

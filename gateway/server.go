@@ -149,13 +149,19 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintln(w, "ok")
 }
 
-// readyz answers 200 when NATS is connected and the bucket and stream the
-// gateway needs exist, else 503 listing what is missing. Entra ID's last
-// discovery failure is listed as a warning: API keys work without it.
+// readyz answers 200 when NATS is connected, the bucket and stream the
+// gateway needs exist and Config.Ready has nothing to say, else 503 listing
+// what is missing. Entra ID's last discovery failure is listed as a
+// warning: API keys work without it.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
 	defer cancel()
 	problems := s.store.ready(ctx)
+	if s.cfg.Ready != nil {
+		if err := s.cfg.Ready(); err != nil {
+			problems = append(problems, err.Error())
+		}
+	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	var warnings []string

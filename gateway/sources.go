@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/recoverpasscode/recoverpasscode/wire"
+	"github.com/recoverpasscode/recoverpasscode/writeback"
 )
 
 // Source is one submitting system the gateway serves, and how its callers
@@ -29,22 +29,30 @@ type Source struct {
 	// EntraApps are the application (client) IDs whose Entra ID access
 	// tokens name this source.
 	EntraApps []string
-	// Webhooks, ServiceNow and Jira configure the write-back of results to
-	// the source. The gateway reads and keeps them for it, and does not act
-	// on them.
-	Webhooks   []Webhook
-	ServiceNow map[string]any
-	Jira       map[string]any
+	// Webhooks, ServiceNow and Jira configure the write-back of the
+	// source's results (package writeback): the gateway process delivers
+	// them (WriteBack), and the checks of writeback.Config.Validate apply.
+	Webhooks   []writeback.Webhook
+	ServiceNow *writeback.ServiceNow
+	Jira       *writeback.Jira
 }
 
-// Webhook is a write-back endpoint of a source (not acted on yet).
-type Webhook struct {
-	// URL is the endpoint results are POSTed to.
-	URL string `yaml:"url"`
-	// Secret signs the deliveries (whsec_<base64>); or SecretFile names a
-	// file holding it. Never logged.
-	Secret     string `yaml:"secret"`
-	SecretFile string `yaml:"secretFile"`
+// WriteBack is the source's write-back configuration, for a
+// writeback.Config.
+func (s Source) WriteBack() writeback.Source {
+	return writeback.Source{Name: s.Name, Webhooks: s.Webhooks, ServiceNow: s.ServiceNow, Jira: s.Jira}
+}
+
+// WriteBacks lists the write-back of every source that has an endpoint,
+// the Sources of a writeback.Config.
+func WriteBacks(sources []Source) []writeback.Source {
+	var out []writeback.Source
+	for _, s := range sources {
+		if len(s.Webhooks) > 0 || s.ServiceNow != nil || s.Jira != nil {
+			out = append(out, s.WriteBack())
+		}
+	}
+	return out
 }
 
 // configFile is the YAML of GATEWAY_CONFIG.
@@ -53,22 +61,24 @@ type configFile struct {
 }
 
 type sourceYAML struct {
-	APIKeys    []string       `yaml:"apiKeys"`
-	EntraApps  []string       `yaml:"entraApps"`
-	Webhooks   []Webhook      `yaml:"webhooks"`
-	ServiceNow map[string]any `yaml:"servicenow"`
-	Jira       map[string]any `yaml:"jira"`
+	APIKeys    []string              `yaml:"apiKeys"`
+	EntraApps  []string              `yaml:"entraApps"`
+	Webhooks   []writeback.Webhook   `yaml:"webhooks"`
+	ServiceNow *writeback.ServiceNow `yaml:"servicenow"`
+	Jira       *writeback.Jira       `yaml:"jira"`
 }
 
 // yamlKnown names the keys each level of the file may hold, for errors.
 var yamlKnown = map[string]string{
-	"configFile": "the file has: sources",
-	"sourceYAML": "a source has: apiKeys, entraApps, webhooks, servicenow, jira",
-	"Webhook":    "a webhook has: url, secret, secretFile",
+	"configFile": "(the file has: sources)",
+	"sourceYAML": "(a source has: apiKeys, entraApps, webhooks, servicenow, jira)",
+	"Webhook":    "(a webhook has: url, secret, secretFile), and may have name, previousSecret and previousSecretFile",
+	"ServiceNow": "(servicenow has: instance, table, user, password, passwordFile, clientId, clientSecret, clientSecretFile, tokenUrl, name)",
+	"Jira":       "(jira has: site, email, apiToken, apiTokenFile, bearer, bearerFile, public, name)",
 }
 
 var (
-	yamlUnknownField = regexp.MustCompile(`field (\S+) not found in type gateway\.(\w+)`)
+	yamlUnknownField = regexp.MustCompile(`field (\S+) not found in type (?:gateway|writeback)\.(\w+)`)
 	// yamlQuoted is a value yaml quotes in an error, which may be a key
 	// pasted in the wrong place: it is not repeated.
 	yamlQuoted = regexp.MustCompile("`[^`]*`")
@@ -84,8 +94,9 @@ var (
 //	    servicenow: {instance: "https://example.service-now.com", …}
 //	    jira: {site: "https://example.atlassian.net", …}
 //
-// An unknown key is an error naming its line; so is every invalid value.
-// What servicenow and jira hold is checked by the write-back that uses it.
+// An unknown key is an error naming its line; so is every invalid value,
+// the write-back's included (writeback.Config.Validate, which also reads
+// the secret files it names).
 func ParseConfigFile(data []byte) ([]Source, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
@@ -116,9 +127,10 @@ func describeYAMLError(err error) string {
 	msg = yamlQuoted.ReplaceAllString(msg, "a value")
 	msg = yamlUnknownField.ReplaceAllStringFunc(msg, func(m string) string {
 		sub := yamlUnknownField.FindStringSubmatch(m)
-		return fmt.Sprintf("unknown key %q (%s)", sub[1], yamlKnown[sub[2]])
+		return fmt.Sprintf("unknown key %q %s", sub[1], yamlKnown[sub[2]])
 	})
-	return strings.NewReplacer("gateway.sourceYAML", "a source", "gateway.configFile", "the file", "gateway.Webhook", "a webhook").Replace(msg)
+	return strings.NewReplacer("gateway.sourceYAML", "a source", "gateway.configFile", "the file",
+		"writeback.Webhook", "a webhook", "writeback.ServiceNow", "servicenow", "writeback.Jira", "jira").Replace(msg)
 }
 
 // ParseSourcesEnv reads the compact form of GATEWAY_SOURCES, for small
@@ -242,24 +254,12 @@ func checkSources(sources []Source) error {
 			}
 			apps[a] = s.Name
 		}
-		for i, w := range s.Webhooks {
-			if err := w.check(); err != nil {
-				errs = append(errs, fmt.Errorf("source %s: webhooks[%d]: %w", s.Name, i, err))
-			}
+		// Each error of writeback's names the source and the field.
+		if err := (writeback.Config{Sources: []writeback.Source{s.WriteBack()}}).Validate(); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func (w Webhook) check() error {
-	u, err := url.Parse(w.URL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return fmt.Errorf("url %q: want an absolute https:// URL", wire.Truncate(w.URL, 80))
-	}
-	if w.Secret != "" && w.SecretFile != "" {
-		return errors.New("set secret or secretFile, not both")
-	}
-	return nil
 }
 
 // parseKeyHash reads "sha256:<64 hex digits>".

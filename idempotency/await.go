@@ -14,7 +14,7 @@ import (
 //
 // Await does not poll. It watches the one key and acts on each change: a
 // completed record is returned as Done without another read; a deleted or
-// released record, or a lease that passes (by this worker's clock, see the
+// released record, or a lease that passes (on the Store's clock, see the
 // package documentation), makes it claim the key for c's job as Acquire
 // does. If that claim finds the key Busy again, because another waiter won
 // it, Await keeps waiting on the new holder. Renewals by the holder only
@@ -39,7 +39,7 @@ func (s *Store) Await(ctx context.Context, c Claim) (Claim, error) {
 	}
 	defer func() { _ = w.Stop() }()
 
-	leaseEnd := time.NewTimer(time.Until(c.LeaseUntil))
+	leaseEnd := time.NewTimer(s.until(c.LeaseUntil))
 	defer leaseEnd.Stop()
 	seen := false
 	for {
@@ -67,10 +67,10 @@ func (s *Store) Await(ctx context.Context, c Claim) (Claim, error) {
 				free = true
 			case rec.Phase == phaseDone:
 				return doneClaim(*rec, c.requester), nil
-			case !rec.live(time.Now()):
+			case !rec.live(s.now()):
 				free = true
 			default:
-				leaseEnd.Reset(time.Until(rec.LeaseUntil))
+				leaseEnd.Reset(s.until(rec.LeaseUntil))
 			}
 		}
 		if !free {
@@ -83,7 +83,7 @@ func (s *Store) Await(ctx context.Context, c Claim) (Claim, error) {
 		if next.State != Busy {
 			return next, nil
 		}
-		leaseEnd.Reset(time.Until(next.LeaseUntil))
+		leaseEnd.Reset(s.until(next.LeaseUntil))
 	}
 }
 

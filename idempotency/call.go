@@ -123,7 +123,7 @@ func (l *Lease) confirm(ctx context.Context) error {
 	if margin <= 0 {
 		margin = l.s.lease / 3
 	}
-	if time.Until(l.HeldUntil()) >= margin {
+	if l.s.until(l.HeldUntil()) >= margin {
 		return nil
 	}
 	_, err := l.write(ctx, l.renewal, false)

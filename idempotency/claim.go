@@ -51,8 +51,8 @@ type Claim struct {
 	// the job that asked.
 	JobID string
 	// LeaseUntil is when the holder's lease ended when the claim was taken
-	// (Acquired and Busy), by the wall clock of the worker that wrote it.
-	// Lease.HeldUntil follows the lease afterwards.
+	// (Acquired and Busy), on the Store's clock (the NATS server's with
+	// Config.Clock). Lease.HeldUntil follows the lease afterwards.
 	LeaseUntil time.Time
 	// Attempts counts the calls marked on the record by every owner so far,
 	// when the claim was taken. Lease.Attempts follows it afterwards.

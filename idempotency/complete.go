@@ -45,7 +45,7 @@ func (l *Lease) Complete(ctx context.Context, status string, outcome []byte) err
 		r.Phase = phaseDone
 		r.Status = status
 		r.Outcome = stored
-		r.CompletedAt = time.Now().UTC()
+		r.CompletedAt = l.s.now().UTC()
 		r.Released = false
 	}
 	ctx = context.WithoutCancel(ctx)

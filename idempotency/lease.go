@@ -95,9 +95,9 @@ func (l *Lease) Lost() bool {
 }
 
 // HeldUntil is when the lease ends as last confirmed by a write of ours
-// (including KeepAlive's renewals); zero for a nil Lease. Until then no
-// other owner can take the key over (clocks agreeing, see the package
-// documentation).
+// (including KeepAlive's renewals), on the Store's clock (Config.Clock);
+// zero for a nil Lease. Until then no other owner can take the key over
+// (see the package documentation on clocks).
 func (l *Lease) HeldUntil() time.Time {
 	if l == nil {
 		return time.Time{}
@@ -162,7 +162,7 @@ func (l *Lease) keepAlive(ctx context.Context) bool {
 
 // renewal extends a record's lease from now.
 func (l *Lease) renewal(r *record) {
-	r.LeaseUntil = time.Now().Add(l.s.lease).UTC()
+	r.LeaseUntil = l.s.now().Add(l.s.lease).UTC()
 }
 
 // Release gives an unfinished key back, for a job handed back to the queue
@@ -202,7 +202,7 @@ func (l *Lease) release(ctx context.Context) error {
 		if l.rec.Calling && !(unmade && !l.inherited) {
 			_, err := l.modify(ctx, func(r *record) {
 				r.Released = true
-				r.LeaseUntil = time.Now().UTC()
+				r.LeaseUntil = l.s.now().UTC()
 				if unmade {
 					r.Attempts--
 				}

@@ -16,12 +16,15 @@
 // compare-and-set on the key's revision (kv.Create, kv.Update, a delete at a
 // revision), so two workers can never both believe they own a key.
 //
-// Clock assumption: leases are wall-clock instants written into the record
-// by the owner and judged by the reader's clock. Workers' clocks must agree
-// to well within the lease (NTP keeps them within milliseconds; the default
-// lease is 30s): a reader whose clock runs ahead by d takes an expired lease
-// over d early. The clock only decides when a key may be taken over; the
-// compare-and-set decides who owns it, so an owner whose lease passed
+// Clocks: leases are instants written into the record by the owner and
+// judged by the reader. With Config.Clock (as the worker runs), both read
+// the NATS server's clock (see package clock), so a reader whose own clock
+// runs seconds ahead does not take a live lease over early, nor does an
+// owner whose clock runs behind write a lease that others find already
+// expired; what remains of the skew is half a KV round trip. Without one,
+// each reads its own wall clock, and a reader ahead by d takes an expired
+// lease over d early. The clock only decides when a key may be taken over;
+// the compare-and-set decides who owns it, so an owner whose lease passed
 // unnoticed keeps the key until someone actually takes it. The lease also
 // bounds a Graph attempt: keep each attempt's deadline well below
 // Config.Lease, because Call extends the lease only once, before the call.
@@ -45,6 +48,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+
+	"github.com/recoverpasscode/recoverpasscode/clock"
 )
 
 // DefaultLease is the lease a claim holds when Config.Lease is zero.
@@ -71,6 +76,11 @@ type Config struct {
 	// retries storing an outcome. Defaults to DefaultOutcomeRetry (10s); a
 	// negative value makes Complete write once.
 	OutcomeRetry time.Duration
+	// Clock is the time leases are written and judged on: the local clock
+	// corrected to the NATS server's, shared with the rate limiter (see
+	// package clock). Nil reads the local wall clock, which is right only
+	// as far as the workers' clocks agree.
+	Clock *clock.Clock
 	// Logger receives takeovers and lost claims. Defaults to no logging.
 	Logger zerolog.Logger
 }
@@ -82,6 +92,7 @@ type Store struct {
 	owner        string
 	lease        time.Duration
 	outcomeRetry time.Duration
+	clock        *clock.Clock // nil: the local clock
 	log          zerolog.Logger
 
 	creates, gets, updates, deletes, watches atomic.Uint64
@@ -100,8 +111,20 @@ func New(kv jetstream.KeyValue, cfg Config) *Store {
 	if cfg.OutcomeRetry == 0 {
 		cfg.OutcomeRetry = DefaultOutcomeRetry
 	}
-	return &Store{kv: kv, owner: cfg.Owner, lease: cfg.Lease, outcomeRetry: cfg.OutcomeRetry, log: cfg.Logger}
+	return &Store{kv: kv, owner: cfg.Owner, lease: cfg.Lease, outcomeRetry: cfg.OutcomeRetry, clock: cfg.Clock, log: cfg.Logger}
 }
+
+// now is the time leases are written and judged on: Config.Clock's, else
+// the local clock's.
+func (s *Store) now() time.Time {
+	if s.clock != nil {
+		return s.clock.Now()
+	}
+	return time.Now()
+}
+
+// until is how long until t, a time on the Store's clock.
+func (s *Store) until(t time.Time) time.Duration { return t.Sub(s.now()) }
 
 // Owner returns the name this Store writes into the records it owns.
 func (s *Store) Owner() string { return s.owner }
@@ -163,6 +186,13 @@ func (s *Store) claim(ctx context.Context, key, jobID string, arm bool) (Claim, 
 		return Claim{}, err
 	}
 	kvKey := KVKey(key)
+	if s.clock != nil {
+		// Leases are judged on the server's clock: its offset must have
+		// been measured (an older measurement will do while NATS is away).
+		if err := s.clock.Fresh(ctx); err != nil {
+			return Claim{}, fmt.Errorf("idempotency: claim: %w", err)
+		}
+	}
 	tryCreate := true
 	for range maxRounds {
 		if err := ctx.Err(); err != nil {
@@ -185,7 +215,7 @@ func (s *Store) claim(ctx context.Context, key, jobID string, arm bool) (Claim, 
 // claimRound makes one attempt: create the record, else read it and answer
 // from it or take it over. arm marks an acquired record calling.
 func (s *Store) claimRound(ctx context.Context, key, kvKey, jobID string, tryCreate, arm bool) (Claim, error) {
-	now := time.Now()
+	now := s.now()
 	if tryCreate {
 		rec := s.newRecord(key, jobID, now)
 		if arm {
@@ -210,7 +240,7 @@ func (s *Store) claimRound(ctx context.Context, key, kvKey, jobID string, tryCre
 	if cur.Phase == phaseDone {
 		return doneClaim(cur, jobID), nil
 	}
-	if cur.live(time.Now()) {
+	if cur.live(s.now()) {
 		c := busyClaim(cur, jobID)
 		c.arm = arm
 		return c, nil
@@ -252,7 +282,7 @@ func (s *Store) create(ctx context.Context, kvKey string, rec record, armed bool
 // takeOver replaces an expired or released claim with ours, keeping the
 // attempt count and the sticky calling flag; arm marks it calling too.
 func (s *Store) takeOver(ctx context.Context, kvKey string, rev uint64, prev record, jobID string, arm bool) (Claim, error) {
-	now := time.Now()
+	now := s.now()
 	rec := s.newRecord(prev.Key, jobID, now)
 	rec.Attempts = prev.Attempts
 	rec.Calling = prev.Calling

@@ -166,6 +166,10 @@ func (s Setup) Ensure(ctx context.Context, js jetstream.JetStream, buckets ...je
 			return nil, fmt.Errorf("queue: bucket %s: %w", cfg.Bucket, err)
 		}
 	}
+	// And the write-back's bucket, so its deliverer creates nothing.
+	if _, err := js.CreateOrUpdateKeyValue(ctx, s.DeliveriesBucket()); err != nil {
+		return nil, fmt.Errorf("queue: bucket %s: %w", s.Names.DeliveriesBucket(), err)
+	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, s.Names.JobsStream(), s.Consumer())
 	if err != nil {
 		return nil, fmt.Errorf("queue: consumer %s: %w", ConsumerName, err)
@@ -175,3 +179,25 @@ func (s Setup) Ensure(ctx context.Context, js jetstream.JetStream, buckets ...je
 
 // ConsumerName is the durable pull consumer every worker shares.
 const ConsumerName = "worker"
+
+// MaxDeliveryRecord bounds one record of the deliveries bucket, in bytes:
+// a failed delivery names its result and keeps an excerpt of the answer.
+const MaxDeliveryRecord = 16 << 10
+
+// DeliveriesBucket returns the configuration of the write-back's bucket
+// (wire.Names.DeliveriesBucket): one record per failed delivery, kept as
+// long as results are, and one per disabled endpoint. The workers create
+// it with their other objects, so that the deliverer's NATS user needs no
+// right to create anything.
+func (s Setup) DeliveriesBucket() jetstream.KeyValueConfig {
+	s.defaults()
+	return jetstream.KeyValueConfig{
+		Bucket:       s.Names.DeliveriesBucket(),
+		Description:  "recoverpasscode write-back: failed deliveries and disabled endpoints",
+		History:      1,
+		TTL:          s.ResultsMaxAge,
+		MaxValueSize: MaxDeliveryRecord,
+		Storage:      jetstream.FileStorage,
+		Replicas:     s.Replicas,
+	}
+}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+
+	"github.com/recoverpasscode/recoverpasscode/clock"
 )
 
 // Config configures a Limiter. Only App is required.
@@ -43,7 +45,8 @@ type Config struct {
 	Validity time.Duration
 
 	// Margin lengthens the window this Limiter enforces beyond Rate.Per. It
-	// absorbs wall-clock skew between hosts (kept small by NTP) and the
+	// absorbs what remains of clock skew between hosts once each is
+	// corrected to the server's clock (half a KV round trip) and the
 	// difference between when a call starts here and when Graph counts its
 	// arrival. Defaults to min(Per/50, 100ms).
 	Margin time.Duration
@@ -63,6 +66,14 @@ type Config struct {
 	// id as its key holds it (lowercased) and the calls per window the
 	// fleet now allows itself. It must return quickly.
 	OnBudget func(tenantID string, learned float64)
+
+	// Clock is the time every window stamp and pause is read and written
+	// on: the local clock corrected to the NATS server's (see package
+	// clock), so that a host whose clock is off still keeps the fleet-wide
+	// bound. Share one with the idempotency Store of the same process.
+	// Defaults to a Clock on the Limiter's own bucket, with probe key
+	// clock.Key(Owner) and the real local clock.
+	Clock *clock.Clock
 
 	// Logger receives lifecycle events at info level and per-grant detail
 	// at debug level. The zero Logger discards everything.

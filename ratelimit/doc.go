@@ -39,11 +39,17 @@
 //
 // # Clocks
 //
-// Stamps are wall-clock times written by different hosts, so the bound
-// holds only as far as their clocks agree: run NTP (or chrony), which keeps
-// skew to a few milliseconds. The window a Limiter enforces is Per plus
-// Config.Margin, which absorbs that skew and the jitter between a call
-// starting here and Graph counting its arrival.
+// Stamps are absolute times written by different hosts, so they must come
+// from one clock. Each Limiter reads the time from a clock.Clock: its local
+// clock corrected by the offset it measures against the NATS server's (the
+// timestamp JetStream gives a probe key it writes, between two local
+// readings), re-measured at least every 10 s while it grants permits. A
+// host whose clock is seconds off thus stamps and prunes the log on the
+// server's time like every other; what remains of the skew is half a KV
+// round trip. The window a Limiter enforces is Per plus Config.Margin,
+// which absorbs that remainder and the jitter between a call starting here
+// and Graph counting its arrival. A Limiter logs the offset it measured at
+// start, as a warning when it exceeds the Margin.
 //
 // # Arrivals, not starts
 //

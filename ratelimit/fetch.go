@@ -45,7 +45,7 @@ func (l *Limiter) fetch(t *tenant) {
 		pausedUntil, pauseWake := l.pauses[t.token].until, l.pauseWake
 		l.mu.Unlock()
 
-		if d := time.Until(pausedUntil); d > 0 {
+		if d := pausedUntil.Sub(l.now()); d > 0 {
 			l.idle(d, t.wake, pauseWake)
 			continue
 		}
@@ -70,7 +70,7 @@ func (l *Limiter) fetch(t *tenant) {
 			// waking at random within a short spread lets the first take it
 			// and the others see that through the watch instead of
 			// colliding.
-			l.idle(time.Until(r.retryAt)+l.spread(1), t.wake, pauseWake)
+			l.idle(r.retryAt.Sub(l.now())+l.spread(1), t.wake, pauseWake)
 		default:
 			conflicts = 0
 			l.mu.Lock()
@@ -164,6 +164,11 @@ func (l *Limiter) awaitNewer(t *tenant, rev uint64) {
 // stamped with the latest time its permits may be used, written only if
 // the log is still at the revision it read.
 func (l *Limiter) reserve(t *tenant, want int) (reservation, error) {
+	// The window is kept on the server's clock, so the clock must have
+	// measured its offset recently (see package clock).
+	if err := l.clock.Fresh(l.ctx); err != nil {
+		return reservation{}, fmt.Errorf("ratelimit: %w", err)
+	}
 	l.mu.Lock()
 	known, rev, cached, tat := t.known, t.rev, t.grants, t.pace
 	l.mu.Unlock()
@@ -173,7 +178,7 @@ func (l *Limiter) reserve(t *tenant, want int) (reservation, error) {
 			return reservation{}, err
 		}
 	}
-	now := time.Now()
+	now := l.now()
 	calls, burst := l.allowance(t.token)
 	// The log keeps grants half a window longer than they count, so that
 	// a 429 answered after Graph's latency still finds the calls Graph
@@ -212,7 +217,7 @@ func (l *Limiter) reserve(t *tenant, want int) (reservation, error) {
 	t.remember(next, grants, tat)
 	l.mu.Unlock()
 	l.stats.granted.Add(uint64(n))
-	if late := time.Since(until); late > 0 {
+	if late := l.now().Sub(until); late > 0 {
 		l.log.Warn().Str("tenant_id", t.id).Dur("late", late).Dur("validity", until.Sub(now)).
 			Msg("rate limit grant arrived after its permits expired; raise Validity")
 	}

@@ -12,7 +12,8 @@ import (
 	"github.com/recoverpasscode/recoverpasscode/internal/timing"
 )
 
-// Throttle describes one call that Graph answered 429.
+// Throttle describes one call that Graph answered 429. Its times are read
+// on the local clock (that of Config.Clock), as Pause's until is.
 type Throttle struct {
 	// Started is when Wait let the call go.
 	Started time.Time
@@ -54,12 +55,14 @@ func (l *Limiter) Throttled(ctx context.Context, tenantID string, th Throttle) e
 		return err
 	}
 	key := budgetKey(l.app, t.token)
+	// The log and the budget are kept on the server's clock.
+	th.Started, th.Until = l.clock.ToServer(th.Started), l.clock.ToServer(th.Until)
 	for conflicts := 0; ; {
 		current, rev := l.budgetOf(t.token)
 		if current.sameEpisode(th.Started) {
 			return nil
 		}
-		now := time.Now()
+		now := l.now()
 		estimate := l.estimate(t, th)
 		next := current.cut(l.cfg.Rate, now, estimate, later(th.Until, now.Add(l.cfg.Margin)))
 		logIt := next.worthLogging()
@@ -86,7 +89,7 @@ func (l *Limiter) Throttled(ctx context.Context, tenantID string, th Throttle) e
 			ev = l.log.Debug()
 		}
 		ev.Str("tenant_id", tenantID).Float64("learned", round2(written.Learned)).Float64("was", round2(current.Learned)).
-			Int("estimate", estimate).Dur("retry_after", th.RetryAfter).Time("started", th.Started).Str("rate", l.cfg.Rate.String()).
+			Int("estimate", estimate).Dur("retry_after", th.RetryAfter).Str("rate", l.cfg.Rate.String()).
 			Msg("graph throttled the tenant: learned rate cut")
 		return nil
 	}
@@ -183,7 +186,7 @@ func (l *Limiter) estimate(t *tenant, th Throttle) int {
 // Losing the write to another Limiter is fine: that one grew it.
 func (l *Limiter) grow(t *tenant) {
 	current, rev := l.budgetOf(t.token)
-	next, ok := current.grow(l.cfg.Rate, time.Now())
+	next, ok := current.grow(l.cfg.Rate, l.now())
 	if !ok {
 		return
 	}
@@ -208,7 +211,7 @@ func (l *Limiter) grow(t *tenant) {
 // writeBudget stores b for the tenant with token at key if the key is
 // still at rev, and records it.
 func (l *Limiter) writeBudget(ctx context.Context, token, key string, b budget, rev uint64) (budget, error) {
-	b.Owner, b.At = l.cfg.Owner, time.Now().UTC()
+	b.Owner, b.At = l.cfg.Owner, l.now().UTC()
 	value, err := json.Marshal(b)
 	if err != nil {
 		return budget{}, fmt.Errorf("encode budget: %w", err)

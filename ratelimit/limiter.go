@@ -11,6 +11,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+
+	"github.com/recoverpasscode/recoverpasscode/clock"
 )
 
 // ErrClosed is returned by Wait and Pause once Close has been called,
@@ -25,6 +27,7 @@ type Limiter struct {
 	cfg    Config
 	app    string        // key token of cfg.App
 	window time.Duration // Rate.Per + Margin: the window actually enforced
+	clock  *clock.Clock  // the server's time, for every stamp
 	log    zerolog.Logger
 
 	ctx     context.Context // lives until Close; bounds background work
@@ -72,10 +75,11 @@ type counters struct {
 }
 
 // New returns a Limiter for cfg.App on the bucket kv, which should be
-// created with BucketConfig. It starts watching the bucket for this app's
-// pauses and window logs and returns once it has read the pauses already
-// in force, or with ctx's error. Close releases the watch; the bucket and
-// its connection stay the caller's.
+// created with BucketConfig. It measures its clock against the server's
+// (or logs why it could not yet), starts watching the bucket for this app's pauses and window logs and
+// returns once it has read the pauses already in force, or with ctx's
+// error. Close releases the watch; the bucket and its connection stay the
+// caller's.
 func New(ctx context.Context, kv jetstream.KeyValue, cfg Config) (*Limiter, error) {
 	if kv == nil {
 		return nil, errors.New("ratelimit: new: a KeyValue bucket is required")
@@ -84,12 +88,23 @@ func New(ctx context.Context, kv jetstream.KeyValue, cfg Config) (*Limiter, erro
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
+	if cfg.Clock == nil {
+		var err error
+		if cfg.Clock, err = clock.New(clock.Config{KV: kv, Key: clock.Key(cfg.Owner)}); err != nil {
+			return nil, fmt.Errorf("ratelimit: new: %w", err)
+		}
+	}
+	// Measure the clock now, so that the first grant need not; a failure
+	// here (a cluster electing a leader) is only logged, since every grant
+	// measures first while no measurement exists.
+	clockErr := cfg.Clock.Fresh(ctx)
 	base, cancel := context.WithCancel(context.Background())
 	l := &Limiter{
 		kv:        kv,
 		cfg:       cfg,
 		app:       keyToken(cfg.App),
 		window:    cfg.Rate.Per + cfg.Margin,
+		clock:     cfg.Clock,
 		log:       cfg.Logger.With().Str("component", "ratelimit").Str("bucket", kv.Bucket()).Logger(),
 		ctx:       base,
 		cancel:    cancel,
@@ -103,7 +118,30 @@ func New(ctx context.Context, kv jetstream.KeyValue, cfg Config) (*Limiter, erro
 		return nil, err
 	}
 	l.log.Info().Str("rate", cfg.Rate.String()).Str("owner", cfg.Owner).Msg("rate limiter started")
+	if clockErr != nil {
+		l.log.Warn().Err(clockErr).Msg("could not measure the local clock against the NATS server's yet; permits wait for it")
+	}
+	l.noteClock()
 	return l, nil
+}
+
+// now is the server's time, on which every stamp is kept.
+func (l *Limiter) now() time.Time { return l.clock.Now() }
+
+// noteClock logs the measured offset of the local clock, as a warning when
+// it exceeds the Margin: the Limiter corrects for it, but other things on
+// the host (logs, certificates, tokens) do not.
+func (l *Limiter) noteClock() {
+	m, ok := l.clock.Measured()
+	if !ok {
+		return
+	}
+	ev := l.log.Debug()
+	if m.Offset > l.cfg.Margin || -m.Offset > l.cfg.Margin {
+		ev = l.log.Warn()
+	}
+	ev.Dur("offset", m.Offset).Dur("uncertainty", m.Uncertainty).
+		Msg("local clock measured against the NATS server's; permits and pauses use the server's")
 }
 
 // Wait blocks until this process may start one call for (App, tenantID)
@@ -136,7 +174,7 @@ func (l *Limiter) Wait(ctx context.Context, tenantID string) (waited time.Durati
 		if err != nil {
 			return time.Since(start), err
 		}
-		now := time.Now()
+		now := l.now()
 		if _, paused := l.pausedUntil(t.token, now); paused || now.After(until) {
 			l.stats.discarded.Add(1)
 			continue
@@ -238,7 +276,7 @@ func (l *Limiter) acquire(ctx context.Context, t *tenant) (time.Time, error) {
 		l.mu.Unlock()
 		return time.Time{}, ErrClosed
 	}
-	until, ok, expired := t.take(time.Now())
+	until, ok, expired := t.take(l.now())
 	l.stats.discarded.Add(uint64(expired))
 	if ok {
 		l.mu.Unlock()
@@ -282,7 +320,7 @@ func (l *Limiter) waitPause(ctx context.Context, token string) error {
 		if closed {
 			return ErrClosed
 		}
-		d := time.Until(until)
+		d := until.Sub(l.now())
 		if d <= 0 {
 			return nil
 		}

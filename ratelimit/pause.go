@@ -38,8 +38,12 @@ type pause struct {
 // bucket, typically within a millisecond. An operator may lift a pause early
 // by deleting its key, "pause.<app>.<tenant>".
 //
-// A pause lasts at most BucketTTL, after which the bucket forgets it. Pause
-// is safe for concurrent use; it returns ErrClosed after Close.
+// until is read on the local clock (that of Config.Clock, the real one in
+// production); the bucket holds it on the server's, like the windows, so
+// that a host whose clock is off neither cuts other workers' pauses short
+// nor makes them longer. A pause lasts at most BucketTTL, after which the
+// bucket forgets it. Pause is safe for concurrent use; it returns ErrClosed
+// after Close.
 func (l *Limiter) Pause(ctx context.Context, tenantID string, until time.Time) error {
 	if tenantID == "" {
 		return errors.New("ratelimit: pause: a tenant id is required")
@@ -50,7 +54,8 @@ func (l *Limiter) Pause(ctx context.Context, tenantID string, until time.Time) e
 	if closed {
 		return ErrClosed
 	}
-	if !until.After(time.Now()) {
+	until = l.clock.ToServer(until)
+	if !until.After(l.now()) {
 		return nil
 	}
 	token := keyToken(tenantID)
@@ -71,7 +76,7 @@ func (l *Limiter) Pause(ctx context.Context, tenantID string, until time.Time) e
 				return nil
 			}
 		}
-		value, err := json.Marshal(pauseValue{Until: until.UTC(), Owner: l.cfg.Owner, At: time.Now().UTC()})
+		value, err := json.Marshal(pauseValue{Until: until.UTC(), Owner: l.cfg.Owner, At: l.now().UTC()})
 		if err != nil {
 			return fmt.Errorf("ratelimit: pause: encode: %w", err)
 		}
@@ -93,11 +98,15 @@ func (l *Limiter) Pause(ctx context.Context, tenantID string, until time.Time) e
 	}
 }
 
-// PausedUntil reports when the pause of (App, tenantID) ends, as this
-// Limiter last saw it through its watch, and false when the tenant is not
-// paused now. It is safe for concurrent use.
+// PausedUntil reports when the pause of (App, tenantID) ends, on the local
+// clock, as this Limiter last saw it through its watch, and false when the
+// tenant is not paused now. It is safe for concurrent use.
 func (l *Limiter) PausedUntil(tenantID string) (time.Time, bool) {
-	return l.pausedUntil(keyToken(tenantID), time.Now())
+	until, paused := l.pausedUntil(keyToken(tenantID), l.now())
+	if !paused {
+		return until, false
+	}
+	return l.clock.ToLocal(until), true
 }
 
 // pausedUntil is PausedUntil for a tenant token at now.

@@ -6,11 +6,14 @@
 // Its tests run a real system (embedded nats-server or a three-node
 // JetStream cluster, the Graph and Entra ID double over TLS, workers running
 // the production code in process or as separate processes), inject one
-// fault each — a stopped JetStream leader, a SIGKILLed worker, a NATS
-// outage, Graph storms, an Entra ID outage, hostile input — and then judge
+// fault each — a stopped JetStream leader, every node of the cluster
+// SIGKILLed at once, a SIGKILLed worker, a NATS outage, Graph storms, an
+// Entra ID outage, hostile input — and then judge
 // the outcome with Check, which reads nothing but Graph's call log and the
-// streams. A soak behind the -soak flag pushes 100,000 jobs through three
-// worker processes and reports their memory and goroutines over time.
+// streams. Behind the -soak flag, TestSoak pushes 100,000 jobs through
+// three worker processes and reports their memory and goroutines over
+// time, and TestSoakChurn runs an hour of ten rate-limited tenants while
+// workers and NATS nodes restart and Graph fails 2% of calls.
 //
 // docs/reliability.md says what is promised, how each fault is tested and
 // the figures of the last run.

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/recoverpasscode/recoverpasscode/devserver/devservertest"
 	"github.com/recoverpasscode/recoverpasscode/internal/testsystem"
 	"github.com/recoverpasscode/recoverpasscode/ratelimit"
 	"github.com/recoverpasscode/recoverpasscode/service"
@@ -24,6 +25,7 @@ import (
 const childEnv = "RELIABILITY_CHILD_WORKER"
 
 func TestMain(m *testing.M) {
+	devservertest.NodeMain()
 	if spec := os.Getenv(childEnv); spec != "" {
 		os.Exit(runChild(spec))
 	}
@@ -44,6 +46,11 @@ type childSpec struct {
 	MaxAttempts    int
 	Name           string
 	HTTPAddr       string
+	// Tenants defaults to the rig's two; Rate to unlimited; LogLevel to
+	// info.
+	Tenants  []string
+	Rate     string
+	LogLevel string
 	// StatsFile, when set, receives a line of runtime figures every
 	// second (see soak_test.go).
 	StatsFile string
@@ -55,17 +62,31 @@ func specOf(cfg service.Config) childSpec {
 		AuthorityHost: cfg.Credential.AuthorityHost, Concurrency: cfg.Concurrency,
 		Lease: cfg.Lease, AckWait: cfg.AckWait, AttemptTimeout: cfg.AttemptTimeout,
 		MaxAttempts: cfg.MaxAttempts, Name: cfg.Name, HTTPAddr: cfg.HTTPAddr,
+		Tenants: cfg.Tenants, Rate: cfg.Rate.String(), LogLevel: cfg.LogLevel,
 	}
 }
 
 // config is the worker configuration the spec describes. Trust for the
 // Graph double comes from SSL_CERT_FILE, as for a private CA in production.
-func (s childSpec) config() service.Config {
+func (s childSpec) config() (service.Config, error) {
+	rate := ratelimit.Unlimited
+	if s.Rate != "" {
+		var err error
+		if rate, err = ratelimit.ParseRate(s.Rate); err != nil {
+			return service.Config{}, err
+		}
+	}
+	if len(s.Tenants) == 0 {
+		s.Tenants = []string{testsystem.Tenant, testsystem.OtherTenant}
+	}
+	if s.LogLevel == "" {
+		s.LogLevel = "info"
+	}
 	c := service.Config{
 		Replicas:       s.Replicas,
 		GraphURL:       s.GraphURL,
-		Tenants:        []string{testsystem.Tenant, testsystem.OtherTenant},
-		Rate:           ratelimit.Unlimited,
+		Tenants:        s.Tenants,
+		Rate:           rate,
 		Concurrency:    s.Concurrency,
 		KeysTTL:        time.Hour,
 		Lease:          s.Lease,
@@ -76,7 +97,7 @@ func (s childSpec) config() service.Config {
 		Name:           s.Name,
 		HTTPAddr:       s.HTTPAddr,
 		LogFormat:      "json",
-		LogLevel:       "info",
+		LogLevel:       s.LogLevel,
 	}
 	c.NATS.URL = s.NATSURL
 	c.Credential.TenantID = testsystem.Tenant
@@ -84,7 +105,7 @@ func (s childSpec) config() service.Config {
 	c.Credential.ClientSecret = testsystem.Secret
 	c.Credential.AuthorityHost = s.AuthorityHost
 	c.Credential.GraphBaseURL = s.GraphURL
-	return c
+	return c, nil
 }
 
 // runChild runs the worker a spec describes until SIGTERM (soft) or a
@@ -99,7 +120,12 @@ func runChild(spec string) int {
 	if s.StatsFile != "" {
 		go writeStats(soft, s.StatsFile)
 	}
-	if err := service.Run(soft, hard, s.config(), os.Stderr); err != nil {
+	cfg, err := s.config()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child worker:", err)
+		return 2
+	}
+	if err := service.Run(soft, hard, cfg, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "child worker:", err)
 		return 1
 	}
@@ -138,7 +164,13 @@ func (r *rig) startProcess(cfg service.Config, statsFile string) *proc {
 	r.workers = append(r.workers, &workerLogs{name: cfg.Name, logs: logs})
 	p := &proc{name: cfg.Name, cmd: cmd, exited: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(p.exited) }()
-	defer waitReady(r.t, cfg.HTTPAddr)
+	defer func() {
+		if r.readyWithin > 0 {
+			testsystem.WaitReadyz(r.t, cfg.HTTPAddr, 200, r.readyWithin)
+			return
+		}
+		waitReady(r.t, cfg.HTTPAddr)
+	}()
 	r.t.Cleanup(func() {
 		p.kill()
 		// Under -race a worker process reports races on its output, and a

@@ -34,6 +34,9 @@ type rig struct {
 	js       jetstream.JetStream
 	names    wire.Names
 	workers  []*workerLogs
+	// readyWithin, when set, replaces the minute a worker process is given
+	// to answer /readyz.
+	readyWithin time.Duration
 }
 
 // workerLogs is one worker's log, shown when the test fails.

@@ -108,6 +108,11 @@ type Config struct {
 	// LogLevel is debug, info, warn or error [RECOVER_LOG_LEVEL]. Defaults
 	// to info.
 	LogLevel string
+	// Clock is the local clock that the rate limiter and the idempotency
+	// leases read before correcting it to the NATS server's (see package
+	// clock). Nil, the default, is time.Now; tests give a worker a wrong
+	// one to prove the correction.
+	Clock func() time.Time
 	// Pprof also serves Go's profiler under /debug/pprof/ on HTTPAddr
 	// [RECOVER_PPROF]. Off by default: profiles expose the process's
 	// memory, so turn it on only where HTTPAddr is not reachable by others.

@@ -19,8 +19,14 @@ import (
 // The --dev stack's tenant and app registration. Fixed, so that jobs naming
 // the tenant keep working across restarts.
 const (
-	devTenant = "11111111-1111-4111-8111-111111111111"
+	// DevTenant is the tenant of the --dev stack: its worker's, and the
+	// default of its jobs.
+	DevTenant = "11111111-1111-4111-8111-111111111111"
 	devClient = "22222222-2222-4222-8222-222222222222"
+	// DevDevice is the managed device the --dev banner's examples name.
+	// The double knows every device it is not told is missing, this one
+	// included.
+	DevDevice = "2d6a3d0e-8f5c-4d7a-9b1e-0b2f3c4d5e6f"
 )
 
 // Dev is what --dev starts: an embedded nats-server and a Graph and Entra
@@ -64,7 +70,7 @@ func StartDev(cfg *Config, dir string, out io.Writer) (*Dev, error) {
 		return nil, fmt.Errorf("--dev: graph double: %w", err)
 	}
 	secret := randomSecret()
-	gs.AddTenant(devTenant)
+	gs.AddTenant(DevTenant)
 	gs.AddApp(devClient, secret)
 	caFile := filepath.Join(dir, "graphsim-ca.pem")
 	if err := os.WriteFile(caFile, gs.CACertPEM(), 0o644); err != nil {
@@ -73,7 +79,7 @@ func StartDev(cfg *Config, dir string, out io.Writer) (*Dev, error) {
 
 	cfg.NATS.URL = ns.URL()
 	cfg.GraphURL = gs.GraphURL()
-	cfg.Credential.TenantID = devTenant
+	cfg.Credential.TenantID = DevTenant
 	cfg.Credential.ClientID = devClient
 	cfg.Credential.ClientSecret = secret
 	cfg.Credential.CertificatePath = ""
@@ -90,11 +96,11 @@ func StartDev(cfg *Config, dir string, out io.Writer) (*Dev, error) {
   Rate limit:                 %s
 
 Submit a job from another shell:
-  go run ./cmd/enqueue --device 2d6a3d0e-8f5c-4d7a-9b1e-0b2f3c4d5e6f --wait
+  go run ./cmd/enqueue --device %s --wait
 or with any NATS client:
-  nats pub recoverpasscode.jobs.ticketing '{"managedDeviceId":"2d6a3d0e-8f5c-4d7a-9b1e-0b2f3c4d5e6f"}'
+  nats pub recoverpasscode.jobs.ticketing '{"managedDeviceId":"%s"}'
 
-`, ns.URL(), storeDir, gs.GraphURL(), gs.AuthorityHost(), devTenant, devClient, caFile, cfg.Rate)
+`, ns.URL(), storeDir, gs.GraphURL(), gs.AuthorityHost(), DevTenant, devClient, caFile, cfg.Rate, DevDevice, DevDevice)
 	return &Dev{NATS: ns, Graph: gs}, nil
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/term"
 
+	"github.com/recoverpasscode/recoverpasscode/clock"
 	"github.com/recoverpasscode/recoverpasscode/graph"
 	"github.com/recoverpasscode/recoverpasscode/idempotency"
 	"github.com/recoverpasscode/recoverpasscode/job"
@@ -85,9 +86,14 @@ func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("bucket %s: %w", names.LimitsBucket(), err)
 	}
+	// One clock, corrected to the server's, for every time the fleet shares.
+	clk, err := clock.New(clock.Config{KV: kvLimits, Key: clock.Key(cfg.Name), Local: cfg.Clock})
+	if err != nil {
+		return err
+	}
 	limiter, err := ratelimit.New(ctx, kvLimits, ratelimit.Config{
 		App: cfg.Credential.ClientID, Rate: cfg.Rate, Burst: cfg.burst(), Owner: cfg.Name,
-		OnBudget: m.LearnedRate, Logger: log,
+		Clock: clk, OnBudget: m.LearnedRate, Logger: log,
 	})
 	if err != nil {
 		return err
@@ -104,7 +110,7 @@ func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
 		Tokens:   cred,
 		Limiter:  limiter,
 		Quota:    budgets,
-		Ledger:   idempotency.New(kvKeys, idempotency.Config{Owner: cfg.Name, Lease: cfg.Lease, Logger: log}),
+		Ledger:   idempotency.New(kvKeys, idempotency.Config{Owner: cfg.Name, Lease: cfg.Lease, Clock: clk, Logger: log}),
 		Policy:   wire.Policy{DefaultTenant: cfg.Credential.TenantID, Tenants: cfg.Tenants, Names: names, InboxPerSource: cfg.InboxPerSource},
 		Worker:   cfg.Name,
 		Backoff:  job.Backoff{MaxAttempts: cfg.MaxAttempts},

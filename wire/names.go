@@ -91,6 +91,15 @@ func (n Names) Audit(source string) string { return n.prefix() + ".audit." + sou
 // AuditWildcard matches every audit event.
 func (n Names) AuditWildcard() string { return n.prefix() + ".audit.>" }
 
+// DeliveriesBucket holds the write-back's failed deliveries, each kept with
+// its reason until it is redelivered, and the endpoints it has disabled.
+func (n Names) DeliveriesBucket() string { return n.prefix() + "_deliveries" }
+
+// ResultsOf matches every stored result of source, batch results included.
+func (n Names) ResultsOf(source string) string {
+	return n.prefix() + ".results." + source + ".>"
+}
+
 // SourceOf returns the source token of a job subject, or "" when subject
 // is not a jobs subject of one token.
 func (n Names) SourceOf(subject string) string {

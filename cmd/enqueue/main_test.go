@@ -43,6 +43,8 @@ func TestHelpIsComplete(t *testing.T) {
 		{[]string{"results", "--help"}},
 		{[]string{"dlq", "list", "--help"}},
 		{[]string{"dlq", "replay", "--help"}},
+		{[]string{"deliveries", "list", "--help"}},
+		{[]string{"deliveries", "redeliver", "--help"}},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			inv := enqueue(t.Context(), t, nil, tc.args...)

@@ -33,7 +33,9 @@ type config struct {
 const usageHeader = `gateway is the HTTP door of recoverpasscode: ticketing systems and automation submit
 recoverPasscode jobs and follow them over HTTP (POST /v1/jobs, GET /v1/jobs/{id}, GET /v1/jobs,
 GET /v1/batches/{name}; GET /v1/openapi.json describes them). It publishes to the workers'
-NATS JetStream queue and holds no Graph credential.
+NATS JetStream queue and holds no Graph credential. It also delivers every result of a source
+back to it: to its webhooks (signed, Standard Webhooks), as a ServiceNow work note and as a Jira
+comment, at least once, from durable JetStream consumers that every gateway replica shares.
 
 Usage:
   gateway [flags]           serve on GATEWAY_HTTP_ADDR
@@ -46,9 +48,10 @@ Who may call is configured per source (the <source> of recoverpasscode.jobs.<sou
       ticketing:
         apiKeys: ["sha256:<hex>"]         # hashes from gateway hash-key; several, to rotate keys
         entraApps: ["<client id>"]        # Entra applications whose access tokens name this source
-        webhooks: [{url: "https://…", secret: "whsec_…"}]   # write-back: read and kept, not used yet
-        servicenow: {…}                   # likewise
-        jira: {…}                         # likewise
+        webhooks: [{url: "https://…", secret: "whsec_…"}]   # write-back: each result POSTed, signed
+        servicenow: {instance: "https://….service-now.com", user: …, passwordFile: …}  # a work note
+        jira: {site: "https://….atlassian.net", email: …, apiTokenFile: …}           # a comment
+      (every key of webhooks, servicenow and jira: see the README, "Results back in the ticket")
   GATEWAY_SOURCES is the same in short, for small setups: comma-separated
     <source>=sha256:<hex> (an API key's hash) and <source>=app:<client id> pairs, e.g.
     ticketing=sha256:9f86…,ticketing=sha256:2c26…,automation=app:6f1c…

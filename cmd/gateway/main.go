@@ -2,8 +2,11 @@
 // automation submit recoverPasscode jobs and follow them over HTTP, with an
 // API key or an Entra ID access token naming their source; the gateway
 // publishes them to the workers' NATS JetStream queue and reads their
-// results. It links neither MSAL nor the engine and holds no Graph
-// credential. `gateway hash-key` makes an API key and its hash.
+// results, and it delivers every result of a source back to the source's
+// webhooks, ServiceNow records and Jira issues (package writeback; every
+// replica shares the durable consumers). It links neither MSAL nor the
+// engine and holds no Graph credential. `gateway hash-key` makes an API
+// key and its hash.
 package main
 
 import (
@@ -20,10 +23,15 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
 
 	"github.com/recoverpasscode/recoverpasscode/gateway"
 	"github.com/recoverpasscode/recoverpasscode/queue"
+	"github.com/recoverpasscode/recoverpasscode/wire"
+	"github.com/recoverpasscode/recoverpasscode/writeback"
 )
 
 func main() {
@@ -81,8 +89,19 @@ func run(ctx, hard context.Context, cfg *config, out io.Writer, ready func(addr 
 		return fmt.Errorf("connect to NATS at %s: %w", queue.RedactURLs(cfg.NATS.URL), err)
 	}
 	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
 	g := cfg.Gateway
-	g.NATS, g.Log = nc, &log
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	g.NATS, g.Log, g.Registry = nc, &log, reg
+	wb, err := writeback.New(js, writeBackConfig(g, reg, log))
+	if err != nil {
+		return err
+	}
+	g.Ready = func() error { return writeBackReady(wb) }
 	gw, err := gateway.New(g)
 	if err != nil {
 		return err
@@ -95,13 +114,51 @@ func run(ctx, hard context.Context, cfg *config, out io.Writer, ready func(addr 
 	for _, s := range g.Sources {
 		names = append(names, s.Name)
 	}
-	log.Info().Str("nats", queue.RedactURLs(cfg.NATS.URL)).Strs("sources", names).Msg("gateway starting")
+	log.Info().Str("nats", queue.RedactURLs(cfg.NATS.URL)).Strs("sources", names).Int("writeback_endpoints", len(wb.Endpoints())).Msg("gateway starting")
 	if ready != nil {
 		ready(ln.Addr().String())
 	}
-	err = gw.Serve(ctx, hard, ln)
+	// Write-back runs until the process stops; should it fail, the
+	// gateway stops with its error rather than serve without it.
+	serveCtx, stopServing := context.WithCancel(ctx)
+	defer stopServing()
+	wbDone := make(chan error, 1)
+	go func() {
+		err := wb.Run(serveCtx)
+		if err != nil {
+			stopServing()
+		}
+		wbDone <- err
+	}()
+	err = gw.Serve(serveCtx, hard, ln)
+	stopServing()
+	// Run hands every delivery in flight back to JetStream before it
+	// returns: the connection is drained after.
+	if wbErr := <-wbDone; wbErr != nil {
+		err = errors.Join(fmt.Errorf("write-back: %w", wbErr), err)
+	}
 	_ = nc.Drain()
 	return err
+}
+
+// writeBackConfig is the write-back of g's sources.
+func writeBackConfig(g gateway.Config, reg prometheus.Registerer, log zerolog.Logger) writeback.Config {
+	return writeback.Config{
+		Names:      wire.Names{Prefix: g.Prefix},
+		Sources:    gateway.WriteBacks(g.Sources),
+		Registerer: reg,
+		Logger:     log,
+	}
+}
+
+// writeBackReady reports whether write-back has set up its consumers.
+func writeBackReady(wb *writeback.Deliverer) error {
+	select {
+	case <-wb.Started():
+		return nil
+	default:
+		return errors.New("write-back: the delivery consumers are not set up yet (the workers create the deliveries bucket with their streams)")
+	}
 }
 
 // newLogger returns a zerolog logger writing JSON, or a console format for

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/recoverpasscode/recoverpasscode/gateway"
 	"github.com/recoverpasscode/recoverpasscode/internal/envflag"
 	"github.com/recoverpasscode/recoverpasscode/quota"
 	"github.com/recoverpasscode/recoverpasscode/ratelimit"
@@ -18,6 +19,12 @@ import (
 type config struct {
 	Dev    bool
 	DevDir string
+	// GatewayAddr is where --dev serves the HTTP gateway; empty serves
+	// none. GatewaySources are the sources of GATEWAY_CONFIG, read with
+	// --dev only.
+	GatewayAddr    string
+	GatewaySources []gateway.Source
+	gatewayConfig  string
 	service.Config
 	// logFormatSet says whether --log-format or RECOVER_LOG_FORMAT chose
 	// the log format, which then holds with --dev too.
@@ -28,7 +35,7 @@ const usageHeader = `worker consumes recoverPasscode jobs from NATS JetStream an
 
 Usage:
   worker [flags]          run a worker against NATS and Graph
-  worker --dev [flags]    run an embedded nats-server and Graph double too, for trying it out
+  worker --dev [flags]    run an embedded nats-server, a Graph double and the HTTP gateway too, for trying it out
   worker login [flags]    sign a service account in for delegated tokens (see worker login --help)
 
 Every flag can also be set by the environment variable in brackets; a flag wins.
@@ -47,8 +54,10 @@ func parseConfig(args []string) (*config, error) {
 	d := service.DefaultConfig()
 	var c config
 	var tenants, rate, sourceLimits string
-	fs.BoolVar(&c.Dev, "dev", false, "start an embedded nats-server (on NATS_URL's host and port) and a Graph and Entra ID double, and use them")
+	fs.BoolVar(&c.Dev, "dev", false, "start an embedded nats-server (on NATS_URL's host and port) and a Graph and Entra ID double, use them, and serve the HTTP gateway in front of them")
 	s.StringVar(&c.DevDir, "dev-dir", "RECOVER_DEV_DIR", service.DefaultDevDir(), "with --dev: where the embedded nats-server keeps its data")
+	s.StringVar(&c.GatewayAddr, "gateway-http-addr", "GATEWAY_HTTP_ADDR", gateway.DefaultAddr, "with --dev: address the HTTP gateway is served on, with a development API key for source ticketing (empty: no gateway)")
+	s.StringVar(&c.gatewayConfig, "gateway-config", "GATEWAY_CONFIG", "", "with --dev: YAML file of the gateway's sources, as cmd/gateway reads it; the development key is added to source ticketing")
 	c.NATS.Flags(s)
 	s.StringVar(&c.Prefix, "prefix", "RECOVER_PREFIX", d.Prefix, "first token of every subject, and base of stream and bucket names")
 	s.IntVar(&c.Replicas, "replicas", "RECOVER_REPLICAS", d.Replicas, "replicas of streams and buckets (3 on a NATS cluster)")
@@ -105,6 +114,11 @@ func parseConfig(args []string) (*config, error) {
 			errs = append(errs, err)
 		}
 	}
+	if c.Dev && c.gatewayConfig != "" {
+		if c.GatewaySources, err = readGatewayConfig(c.gatewayConfig); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -119,6 +133,20 @@ func (c *config) forPeople(stderrIsTerminal bool) {
 	if c.Dev && !c.logFormatSet && stderrIsTerminal {
 		c.LogFormat = "console"
 	}
+}
+
+// readGatewayConfig reads the sources of a GATEWAY_CONFIG file, as
+// cmd/gateway does.
+func readGatewayConfig(path string) ([]gateway.Source, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("GATEWAY_CONFIG: %w", err)
+	}
+	sources, err := gateway.ParseConfigFile(data)
+	if err != nil {
+		return nil, fmt.Errorf("GATEWAY_CONFIG %s: %w", path, err)
+	}
+	return sources, nil
 }
 
 func splitList(s string) []string {

@@ -81,7 +81,7 @@ func TestFlagsDefaultToTheServiceDefaults(t *testing.T) {
 func clearWorkerEnv(t *testing.T) {
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
-		for _, prefix := range []string{"NATS_", "AZURE_", "GRAPH_", "RECOVER_"} {
+		for _, prefix := range []string{"NATS_", "AZURE_", "GRAPH_", "RECOVER_", "GATEWAY_"} {
 			if strings.HasPrefix(k, prefix) {
 				t.Setenv(k, "")
 				os.Unsetenv(k)

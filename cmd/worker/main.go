@@ -1,8 +1,9 @@
 // Command worker consumes recoverPasscode jobs from NATS JetStream and calls
 // Microsoft Graph for each, with idempotency, a rate limit shared by the
 // whole fleet, and backoff. With --dev it also starts an embedded
-// nats-server and a Graph and Entra ID double, so it runs on a fresh clone,
-// and logs for people (the console format) when stderr is a terminal.
+// nats-server, a Graph and Entra ID double and the HTTP gateway (with a
+// development API key it prints), so it runs on a fresh clone, and logs for
+// people (the console format) when stderr is a terminal.
 // `worker login` signs a service account in for delegated tokens instead of
 // app-only ones.
 package main
@@ -40,9 +41,10 @@ func main() {
 	}
 }
 
-// run starts the --dev stack if asked, then runs the worker until ctx is
-// cancelled and it has drained; hard, when cancelled, hands jobs in flight
-// back at once.
+// run starts the --dev stack and its gateway if asked, then runs the worker
+// until ctx is cancelled and it has drained; hard, when cancelled, hands
+// jobs in flight back at once. The gateway serves until the worker has
+// stopped, so that a request waiting for its result gets it.
 func run(ctx, hard context.Context, cfg *config, out io.Writer) error {
 	if cfg.Dev {
 		dev, err := service.StartDev(&cfg.Config, cfg.DevDir, out)
@@ -50,6 +52,11 @@ func run(ctx, hard context.Context, cfg *config, out io.Writer) error {
 			return err
 		}
 		defer dev.Close()
+		stop, err := serveDevGateway(cfg, dev, out)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	return service.Run(ctx, hard, cfg.Config, out)
 }

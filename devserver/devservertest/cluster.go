@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/recoverpasscode/recoverpasscode/devserver"
 )
 
 // Account is the account streams live in on servers without accounts
@@ -33,6 +35,31 @@ type ClusterConfig struct {
 	// StartTimeout bounds how long starting a node waits for it to accept
 	// connections. Defaults to 10s.
 	StartTimeout time.Duration
+	// Sync is JetStream's sync_interval as a server configuration file
+	// writes it: "always" (fsync every write before acknowledging it), a
+	// duration such as "2m" (fsync in the background that often), or empty
+	// for the server's default (2 minutes); see devserver.ParseSync.
+	Sync string
+}
+
+// withDefaults fills in the defaults and checks what cannot be defaulted.
+func (cfg ClusterConfig) withDefaults() (ClusterConfig, error) {
+	if cfg.Dir == "" {
+		return cfg, errors.New("devservertest: cluster: a store directory is required")
+	}
+	if _, _, err := devserver.ParseSync(cfg.Sync); err != nil {
+		return cfg, fmt.Errorf("devservertest: cluster: %w", err)
+	}
+	if cfg.Size == 0 {
+		cfg.Size = 3
+	}
+	if cfg.Name == "" {
+		cfg.Name = "recoverpasscode"
+	}
+	if cfg.StartTimeout == 0 {
+		cfg.StartTimeout = 10 * time.Second
+	}
+	return cfg, nil
 }
 
 // Cluster is a running JetStream cluster of embedded servers. Each node
@@ -47,43 +74,113 @@ type Cluster struct {
 }
 
 type clusterNode struct {
-	name       string
-	clientPort int
-	routePort  int
-	dir        string
-	srv        *server.Server // nil while stopped; guarded by Cluster.mu
-	starting   bool           // guarded by Cluster.mu
+	spec     nodeSpec
+	srv      *server.Server // nil while stopped; guarded by Cluster.mu
+	starting bool           // guarded by Cluster.mu
+}
+
+// nodeSpec is everything one node needs to start, the same at every
+// restart: a process node (see ProcessCluster) receives it as JSON.
+type nodeSpec struct {
+	Name        string
+	ClusterName string
+	ClientPort  int
+	RoutePort   int
+	// Routes are the route ports of every node, this one's included.
+	Routes []int
+	Dir    string
+	Sync   string
+}
+
+// nodeSpecs chooses the ports of cfg.Size nodes. Every node needs every
+// route before it starts, so the ports are chosen up front and kept for
+// restarts.
+func nodeSpecs(cfg ClusterConfig) ([]nodeSpec, error) {
+	ports, err := freePorts(2 * cfg.Size)
+	if err != nil {
+		return nil, fmt.Errorf("devservertest: cluster: %w", err)
+	}
+	var routes []int
+	for i := range cfg.Size {
+		routes = append(routes, ports[2*i+1])
+	}
+	specs := make([]nodeSpec, cfg.Size)
+	for i := range specs {
+		name := fmt.Sprintf("%s-%d", cfg.Name, i)
+		specs[i] = nodeSpec{
+			Name: name, ClusterName: cfg.Name, ClientPort: ports[2*i], RoutePort: ports[2*i+1],
+			Routes: routes, Dir: filepath.Join(cfg.Dir, name), Sync: cfg.Sync,
+		}
+	}
+	return specs, nil
+}
+
+// options are the server options of the node spec describes.
+func (spec nodeSpec) options() (*server.Options, error) {
+	interval, always, err := devserver.ParseSync(spec.Sync)
+	if err != nil {
+		return nil, fmt.Errorf("devservertest: cluster node %s: %w", spec.Name, err)
+	}
+	opts := &server.Options{
+		ServerName:   spec.Name,
+		Host:         "127.0.0.1",
+		Port:         spec.ClientPort,
+		JetStream:    true,
+		StoreDir:     spec.Dir,
+		SyncInterval: interval,
+		SyncAlways:   always,
+		NoLog:        true,
+		NoSigs:       true,
+	}
+	opts.Cluster.Name = spec.ClusterName
+	opts.Cluster.Host = "127.0.0.1"
+	opts.Cluster.Port = spec.RoutePort
+	for _, port := range spec.Routes {
+		opts.Routes = append(opts.Routes, &url.URL{Scheme: "nats-route", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))})
+	}
+	return opts, nil
+}
+
+// clientURL is the node's client URL.
+func (spec nodeSpec) clientURL() string {
+	return "nats://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(spec.ClientPort))
+}
+
+// startServer starts the node spec describes in this process and returns
+// once it accepts connections.
+func (spec nodeSpec) startServer(timeout time.Duration) (*server.Server, error) {
+	opts, err := spec.options()
+	if err != nil {
+		return nil, err
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("devservertest: cluster node %s: %w", spec.Name, err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(timeout) {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		return nil, fmt.Errorf("devservertest: cluster node %s: not ready to accept connections on port %d within %s", spec.Name, spec.ClientPort, timeout)
+	}
+	return srv, nil
 }
 
 // NewCluster starts cfg.Size nodes routed to each other and returns once
 // every node accepts connections. The JetStream meta leader is elected a
 // moment later; WaitMetaLeader waits for it.
 func NewCluster(cfg ClusterConfig) (*Cluster, error) {
-	if cfg.Dir == "" {
-		return nil, errors.New("devservertest: cluster: a store directory is required")
-	}
-	if cfg.Size == 0 {
-		cfg.Size = 3
-	}
-	if cfg.Name == "" {
-		cfg.Name = "recoverpasscode"
-	}
-	if cfg.StartTimeout == 0 {
-		cfg.StartTimeout = 10 * time.Second
-	}
-	// Every node needs every route before it starts, so the ports are
-	// chosen up front and kept for restarts.
-	ports, err := freePorts(2 * cfg.Size)
+	cfg, err := cfg.withDefaults()
 	if err != nil {
-		return nil, fmt.Errorf("devservertest: cluster: %w", err)
+		return nil, err
+	}
+	specs, err := nodeSpecs(cfg)
+	if err != nil {
+		return nil, err
 	}
 	c := &Cluster{cfg: cfg}
-	for i := range cfg.Size {
-		name := fmt.Sprintf("%s-%d", cfg.Name, i)
-		c.nodes = append(c.nodes, &clusterNode{
-			name: name, clientPort: ports[2*i], routePort: ports[2*i+1],
-			dir: filepath.Join(cfg.Dir, name),
-		})
+	for _, spec := range specs {
+		c.nodes = append(c.nodes, &clusterNode{spec: spec})
 	}
 	// Start the nodes together: a node waits for its peers before its
 	// JetStream is usable, not before it accepts connections.
@@ -125,12 +222,10 @@ func (c *Cluster) URL() string {
 }
 
 // NodeURL is node i's client URL; it stays the same across restarts.
-func (c *Cluster) NodeURL(i int) string {
-	return "nats://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(c.nodes[i].clientPort))
-}
+func (c *Cluster) NodeURL(i int) string { return c.nodes[i].spec.clientURL() }
 
 // NodeName is node i's server name.
-func (c *Cluster) NodeName(i int) string { return c.nodes[i].name }
+func (c *Cluster) NodeName(i int) string { return c.nodes[i].spec.Name }
 
 // Running reports whether node i is running.
 func (c *Cluster) Running(i int) bool {
@@ -164,42 +259,12 @@ func (c *Cluster) Restart(i int) error {
 	}
 	n.starting = true
 	c.mu.Unlock()
-	srv, err := c.startNode(n)
+	srv, err := n.spec.startServer(c.cfg.StartTimeout)
 	c.mu.Lock()
 	n.starting = false
 	n.srv = srv
 	c.mu.Unlock()
 	return err
-}
-
-// startNode starts n's server, routed to every node of the cluster.
-func (c *Cluster) startNode(n *clusterNode) (*server.Server, error) {
-	opts := &server.Options{
-		ServerName: n.name,
-		Host:       "127.0.0.1",
-		Port:       n.clientPort,
-		JetStream:  true,
-		StoreDir:   n.dir,
-		NoLog:      true,
-		NoSigs:     true,
-	}
-	opts.Cluster.Name = c.cfg.Name
-	opts.Cluster.Host = "127.0.0.1"
-	opts.Cluster.Port = n.routePort
-	for _, peer := range c.nodes {
-		opts.Routes = append(opts.Routes, &url.URL{Scheme: "nats-route", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(peer.routePort))})
-	}
-	srv, err := server.NewServer(opts)
-	if err != nil {
-		return nil, fmt.Errorf("devservertest: cluster node %s: %w", n.name, err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(c.cfg.StartTimeout) {
-		srv.Shutdown()
-		srv.WaitForShutdown()
-		return nil, fmt.Errorf("devservertest: cluster node %s: not ready to accept connections on port %d within %s", n.name, n.clientPort, c.cfg.StartTimeout)
-	}
-	return srv, nil
 }
 
 // Shutdown stops every node.
