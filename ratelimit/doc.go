@@ -63,7 +63,10 @@
 // only the HTTP write follows the permit) and report the remaining gap
 // with Sent; the Limiter stamps later permits by the recent worst gap (up
 // to a tenth of the window), so a host that writes late costs throughput,
-// not the bound.
+// not the bound. It adds the uncertainty of its clock's last measurement
+// against the server's (half a KV round trip, tens of milliseconds on a
+// loaded host) to the stamps and to the window it counts, since two
+// processes may correct their clocks by that much differently.
 //
 // # Pauses
 //

@@ -110,9 +110,23 @@ func (l *Limiter) Sent(gap time.Duration) {
 }
 
 // lateness is how much later than its usable life a permit's stamp must
-// be, for the calls written late (see Sent).
+// be: for the calls written late (see Sent), and for the error of this
+// Limiter's clock against the server's, up to half a KV round trip (see
+// package clock), which a loaded host makes tens of milliseconds: the
+// processes of one host may then correct one clock differently.
 func (l *Limiter) lateness() time.Duration {
-	return min(time.Duration(l.sendGap.Load()), l.cfg.Rate.Per/10)
+	return min(time.Duration(l.sendGap.Load())+l.skew(), l.cfg.Rate.Per/10)
+}
+
+// skew bounds the error of this Limiter's clock: the uncertainty of its
+// latest measurement. A grant counts the window that much longer too, so
+// that its own error is covered as the stamps cover the others'.
+func (l *Limiter) skew() time.Duration {
+	m, ok := l.clock.Measured()
+	if !ok {
+		return 0
+	}
+	return min(m.Uncertainty, l.cfg.Rate.Per/10)
 }
 
 // noteWrite folds one write's latency into writeRTT: a slower write counts
@@ -184,10 +198,10 @@ func (l *Limiter) reserve(t *tenant, want int) (reservation, error) {
 	// a 429 answered after Graph's latency still finds the calls Graph
 	// counted (see estimate).
 	grants := live(cached, now, l.window+l.cfg.Rate.Per/2)
-	counted := live(grants, now, l.window)
+	counted := live(grants, now, l.window+l.skew())
 	free := calls - permits(counted)
 	if free <= 0 {
-		return reservation{retryAt: freeAt(counted, calls, l.window), rev: rev}, nil
+		return reservation{retryAt: freeAt(counted, calls, l.window+l.skew()), rev: rev}, nil
 	}
 	n := min(want, free, l.cfg.Batch)
 	if burst < calls {
