@@ -30,10 +30,6 @@ const (
 	// DefaultMaxElapsed bounds the time from a delivery's start to its last
 	// retry.
 	DefaultMaxElapsed = 15 * time.Minute
-	// DefaultHoldRecheck is the longest a job held by its source's budget
-	// waits before the budget, and an operator's release, are checked
-	// again.
-	DefaultHoldRecheck = 10 * time.Second
 )
 
 // Config configures a Handler. Graph, Tokens, Limiter, Ledger and Worker
@@ -42,8 +38,7 @@ const (
 type Config struct {
 	// Graph performs the action. Required.
 	Graph Recoverer
-	// Tokens gets a tenant's token before each permit and refreshes it
-	// after a 401. Required.
+	// Tokens refreshes a tenant's token after a 401. Required.
 	Tokens Tokens
 	// Limiter is the fleet-wide rate limit. Required.
 	Limiter Limiter
@@ -51,12 +46,6 @@ type Config struct {
 	Ledger Ledger
 	// Policy is what jobs may ask for.
 	Policy wire.Policy
-	// Quota holds the jobs of a source over its budget (see package
-	// quota). Defaults to none: every source unlimited.
-	Quota Quota
-	// HoldRecheck is the longest a held job waits before it is checked
-	// again. Defaults to DefaultHoldRecheck (10s).
-	HoldRecheck time.Duration
 	// Observer learns of Graph calls, rate-limit waits and pauses. Defaults
 	// to none.
 	Observer Observer
@@ -112,7 +101,6 @@ func DefaultConfig() Config {
 		MaxInlineWait:  DefaultMaxInlineWait,
 		KeepAliveEvery: DefaultKeepAliveEvery,
 		MaxDeliveries:  DefaultMaxDeliveries,
-		HoldRecheck:    DefaultHoldRecheck,
 		Logger:         zerolog.Nop(),
 		Now:            time.Now,
 		Observer:       nopObserver{},
@@ -125,7 +113,6 @@ func (cfg Config) withDefaults() Config {
 	setDefault(&cfg.MaxInlineWait, d.MaxInlineWait)
 	setDefault(&cfg.KeepAliveEvery, d.KeepAliveEvery)
 	setDefault(&cfg.MaxDeliveries, d.MaxDeliveries)
-	setDefault(&cfg.HoldRecheck, d.HoldRecheck)
 	setDefault(&cfg.Backoff.Initial, d.Backoff.Initial)
 	setDefault(&cfg.Backoff.Max, d.Backoff.Max)
 	setDefault(&cfg.Backoff.MaxAttempts, d.Backoff.MaxAttempts)
@@ -165,7 +152,7 @@ func (cfg *Config) validate() error {
 		name string
 		v    time.Duration
 	}{
-		{"MaxInlineWait", cfg.MaxInlineWait}, {"KeepAliveEvery", cfg.KeepAliveEvery}, {"HoldRecheck", cfg.HoldRecheck},
+		{"MaxInlineWait", cfg.MaxInlineWait}, {"KeepAliveEvery", cfg.KeepAliveEvery},
 		{"Backoff.Initial", cfg.Backoff.Initial}, {"Backoff.Max", cfg.Backoff.Max},
 		{"Backoff.MaxElapsed", cfg.Backoff.MaxElapsed},
 	} {
