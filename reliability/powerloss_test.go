@@ -16,6 +16,8 @@ import (
 
 	"github.com/recoverpasscode/recoverpasscode/devserver/devservertest"
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
+	"github.com/recoverpasscode/recoverpasscode/reliability"
+	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // powerOff is how long the whole cluster stays dead in
@@ -25,30 +27,79 @@ const powerOff = 2 * time.Second
 // deployConfig is the configuration the three production nodes share.
 var deployConfig = filepath.Join("..", "deploy", "nats", "cluster.conf")
 
-// TestClusterPowerLoss kills every node of a three-node JetStream cluster
-// at once, each a separate nats-server process ended with SIGKILL (no
-// shutdown, nothing flushed by the server), mid-batch, and starts them
-// again on the same stores, with the fsync setting of the deploy
-// configuration. Nothing acknowledged before the loss may be missing
-// after it: no job (each ends with exactly one result), no stored result,
-// no idempotency record (nor an older revision of it), no audit event.
+// TestClusterPowerLoss cuts the power of a three-node JetStream cluster
+// mid-batch and looks at what its disks kept. Each node is a separate
+// nats-server process storing on its own powerfs file system, which holds
+// every write not yet fsynced in memory, as a page cache does: the cut is
+// a SIGKILL of every node at once (no shutdown, nothing flushed by the
+// server) followed by the loss of every node's unsynced writes, so the
+// disks keep exactly what was fsynced.
 //
-// A SIGKILL leaves the operating system's page cache to write what the
-// servers had not synced, so this proves recovery from a crash of every
-// process together (the raft logs replayed from the stores, with no
-// healthy peer to catch up from), not that the writes were on the disk:
-// see docs/reliability.md.
+// With the fsync setting of the deploy configuration, every result, audit
+// event, idempotency record and unanswered job acknowledged before the
+// cut must be on the disks, and the cluster, restarted on them, must lose
+// none of them: every job ends with exactly one result, no record is back
+// at an older revision, no audit event is missing. With the server's
+// default (an fsync every two minutes) the same cut must leave
+// acknowledged writes on no disk at all: that half proves the emulation
+// tells the two settings apart, so the first half fails when
+// sync_interval is removed from the deploy files.
 func TestClusterPowerLoss(t *testing.T) {
 	t.Parallel()
-	sync := deploySync(t)
-	c := devservertest.StartProcessCluster(t, devservertest.ClusterConfig{Sync: sync})
+	t.Run("deploy_config", func(t *testing.T) {
+		sync := deploySync(t)
+		r, c, jobs, want, before, lost := powerCut(t, sync, false)
+		if err := lost.Err(); err != nil {
+			// A cluster restarted on such disks answers for none of its
+			// streams: there is nothing more to learn from it.
+			t.Fatalf("with sync_interval %q, acknowledged before the power cut and on no disk after it:\n%v", sync, err)
+		}
+		if err := c.RestartAll(); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+		defer cancel()
+		r.submit(ctx, "batch", jobs[200:])
+		r.settle(want, 2*time.Minute)
+		checkAuditComplete(t, r, len(want))
+		if err := before.missingFrom(r.snapshot(ctx)); err != nil {
+			t.Errorf("acknowledged before the power cut, missing after the restart (sync_interval %q):\n%v", sync, err)
+		}
+	})
+	t.Run("server_default", func(t *testing.T) {
+		_, _, _, _, _, lost := powerCut(t, "", true)
+		if lost.Err() == nil {
+			t.Fatal("with the server's default fsync policy every acknowledged write survived the power cut: the cut did not drop unsynced writes")
+		}
+	})
+}
+
+// powerCut runs 200 jobs through two workers on a process cluster whose
+// nodes store on powerfs, with JetStream's sync_interval set to sync, cuts
+// the power of every node once 60 Graph calls are done, and reads what
+// the disks kept. The workers run in the test process and ride the cut
+// out, or, withWorkers, are processes that the cut kills too (a cluster
+// that lost its data cannot let them drain). It returns the rig, the
+// cluster (all nodes down, their file systems mounted again over the
+// disks), the batch of 300 jobs (the last 100 not yet submitted) and what
+// they must end as, what the cluster held before the cut, and what of
+// that no disk holds.
+func powerCut(t *testing.T, sync string, withWorkers bool) (*rig, *devservertest.ProcessCluster, []wire.Job, []reliability.Expected, stored, diskLoss) {
+	cfg := devservertest.ClusterConfig{Size: 3, Dir: filepath.Join(t.TempDir(), "nodes"), Sync: sync}
+	disks := mountDisks(t, cfg)
+	c := devservertest.StartProcessCluster(t, cfg)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	r := newRig(t, graphsim.Config{Latency: 100 * time.Millisecond}, c.URL(), 3)
+	var procs []*proc
 	for _, name := range []string{"power-a", "power-b"} {
-		cfg := r.config(name)
-		cfg.Concurrency = 4
-		r.startWorker(cfg)
+		wcfg := r.config(name)
+		wcfg.Concurrency = 4
+		if withWorkers {
+			procs = append(procs, r.startProcess(wcfg, ""))
+			continue
+		}
+		r.startWorker(wcfg)
 	}
 	jobs, want := batch("power", 0, 300, 10)
 	r.submit(ctx, "batch", jobs[:200])
@@ -56,18 +107,17 @@ func TestClusterPowerLoss(t *testing.T) {
 
 	before := r.snapshot(ctx)
 	c.KillAll()
+	for _, p := range procs {
+		p.kill()
+	}
 	down := len(r.gs.Calls())
-	t.Logf("killed all %d nodes (sync_interval %q) after %d Graph calls; stored before: %s", c.Size(), sync, down, before)
+	fsStats := disks.powerLoss()
+	lost := disks.scan(r.names.KeysBucket(), before, jobs[:200])
+	t.Logf("power cut to all %d nodes (sync_interval %q) after %d Graph calls; stored before: %s; on no disk after: %s", c.Size(), sync, down, before, lost)
+	t.Logf("file systems: %s", fsStats)
 	<-time.After(powerOff) // the fault itself: no server at all
-	if err := c.RestartAll(); err != nil {
-		t.Fatal(err)
-	}
-	r.submit(ctx, "batch", jobs[200:])
-	r.settle(want, 2*time.Minute)
-	checkAuditComplete(t, r, len(want))
-	if err := before.missingFrom(r.snapshot(ctx)); err != nil {
-		t.Errorf("acknowledged before the power loss, missing after it:\n%v", err)
-	}
+	disks.mount()
+	return r, c, jobs, want, before, lost
 }
 
 // deploySync is the JetStream sync_interval of deploy/nats/cluster.conf

@@ -62,6 +62,19 @@ func (cfg ClusterConfig) withDefaults() (ClusterConfig, error) {
 	return cfg, nil
 }
 
+// NodeDir is the store directory of node i (counting from 0) of a
+// cluster started with cfg, so that a test can prepare it (mount a file
+// system there, say) before the node starts.
+func (cfg ClusterConfig) NodeDir(i int) string {
+	if cfg.Name == "" {
+		cfg.Name = "recoverpasscode"
+	}
+	return filepath.Join(cfg.Dir, nodeName(cfg.Name, i))
+}
+
+// nodeName is the server name of node i of cluster name.
+func nodeName(cluster string, i int) string { return fmt.Sprintf("%s-%d", cluster, i) }
+
 // Cluster is a running JetStream cluster of embedded servers. Each node
 // keeps its client port, route port and store directory across Stop and
 // Restart, so clients given URL find it again and it rejoins with its
@@ -106,10 +119,9 @@ func nodeSpecs(cfg ClusterConfig) ([]nodeSpec, error) {
 	}
 	specs := make([]nodeSpec, cfg.Size)
 	for i := range specs {
-		name := fmt.Sprintf("%s-%d", cfg.Name, i)
 		specs[i] = nodeSpec{
-			Name: name, ClusterName: cfg.Name, ClientPort: ports[2*i], RoutePort: ports[2*i+1],
-			Routes: routes, Dir: filepath.Join(cfg.Dir, name), Sync: cfg.Sync,
+			Name: nodeName(cfg.Name, i), ClusterName: cfg.Name, ClientPort: ports[2*i], RoutePort: ports[2*i+1],
+			Routes: routes, Dir: cfg.NodeDir(i), Sync: cfg.Sync,
 		}
 	}
 	return specs, nil

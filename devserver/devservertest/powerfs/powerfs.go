@@ -108,7 +108,7 @@ func Mount(dir, backing string) (*FS, error) {
 		AttrTimeout:  &second,
 	})
 	if err != nil {
-		if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.ENODEV) || errors.Is(err, syscall.ENOENT) {
+		if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.ENODEV) {
 			return nil, fmt.Errorf("%w: mount %s: %v", ErrUnsupported, dir, err)
 		}
 		return nil, fmt.Errorf("powerfs: mount %s: %w", dir, err)
