@@ -157,7 +157,11 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 		}
 		in.Valid &^= fuse.FATTR_SIZE
 	}
-	return n.Getattr(ctx, f, out)
+	if errno := n.LoopbackNode.Setattr(ctx, f, in, out); errno != 0 {
+		return errno
+	}
+	n.patch(&out.Attr)
+	return 0
 }
 
 // Fsync writes the file's pending changes to the backing file. A
@@ -184,9 +188,9 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 
 // Rename renames; a file it replaces goes with its unsynced data.
 func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
-	target := newParent.EmbeddedInode().GetChild(newName)
+	source, target := n.GetChild(name), newParent.EmbeddedInode().GetChild(newName)
 	errno := n.LoopbackNode.Rename(ctx, name, newParent, newName, flags)
-	if errno == 0 && target != nil && flags&unix.RENAME_EXCHANGE == 0 && target != n.GetChild(name) {
+	if errno == 0 && target != nil && target != source && flags&unix.RENAME_EXCHANGE == 0 {
 		if c, ok := target.Operations().(*node); ok {
 			c.drop()
 		}

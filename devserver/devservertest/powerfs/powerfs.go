@@ -32,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -96,6 +97,13 @@ func Mount(dir, backing string) (*FS, error) {
 	// Attributes may be cached briefly: every answer carries the size
 	// the writers see, unsynced changes included.
 	second := time.Second
+	// go-fuse opens /dev/fuse without O_CLOEXEC: a child started
+	// meanwhile would inherit the connection and keep the mount alive
+	// after this process died, its requests answered by no one. Holding
+	// ForkLock keeps children from starting until the descriptor is
+	// marked.
+	syscall.ForkLock.RLock()
+	defer syscall.ForkLock.RUnlock()
 	server, err := fs.Mount(dir, root, &fs.Options{
 		MountOptions: fuse.MountOptions{
 			DirectMountStrict:  true,
@@ -114,7 +122,30 @@ func Mount(dir, backing string) (*FS, error) {
 		return nil, fmt.Errorf("powerfs: mount %s: %w", dir, err)
 	}
 	pfs.server = server
+	if err := closeFUSEOnExec(); err != nil {
+		_ = server.Unmount()
+		return nil, err
+	}
 	return pfs, nil
+}
+
+// closeFUSEOnExec marks every descriptor of /dev/fuse this process holds
+// close-on-exec.
+func closeFUSEOnExec() error {
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return fmt.Errorf("powerfs: %w", err)
+	}
+	for _, e := range fds {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && target == "/dev/fuse" {
+			syscall.CloseOnExec(fd)
+		}
+	}
+	return nil
 }
 
 // mountable checks that /dev/fuse can be opened, so that a machine

@@ -3,7 +3,9 @@ package powerfs_test
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/recoverpasscode/recoverpasscode/devserver/devservertest/powerfs"
@@ -66,6 +68,14 @@ func TestPowerLossKeepsWhatWasSynced(t *testing.T) {
 	if err := os.Truncate(in("truncated"), 3); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Chmod(in("truncated"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	write(t, in("replaced"), 0, []byte("lost"), false)
+	write(t, in("replacing"), 0, []byte("kept"), true)
+	if err := os.Rename(in("replacing"), in("replaced")); err != nil {
+		t.Fatal(err)
+	}
 	write(t, in("renamed.tmp"), 0, []byte("lost"), false)
 	if err := os.Rename(in("renamed.tmp"), in("renamed")); err != nil {
 		t.Fatal(err)
@@ -77,7 +87,7 @@ func TestPowerLossKeepsWhatWasSynced(t *testing.T) {
 
 	before := map[string]string{
 		"synced": "kept", "unsynced": "lost", "o_sync": "kept too", "appended": "kept, lost",
-		"truncated": "kkk", "renamed": "lost",
+		"truncated": "kkk", "renamed": "lost", "replaced": "kept",
 	}
 	for name, want := range before {
 		if got := content(t, in(name)); got != want {
@@ -95,12 +105,15 @@ func TestPowerLossKeepsWhatWasSynced(t *testing.T) {
 	t.Log(stats)
 	after := map[string]string{
 		"synced": "kept", "unsynced": "", "o_sync": "kept too", "appended": "kept",
-		"truncated": string(bytes.Repeat([]byte("k"), 10000)), "renamed": "",
+		"truncated": string(bytes.Repeat([]byte("k"), 10000)), "renamed": "", "replaced": "kept",
 	}
 	for name, want := range after {
 		if got := content(t, filepath.Join(backing, name)); got != want {
 			t.Errorf("after the loss, %s holds %q, want %q", name, got, want)
 		}
+	}
+	if info, err := os.Stat(filepath.Join(backing, "truncated")); err != nil || info.Mode().Perm() != 0o600 {
+		t.Errorf("after the loss, truncated: %v, %v; want mode 0600 (metadata is not volatile)", info, err)
 	}
 	if _, err := os.Stat(filepath.Join(backing, "removed")); !os.IsNotExist(err) {
 		t.Errorf("a removed file is back after the loss: %v", err)
@@ -120,5 +133,19 @@ func TestUnmountKeepsEverything(t *testing.T) {
 	}
 	if got := content(t, filepath.Join(backing, "f")); got != "kept" {
 		t.Errorf("after unmounting, f holds %q, want %q", got, "kept")
+	}
+}
+
+// TestChildrenDoNotInheritTheConnection checks that a process started
+// after the mount holds no descriptor of /dev/fuse: one that did would
+// keep the mount alive, unanswered, after the test process died.
+func TestChildrenDoNotInheritTheConnection(t *testing.T) {
+	mount(t)
+	out, err := exec.Command("ls", "-l", "/proc/self/fd/").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if strings.Contains(string(out), "/dev/fuse") {
+		t.Errorf("a child process holds the FUSE connection:\n%s", out)
 	}
 }
