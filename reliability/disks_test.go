@@ -93,6 +93,7 @@ type diskLoss struct {
 	// items is how many were looked for; copies is the fewest disks any
 	// of those found is on.
 	items, copies int
+	disks         int
 }
 
 func (l diskLoss) String() string {
@@ -100,7 +101,7 @@ func (l diskLoss) String() string {
 	s := fmt.Sprintf("%d of %d acknowledged (%d results, %d audit events, %d idempotency records, %d unanswered jobs)",
 		lost, l.items, len(l.results), len(l.audit), len(l.keys), len(l.jobs))
 	if lost < l.items {
-		s += fmt.Sprintf("; the others each on %d disks or more", l.copies)
+		s += fmt.Sprintf("; the others each on at least %d of the %d disks", l.copies, l.disks)
 	}
 	return s
 }
@@ -155,7 +156,7 @@ func (d *disks) scan(bucket string, before stored, jobs []wire.Job) diskLoss {
 			}
 		}
 	}
-	l := diskLoss{copies: d.cfg.Size + 1}
+	l := diskLoss{copies: d.cfg.Size + 1, disks: d.cfg.Size}
 	found := func(on int) bool {
 		l.items++
 		if on > 0 {

@@ -78,13 +78,13 @@ func TestClusterPowerLoss(t *testing.T) {
 // nodes store on powerfs, with JetStream's sync_interval set to sync, cuts
 // the power of every node once 60 Graph calls are done, and reads what
 // the disks kept. The workers run in the test process and ride the cut
-// out, or, withWorkers, are processes that the cut kills too (a cluster
+// out, or, when workersDie, are processes that the cut kills too (a cluster
 // that lost its data cannot let them drain). It returns the rig, the
 // cluster (all nodes down, their file systems mounted again over the
 // disks), the batch of 300 jobs (the last 100 not yet submitted) and what
 // they must end as, what the cluster held before the cut, and what of
 // that no disk holds.
-func powerCut(t *testing.T, sync string, withWorkers bool) (*rig, *devservertest.ProcessCluster, []wire.Job, []reliability.Expected, stored, diskLoss) {
+func powerCut(t *testing.T, sync string, workersDie bool) (*rig, *devservertest.ProcessCluster, []wire.Job, []reliability.Expected, stored, diskLoss) {
 	cfg := devservertest.ClusterConfig{Size: 3, Dir: filepath.Join(t.TempDir(), "nodes"), Sync: sync}
 	disks := mountDisks(t, cfg)
 	c := devservertest.StartProcessCluster(t, cfg)
@@ -95,7 +95,7 @@ func powerCut(t *testing.T, sync string, withWorkers bool) (*rig, *devservertest
 	for _, name := range []string{"power-a", "power-b"} {
 		wcfg := r.config(name)
 		wcfg.Concurrency = 4
-		if withWorkers {
+		if workersDie {
 			procs = append(procs, r.startProcess(wcfg, ""))
 			continue
 		}
