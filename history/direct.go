@@ -57,6 +57,72 @@ func (r *Reader) batch(ctx context.Context, filter string, start uint64, n int) 
 	return out, more, err
 }
 
+// subjects lists the subjects with messages matching filter, from the
+// stream's subject index (a stream info request with a subject filter,
+// page by page). It also checks that the stream answers direct gets.
+func (r *Reader) subjects(ctx context.Context, filter string) ([]string, error) {
+	var out []string
+	for {
+		body, err := json.Marshal(streamInfoRequest{SubjectsFilter: filter, Offset: len(out)})
+		if err != nil {
+			return nil, err
+		}
+		var info streamInfo
+		if err := r.api(ctx, r.infoSubject, body, &info); err != nil {
+			return nil, err
+		}
+		if !info.Config.AllowDirect {
+			return nil, ErrNoDirectGet
+		}
+		for subject := range info.State.Subjects {
+			out = append(out, subject)
+		}
+		if len(info.State.Subjects) == 0 || len(out) >= info.Total {
+			return out, nil
+		}
+	}
+}
+
+// streamInfoRequest and streamInfo are the parts of a stream info request
+// and its answer (nats-server's JSApiStreamInfoRequest and
+// JSApiStreamInfoResponse) the reader uses.
+type streamInfoRequest struct {
+	SubjectsFilter string `json:"subjects_filter"`
+	Offset         int    `json:"offset,omitempty"`
+}
+
+type streamInfo struct {
+	Error *struct {
+		Code        int    `json:"code"`
+		ErrCode     int    `json:"err_code"`
+		Description string `json:"description"`
+	} `json:"error"`
+	Total  int `json:"total"`
+	Config struct {
+		AllowDirect bool `json:"allow_direct"`
+	} `json:"config"`
+	State struct {
+		Subjects map[string]uint64 `json:"subjects"`
+	} `json:"state"`
+}
+
+// api sends one JetStream API request and decodes its answer into info.
+func (r *Reader) api(ctx context.Context, subject string, body []byte, info *streamInfo) error {
+	ctx, cancel := r.requestContext(ctx)
+	defer cancel()
+	m, err := r.js.Conn().RequestWithContext(ctx, subject, body)
+	if err != nil {
+		return fmt.Errorf("history: audit stream: %w", err)
+	}
+	if err := json.Unmarshal(m.Data, info); err != nil {
+		return fmt.Errorf("history: audit stream: %w", err)
+	}
+	if e := info.Error; e != nil {
+		return fmt.Errorf("history: audit stream: %s (%d)", e.Description, e.ErrCode)
+	}
+	return nil
+}
+
 // countFrom returns how many messages match filter at or after start.
 func (r *Reader) countFrom(ctx context.Context, filter string, start uint64) (uint64, error) {
 	got := uint64(0)
@@ -160,10 +226,14 @@ func pendingOf(m *nats.Msg) (uint64, error) {
 }
 
 // Permissions are the subjects the reader's NATS user must be allowed to
-// publish to: the direct gets of the audit stream. The answers arrive on
-// the connection's inboxes (NATS_INBOX_PREFIX), which it must be allowed to
-// subscribe to. Direct gets take no filter in their subject, so this user
-// may read every audit event: the console's reader, not a source's.
+// publish to: the audit stream's info (its subject index) and its direct
+// gets. The answers arrive on the connection's inboxes (NATS_INBOX_PREFIX),
+// which it must be allowed to subscribe to. Neither takes a filter in its
+// subject, so this user may read every audit event: the console's reader,
+// not a source's.
 func Permissions(names wire.Names) []string {
-	return []string{jetstream.DefaultAPIPrefix + "DIRECT.GET." + names.AuditStream()}
+	return []string{
+		jetstream.DefaultAPIPrefix + "STREAM.INFO." + names.AuditStream(),
+		jetstream.DefaultAPIPrefix + "DIRECT.GET." + names.AuditStream(),
+	}
 }

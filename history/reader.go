@@ -1,6 +1,7 @@
 package history
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -40,14 +41,20 @@ var ErrNoDirectGet = errors.New("history: the audit stream does not answer direc
 
 // Reader reads the audit trail by device. It is safe for concurrent use.
 type Reader struct {
-	js         jetstream.JetStream
-	names      wire.Names
-	getSubject string
+	js    jetstream.JetStream
+	names wire.Names
+	// getSubject and infoSubject are the audit stream's direct get and
+	// stream info API subjects.
+	getSubject, infoSubject string
 }
 
 // New returns a Reader of the audit trail by device.
 func New(js jetstream.JetStream, names wire.Names) *Reader {
-	return &Reader{js: js, names: names, getSubject: apiPrefix(js) + "DIRECT.GET." + names.AuditStream()}
+	api := apiPrefix(js)
+	return &Reader{js: js, names: names,
+		getSubject:  api + "DIRECT.GET." + names.AuditStream(),
+		infoSubject: api + "STREAM.INFO." + names.AuditStream(),
+	}
 }
 
 // apiPrefix is the JetStream API prefix js sends its requests to,
@@ -98,19 +105,50 @@ func (r *Reader) Device(ctx context.Context, tenantID, deviceID string, limit in
 	return events, nil
 }
 
-// newest returns the last limit messages matching filter, oldest first.
+// newest returns the last limit messages matching the wildcard filter,
+// oldest first. The server matches a wildcard against every message of a
+// block whose subjects are mostly distinct (as one per device, source and
+// day are), but finds a literal subject in each block's subject index,
+// from its first block to its last: so the reader lists the filter's
+// subjects from the stream's subject index, reads them by literal subject
+// a day at a time from the newest day, and stops once it holds limit
+// events and the days left are older.
 func (r *Reader) newest(ctx context.Context, filter string, limit int) ([]stored, error) {
-	// The usual device has few events: one batch from the start holds
-	// them all, and says how many more there are if it does not.
-	msgs, more, err := r.batch(ctx, filter, 0, limit)
-	if err != nil || more == 0 {
-		return msgs, err
-	}
-	start, err := r.startOfNewest(ctx, filter, msgs[0].seq, uint64(len(msgs))+more, limit)
+	subjects, err := r.subjects(ctx, filter)
 	if err != nil {
 		return nil, err
 	}
-	return r.readTail(ctx, filter, start, limit)
+	// The day is the last token, yyyymmdd: newest day first.
+	day := func(subject string) string { return subject[strings.LastIndexByte(subject, '.')+1:] }
+	slices.SortFunc(subjects, func(a, b string) int { return cmp.Or(cmp.Compare(day(b), day(a)), cmp.Compare(a, b)) })
+	var all []stored
+	for i, subject := range subjects {
+		if len(all) >= limit && day(subject) != day(subjects[i-1]) {
+			break
+		}
+		msgs, err := r.newestOf(ctx, subject, limit)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, msgs...)
+	}
+	slices.SortFunc(all, func(a, b stored) int { return cmp.Compare(a.seq, b.seq) })
+	return all[max(0, len(all)-limit):], nil
+}
+
+// newestOf returns the last limit messages on subject, oldest first.
+func (r *Reader) newestOf(ctx context.Context, subject string, limit int) ([]stored, error) {
+	// The usual device has few events: one batch from the start holds
+	// them all, and says how many more there are if it does not.
+	msgs, more, err := r.batch(ctx, subject, 0, limit)
+	if err != nil || more == 0 || len(msgs) == 0 {
+		return msgs, err
+	}
+	start, err := r.startOfNewest(ctx, subject, msgs[0].seq, uint64(len(msgs))+more, limit)
+	if err != nil {
+		return nil, err
+	}
+	return r.readTail(ctx, subject, start, limit)
 }
 
 // startOfNewest finds a sequence with at least limit, and if it can at

@@ -1,6 +1,7 @@
 package history_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,9 +27,19 @@ type rig struct {
 	js jetstream.JetStream
 	// n counts the events published, so each has its own job id and time.
 	n int
+	// step is the time between two events. Defaults to an hour, so that
+	// the events span days.
+	step time.Duration
 }
 
 func newRig(t *testing.T, mutate func(*jetstream.StreamConfig)) *rig {
+	t.Helper()
+	return newRigWith(t, mutate)
+}
+
+func newRigTB(tb testing.TB) *rig { return newRigWith(tb, nil) }
+
+func newRigWith(t testing.TB, mutate func(*jetstream.StreamConfig)) *rig {
 	t.Helper()
 	srv := devservertest.Start(t)
 	nc, err := nats.Connect(srv.URL())
@@ -57,17 +68,17 @@ func newRig(t *testing.T, mutate func(*jetstream.StreamConfig)) *rig {
 var base = time.Date(2026, 12, 2, 1, 0, 0, 0, time.UTC)
 
 // publish stores one event of source about the device, as the worker's
-// telemetry does, and returns its job id.
+// telemetry does, r.step after the one before, and returns its job id.
 func (r *rig) publish(t *testing.T, source, tenant, device string) string {
 	t.Helper()
 	r.n++
 	e := wire.AuditEvent{Kind: wire.KindDecision, JobID: fmt.Sprintf("job-%d", r.n), Source: source,
-		TenantID: tenant, ManagedDeviceID: device, Status: wire.Succeeded, Worker: "test", At: base.Add(time.Duration(r.n) * time.Second)}
+		TenantID: tenant, ManagedDeviceID: device, Status: wire.Succeeded, Worker: "test", At: base.Add(time.Duration(r.n) * cmp.Or(r.step, time.Hour))}
 	data, err := json.Marshal(e)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.js.PublishAsync(names.Audit(source, tenant, device), data); err != nil {
+	if _, err := r.js.PublishAsync(names.Audit(source, tenant, device, e.At), data); err != nil {
 		t.Fatal(err)
 	}
 	return e.JobID
@@ -178,15 +189,21 @@ func TestChattyDeviceReadsItsNewestOnly(t *testing.T) {
 		name string
 		// at reports whether event i of events is the chatty device's.
 		at func(i int) bool
+		// step is the time between events: 10s puts them all on one day
+		// (one subject per source, searched by count probes), an hour
+		// spreads them over two months (read a day at a time).
+		step time.Duration
 	}{
-		{"spread evenly", func(i int) bool { return i%5 == 0 }},
-		{"all early", func(i int) bool { return i < chatty }},
-		{"all late", func(i int) bool { return i >= events-chatty }},
-		{"early burst, a trickle since", func(i int) bool { return i < chatty-30 || (i > 300 && i%40 == 0 && i < 300+30*40) }},
+		{"spread evenly", func(i int) bool { return i%5 == 0 }, 10 * time.Second},
+		{"all early", func(i int) bool { return i < chatty }, 10 * time.Second},
+		{"all late", func(i int) bool { return i >= events-chatty }, 10 * time.Second},
+		{"early burst, a trickle since", func(i int) bool { return i < chatty-30 || (i > 300 && i%40 == 0 && i < 300+30*40) }, 10 * time.Second},
+		{"spread over days", func(i int) bool { return i%5 == 0 }, time.Hour},
 	}
 	for _, l := range layouts {
 		t.Run(l.name, func(t *testing.T) {
 			r := newRig(t, nil)
+			r.step = l.step
 			var want []string
 			for i := range events {
 				if l.at(i) {

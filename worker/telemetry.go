@@ -71,10 +71,10 @@ func (t *Telemetry) audit(e wire.AuditEvent, discriminator string) {
 	if source == "" {
 		source = "unknown"
 	}
-	// The subject carries the tenant and the device (validated GUIDs, else
-	// a placeholder), so that history.Reader reads one device's events
+	// The subject carries the tenant, the device (validated GUIDs, else
+	// a placeholder) and the day, so that history.Reader reads one device's events
 	// by subject.
-	m := nats.NewMsg(t.names.Audit(source, e.TenantID, e.ManagedDeviceID))
+	m := nats.NewMsg(t.names.Audit(source, e.TenantID, e.ManagedDeviceID, e.At))
 	m.Data = data
 	m.Header.Set(jetstream.MsgIDHeader, e.JobID+"/"+e.Kind+"/"+discriminator)
 	if e.Traceparent != "" {
