@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
@@ -73,7 +72,8 @@ type historyStack struct {
 
 func (h *historyStack) start(ctx context.Context) error {
 	var err error
-	if h.srv, err = devserver.Start(devserver.Config{StoreDir: h.dir}); err != nil {
+	// A restart recovers a million messages: give it time on a loaded machine.
+	if h.srv, err = devserver.Start(devserver.Config{StoreDir: h.dir, StartTimeout: 2 * time.Minute}); err != nil {
 		return err
 	}
 	if h.nc, err = nats.Connect(h.srv.URL()); err != nil {
@@ -128,7 +128,10 @@ func (b *bench) history(ctx context.Context) (historyRun, error) {
 	b.logf("device history: storing %s audit events about %s devices and one chatty device", thousands(float64(run.events)), thousands(float64(run.devices)))
 	started := time.Now()
 	var err error
-	if run.chattyEvents, err = h.fill(ctx, run.events, run.devices); err != nil {
+	report := func(n int) {
+		b.logf("  %s events sent (%s/s)", thousands(float64(n)), thousands(float64(n)/time.Since(started).Seconds()))
+	}
+	if run.chattyEvents, err = h.fill(ctx, run.events, run.devices, report); err != nil {
 		return run, fmt.Errorf("fill: %w", err)
 	}
 	run.fill = time.Since(started)
@@ -235,7 +238,7 @@ func timed(f func() error) (time.Duration, error) {
 
 // fill stores events audit events, two per job (the call and the
 // decision), and returns how many are the chatty device's.
-func (h *historyStack) fill(ctx context.Context, events, devices int) (int, error) {
+func (h *historyStack) fill(ctx context.Context, events, devices int, progress func(stored int)) (int, error) {
 	const window = historyWindow
 	rnd := rand.New(rand.NewPCG(15, 2026))
 	sources := [historySources]string{"ticketing", "batch", "automation"}
@@ -284,6 +287,9 @@ func (h *historyStack) fill(ctx context.Context, events, devices int) (int, erro
 				return 0, err
 			}
 		}
+		if (i+1)%(events/10) == 0 {
+			progress(i + 1)
+		}
 	}
 	return chatty, flush()
 }
@@ -295,25 +301,21 @@ func (h *historyStack) readAll(ctx context.Context, filter string, want int, fn 
 	if err != nil {
 		return err
 	}
-	for got := 0; got < want; {
-		batch, err := cons.Fetch(min(want-got, 4096), jetstream.FetchMaxWait(10*time.Second))
+	it, err := cons.Messages(jetstream.PullMaxMessages(4096))
+	if err != nil {
+		return err
+	}
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	for range want {
+		m, err := it.Next()
 		if err != nil {
 			return err
 		}
-		n := 0
-		for m := range batch.Messages() {
-			if fn != nil {
-				fn(m.Data())
-			}
-			n++
+		if fn != nil {
+			fn(m.Data())
 		}
-		if err := batch.Error(); err != nil {
-			return err
-		}
-		if n == 0 {
-			return errors.New("no more messages")
-		}
-		got += n
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/recoverpasscode/recoverpasscode/wire"
 )
@@ -28,6 +29,10 @@ const (
 	// newest events (bisection alone needs 21 for a million sequences);
 	// past it the reader reads from the best start found.
 	maxProbes = 48
+	// parallel is how many of a device's subjects are read at once: the
+	// usual device has a subject per day it was named, each read in one
+	// round trip.
+	parallel = 8
 )
 
 // ErrInvalidID is returned, wrapped, for a tenant or device id that is not
@@ -111,8 +116,8 @@ func (r *Reader) Device(ctx context.Context, tenantID, deviceID string, limit in
 // day are), but finds a literal subject in each block's subject index,
 // from its first block to its last: so the reader lists the filter's
 // subjects from the stream's subject index, reads them by literal subject
-// a day at a time from the newest day, and stops once it holds limit
-// events and the days left are older.
+// from the newest day, parallel reads at a time, and stops once it holds
+// limit events and the days left are older.
 func (r *Reader) newest(ctx context.Context, filter string, limit int) ([]stored, error) {
 	subjects, err := r.subjects(ctx, filter)
 	if err != nil {
@@ -122,15 +127,27 @@ func (r *Reader) newest(ctx context.Context, filter string, limit int) ([]stored
 	day := func(subject string) string { return subject[strings.LastIndexByte(subject, '.')+1:] }
 	slices.SortFunc(subjects, func(a, b string) int { return cmp.Or(cmp.Compare(day(b), day(a)), cmp.Compare(a, b)) })
 	var all []stored
-	for i, subject := range subjects {
-		if len(all) >= limit && day(subject) != day(subjects[i-1]) {
+	for i := 0; i < len(subjects); {
+		if len(all) >= limit && day(subjects[i]) != day(subjects[i-1]) {
 			break
 		}
-		msgs, err := r.newestOf(ctx, subject, limit)
-		if err != nil {
+		chunk := subjects[i:min(i+parallel, len(subjects))]
+		read := make([][]stored, len(chunk))
+		g, gctx := errgroup.WithContext(ctx)
+		for j, subject := range chunk {
+			g.Go(func() error {
+				var err error
+				read[j], err = r.newestOf(gctx, subject, limit)
+				return err
+			})
+		}
+		if err := g.Wait(); err != nil {
 			return nil, err
 		}
-		all = append(all, msgs...)
+		for _, msgs := range read {
+			all = append(all, msgs...)
+		}
+		i += len(chunk)
 	}
 	slices.SortFunc(all, func(a, b stored) int { return cmp.Compare(a.seq, b.seq) })
 	return all[max(0, len(all)-limit):], nil
