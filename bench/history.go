@@ -21,11 +21,11 @@ import (
 
 // The device-history run: one audit stream of cfg.HistoryEvents events,
 // as the worker writes them (a Graph call and a decision per job, on
-// <prefix>.audit.<source>.<tenant>.<device>), about one device in
-// historyPerDevice on average, chosen at random per job, and one chatty
-// device (automation naming it again and again) in every
-// historyChattyEvery-th job. Each lookup is timed against the unit, a
-// direct get of one message by sequence, in the same run.
+// <prefix>.audit.<source>.<tenant>.<device>.<day>, a million spread over
+// a year), about one device in historyPerDevice on average, chosen at
+// random per job, and one chatty device (automation naming it again and
+// again) in every historyChattyEvery-th job. Each lookup is timed against
+// the unit, a direct get of one message by sequence, in the same run.
 const (
 	historyPerDevice   = 10
 	historyChattyEvery = 100
@@ -79,7 +79,8 @@ func (h *historyStack) start(ctx context.Context) error {
 	if h.nc, err = nats.Connect(h.srv.URL()); err != nil {
 		return err
 	}
-	if h.js, err = jetstream.New(h.nc, jetstream.WithPublishAsyncMaxPending(2*historyWindow)); err != nil {
+	// A loaded machine makes the scan's and the restarts' requests slow.
+	if h.js, err = jetstream.New(h.nc, jetstream.WithPublishAsyncMaxPending(2*historyWindow), jetstream.WithDefaultTimeout(30*time.Second)); err != nil {
 		return err
 	}
 	for _, cfg := range (queue.Setup{Names: h.names}).Streams() {
@@ -338,9 +339,9 @@ func (r *report) historyRows() []row {
 		what: fmt.Sprintf("device history (`history.Reader.Device`) of a random device, newest %d: subject index, direct gets (%.1f events returned on average)", historyLimit, h.typicalEvents),
 		result: fmt.Sprintf("p50 **%s = %s** of the unit, p99 %s = %s", ms(percentile(h.typical, 50)), ratio(percentile(h.typical, 50)),
 			ms(typicalP99), ratio(typicalP99)),
-		target: "p99 < 50 ms", ok: check(typicalP99 < 50*time.Millisecond),
 	}, {
-		what: fmt.Sprintf("device history of the chatty device (%s events), newest %d: count probes, then about %d–%d events read", thousands(float64(h.chattyEvents)), historyLimit, historyLimit, 2*historyLimit),
+		what: fmt.Sprintf("device history of the chatty device (%s events, %.0f a day), newest %d: its newest days' subjects read until it has them", thousands(float64(h.chattyEvents)),
+			float64(h.chattyEvents)/(float64(h.events)*historySpacing.Hours()/24), historyLimit),
 		result: fmt.Sprintf("p50 **%s = %s**, p99 %s = %s", ms(percentile(h.chatty, 50)), ratio(percentile(h.chatty, 50)),
 			ms(percentile(h.chatty, 99)), ratio(percentile(h.chatty, 99))),
 	}, {
