@@ -167,7 +167,7 @@ func TestTinyRun(t *testing.T) {
 		"fsync cost: 2 worker processes", "1 node (100 jobs): sync_interval default (2m) vs always",
 		"3-node cluster (R3) (100 jobs)",
 		"the unit: a direct get of one audit event", "device history (`history.Reader.Device`) of a random device",
-		"device history of the chatty device (20 events)", "first lookup after a nats-server restart",
+		"device history of the chatty device (20 events, ", "first lookup after a nats-server restart",
 	} {
 		if !strings.Contains(table, want) {
 			t.Errorf("the table has no row %q", want)
