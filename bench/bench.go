@@ -41,7 +41,7 @@ func newBench(ctx context.Context, cfg config, progress io.Writer) (*bench, erro
 		}
 		b.selfCmd = func() *exec.Cmd { return exec.Command(self) }
 	}
-	if b.workerCmd == nil {
+	if b.workerCmd == nil && cfg.needsWorker() {
 		bin := cfg.WorkerBin
 		if bin == "" {
 			if bin, err = b.build(ctx, "worker"); err != nil {
@@ -206,6 +206,11 @@ func (b *bench) measure(ctx context.Context) (*report, error) {
 		b.logf("gateway latency at idle: %d sequential POSTs with Prefer: wait, 1 worker", cfg.LatencySamples)
 		if rep.gatewayLatency, err = b.gatewayLatency(ctx); err != nil {
 			return nil, fmt.Errorf("gateway latency: %w", err)
+		}
+	}
+	if cfg.HistoryEvents > 0 && cfg.measures("history") {
+		if rep.history, err = b.history(ctx); err != nil {
+			return nil, fmt.Errorf("device history: %w", err)
 		}
 	}
 	rep.elapsed = time.Since(started)

@@ -140,6 +140,8 @@ func TestTinyRun(t *testing.T) {
 		RateWorkers:    2,
 		Backlogs:       []int{50, 100},
 		DurabilityJobs: 100,
+		HistoryEvents:  2000,
+		HistorySamples: 3,
 		Dir:            t.TempDir(),
 		ProfileDir:     t.TempDir(),
 		ProfileTime:    time.Second,
@@ -164,6 +166,8 @@ func TestTinyRun(t *testing.T) {
 		"gateway: `POST` with `Prefer: wait` at idle", " of the floor; the median of 2 rounds",
 		"fsync cost: 2 worker processes", "1 node (100 jobs): sync_interval default (2m) vs always",
 		"3-node cluster (R3) (100 jobs)",
+		"the unit: a direct get of one audit event", "device history (`history.Reader.Device`) of a random device",
+		"device history of the chatty device (20 events, ", "first lookup after a nats-server restart",
 	} {
 		if !strings.Contains(table, want) {
 			t.Errorf("the table has no row %q", want)
@@ -251,6 +255,9 @@ func TestParseConfig(t *testing.T) {
 			return c.measures("gateway") && !c.measures("throughput") && !c.measures("rss") && !c.measures("latency")
 		}},
 		{"all", []string{"--rows", "latency,all"}, func(c config) bool { return c.Rows == nil }},
+		{"the device history alone, quick", []string{"--quick", "--rows", "history"}, func(c config) bool {
+			return c.measures("history") && !c.measures("gateway") && !c.needsWorker() && c.HistoryEvents == 100_000
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

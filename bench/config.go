@@ -53,6 +53,13 @@ type config struct {
 	// durability); zero skips the comparison. Defaults to 3000; 1000 with
 	// --quick.
 	DurabilityJobs int
+	// HistoryEvents is the size of the audit stream of the device-history
+	// run (see history.go); zero skips it. Defaults to 1000000; 100000 with
+	// --quick.
+	HistoryEvents int
+	// HistorySamples is the number of lookups timed per kind in that run.
+	// Defaults to 200; 50 with --quick.
+	HistorySamples int
 	// HandlerBench runs go test -bench of the job handler for allocations
 	// per job. Defaults to true.
 	HandlerBench bool
@@ -87,10 +94,21 @@ type config struct {
 }
 
 // rowGroups are the measurements --rows selects, in the table's order.
-var rowGroups = []string{"throughput", "latency", "rate", "durability", "handler", "rss", "gateway"}
+var rowGroups = []string{"throughput", "latency", "rate", "durability", "handler", "rss", "gateway", "history"}
 
 // measures reports whether the run makes the measurements of group.
 func (c config) measures(group string) bool { return c.Rows == nil || c.Rows[group] }
+
+// needsWorker reports whether a measurement of the run starts worker
+// processes (the handler benchmark and the device history do not).
+func (c config) needsWorker() bool {
+	for _, g := range rowGroups {
+		if g != "handler" && g != "history" && c.measures(g) {
+			return true
+		}
+	}
+	return false
+}
 
 // quickConfig and fullConfig are the two sizes; flags change either.
 func fullConfig() config {
@@ -106,6 +124,8 @@ func fullConfig() config {
 		RateWorkers:      3,
 		Backlogs:         []int{10000, 100000},
 		DurabilityJobs:   3000,
+		HistoryEvents:    1_000_000,
+		HistorySamples:   200,
 		HandlerBench:     true,
 		HandlerBenchtime: "2000x",
 		ProfileTime:      2 * time.Second,
@@ -121,6 +141,8 @@ func quickConfig() config {
 	c.RateTime = 20 * time.Second
 	c.Backlogs = []int{2000, 20000}
 	c.DurabilityJobs = 1000
+	c.HistoryEvents = 100_000
+	c.HistorySamples = 50
 	c.HandlerBenchtime = "300x"
 	return c
 }
@@ -157,6 +179,8 @@ func parseConfig(args []string, usageOut io.Writer) (config, error) {
 	rateWorkers := fs.Int("rate-workers", full.RateWorkers, "worker processes sharing the limit")
 	backlogs := fs.String("backlogs", "10000,100000", "queue depths whose peak RSS is compared (quick: 2000,20000)")
 	durabilityJobs := fs.Int("durability-jobs", full.DurabilityJobs, "jobs per run of the fsync comparison, sync_interval default vs always; 0 skips it (quick: 1000)")
+	historyEvents := fs.Int("history-events", full.HistoryEvents, "audit events in the stream of the device-history lookups; 0 skips them (quick: 100000)")
+	historySamples := fs.Int("history-samples", full.HistorySamples, "lookups timed per kind in the device-history run (quick: 50)")
 	handler := fs.Bool("handler-bench", true, "run go test -bench of the job handler for allocations per job")
 	benchtime := fs.String("handler-benchtime", full.HandlerBenchtime, "-benchtime of the handler benchmark (quick: 300x)")
 	rows := fs.String("rows", "all", "measurements to make, comma-separated: "+strings.Join(rowGroups, ", ")+", or all")
@@ -201,6 +225,10 @@ func parseConfig(args []string, usageOut io.Writer) (config, error) {
 			cfg.Backlogs, err = parseInts(*backlogs)
 		case "durability-jobs":
 			cfg.DurabilityJobs = *durabilityJobs
+		case "history-events":
+			cfg.HistoryEvents = *historyEvents
+		case "history-samples":
+			cfg.HistorySamples = *historySamples
 		case "handler-bench":
 			cfg.HandlerBench = *handler
 		case "handler-benchtime":
@@ -239,6 +267,9 @@ func (c config) validate() error {
 	}
 	if c.DurabilityJobs != 0 && c.DurabilityJobs < 10 {
 		errs = append(errs, errors.New("--durability-jobs: want at least 10 (or 0 to skip the comparison)"))
+	}
+	if c.HistoryEvents != 0 && (c.HistoryEvents < 1000 || c.HistorySamples < 1) {
+		errs = append(errs, errors.New("--history-events: want at least 1000 (or 0 to skip the run), and --history-samples at least 1"))
 	}
 	if c.RateTime < 0 || c.RateLatency < 0 {
 		errs = append(errs, errors.New("--rate-time and --rate-latency: want no negative duration"))

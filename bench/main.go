@@ -25,6 +25,9 @@
 //  7. what fsyncing every write costs: the worker fleet on one node and on
 //     a 3-node R3 cluster with JetStream's sync_interval at its default
 //     and at "always" (deploy/nats/cluster.conf's setting), side by side.
+//  8. a device's history (history.Reader.Device) among 1,000,000 audit
+//     events, as a ratio to a direct get of one event in the same run,
+//     with a scan of the stream and a filtered consumer for comparison.
 //
 // Everything runs on loopback: an embedded nats-server and the Graph and
 // Entra ID double live in this process; the workers and the gateway are
@@ -37,6 +40,7 @@
 //	go run ./bench --profile /tmp/prof   # also CPU profiles of each throughput run
 //	go run ./bench --rows gateway        # the gateway's rows alone
 //	go run ./bench --rows durability     # the fsync comparison alone, about a minute
+//	go run ./bench --rows history        # the device-history lookups alone, a few minutes
 //
 // Progress goes to stderr, the table to stdout.
 package main

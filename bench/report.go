@@ -64,6 +64,8 @@ type report struct {
 	gatewayLatency latencyRun
 	// durability is the fsync comparison, one per NATS layout.
 	durability []durabilityRun
+	// history is the device-history lookup among many audit events.
+	history historyRun
 }
 
 // row is one line of the table; ok is nil where there is no target.
@@ -113,6 +115,7 @@ func (r *report) rows() []row {
 	if len(r.submits) > 0 {
 		rows = append(rows, r.gatewayRows()...)
 	}
+	rows = append(rows, r.historyRows()...)
 	return rows
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
+	"github.com/recoverpasscode/recoverpasscode/history"
 	"github.com/recoverpasscode/recoverpasscode/internal/testsystem"
 	"github.com/recoverpasscode/recoverpasscode/wire"
 )
@@ -77,6 +78,21 @@ func TestMetricsAuditTraceAndNoSecretsInLogs(t *testing.T) {
 	for _, k := range []string{"graph_call/traced", "graph_call/missing", "decision/traced", "decision/missing", "decision/invalid"} {
 		if kinds[k] != 1 {
 			t.Errorf("audit events %v: want one %s", kinds, k)
+		}
+	}
+	// The same trail by device, as the console's device page reads it:
+	// the worker's subjects carry the tenant and the device.
+	for device, want := range map[string]string{testsystem.Device: "decision/traced graph_call/traced", missing: "decision/missing graph_call/missing"} {
+		got, err := history.New(sys.JS, sys.Names).Device(t.Context(), testsystem.Tenant, device, 10)
+		if err != nil {
+			t.Fatalf("history of %s: %v", device, err)
+		}
+		var ids []string
+		for _, e := range got {
+			ids = append(ids, e.Kind+"/"+e.JobID)
+		}
+		if strings.Join(ids, " ") != want {
+			t.Errorf("history of %s: %v, want %s", device, ids, want)
 		}
 	}
 	if !strings.Contains(logs.String(), trace) {

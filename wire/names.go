@@ -2,6 +2,7 @@ package wire
 
 import (
 	"strings"
+	"time"
 )
 
 // DefaultPrefix is the first token of every subject and the base of every
@@ -85,8 +86,48 @@ func (n Names) DLQ(source string) string { return n.prefix() + ".dlq." + source 
 // DLQWildcard matches every dead letter.
 func (n Names) DLQWildcard() string { return n.prefix() + ".dlq.>" }
 
-// Audit is the audit subject of a source.
-func (n Names) Audit(source string) string { return n.prefix() + ".audit." + source }
+// NoToken stands in an audit subject for a tenant or device id that the
+// event lacks or that is not a GUID: only validated ids become tokens.
+const NoToken = "_"
+
+// Audit is the subject of an audit event of source about one device of one
+// tenant, at a time:
+// <prefix>.audit.<source>.<tenantId>.<managedDeviceId>.<yyyymmdd>, so that
+// a device's history is read by subject (AuditOfDevice) rather than by
+// scanning the stream. The day (UTC) keeps each subject's messages close
+// together in the stream: nats-server finds a subject's first and last
+// block from its subject index, but must visit every block in between,
+// so a subject spanning a device's whole year would make each lookup
+// visit the year's blocks. The ids pass through AuditToken; a source that
+// is not a token (ValidToken) becomes NoToken.
+func (n Names) Audit(source, tenantID, deviceID string, at time.Time) string {
+	if !ValidToken(source) {
+		source = NoToken
+	}
+	return n.prefix() + ".audit." + source + "." + AuditToken(tenantID) + "." + AuditToken(deviceID) + "." + AuditDay(at)
+}
+
+// AuditOfDevice matches every audit event about one device of one tenant,
+// from every source, on every day. Callers validate both ids first
+// (IsGUID): an invalid one becomes NoToken, which matches the events that
+// lack it.
+func (n Names) AuditOfDevice(tenantID, deviceID string) string {
+	return n.prefix() + ".audit.*." + AuditToken(tenantID) + "." + AuditToken(deviceID) + ".*"
+}
+
+// AuditToken is id as a token of an audit subject: a GUID in lower case
+// (Graph's ids are case-insensitive, so both spellings of one device share
+// a subject), anything else NoToken.
+func AuditToken(id string) string {
+	if !IsGUID(id) {
+		return NoToken
+	}
+	return strings.ToLower(id)
+}
+
+// AuditDay is the day token of an audit subject: at's date in UTC as
+// yyyymmdd, so that the tokens sort as the days do.
+func AuditDay(at time.Time) string { return at.UTC().Format("20060102") }
 
 // AuditWildcard matches every audit event.
 func (n Names) AuditWildcard() string { return n.prefix() + ".audit.>" }
