@@ -99,7 +99,7 @@ func testGatewayMain() int {
 		return 1
 	}
 	defer nc.Close()
-	gw, err := gateway.New(gateway.Config{NATS: nc, TenantID: os.Getenv("AZURE_TENANT_ID"), Sources: sources})
+	gw, err := gateway.New(gateway.Config{NATS: nc, TenantID: os.Getenv("AZURE_TENANT_ID"), Sources: sources, Pprof: os.Getenv("RECOVER_PPROF") == "true"})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -169,8 +169,12 @@ func TestTinyRun(t *testing.T) {
 			t.Errorf("the table has no row %q", want)
 		}
 	}
-	for _, name := range []string{"raw-raw-1", "raw-nats-and-graph", "floor-floor-1", "worker-1p-worker-1", "worker-2p-worker-2", "worker-2p-nats-and-graph"} {
-		if fi, err := os.Stat(filepath.Join(cfg.ProfileDir, name+".pprof")); err != nil || fi.Size() == 0 {
+	for _, name := range []string{"raw-raw-1", "raw-nats-and-graph", "floor-floor-1", "worker-1p-worker-1", "worker-2p-worker-2", "worker-2p-nats-and-graph",
+		"gateway-submit-gateway-1", "gateway-submit-nats-and-graph", "gateway-wait-gateway-1", "gateway-wait-gateway-1.trace"} {
+		if filepath.Ext(name) == "" {
+			name += ".pprof"
+		}
+		if fi, err := os.Stat(filepath.Join(cfg.ProfileDir, name)); err != nil || fi.Size() == 0 {
 			t.Errorf("profile %s: %v", name, err)
 		}
 	}

@@ -67,6 +67,7 @@ func (b *bench) gatewayFleet(hash string) fleetSpec {
 				"AZURE_TENANT_ID=" + benchTenant,
 				"RECOVER_LOG_FORMAT=json",
 				"RECOVER_LOG_LEVEL=info",
+				"RECOVER_PPROF=" + fmt.Sprint(b.cfg.ProfileDir != ""),
 			}
 		},
 	}
@@ -84,7 +85,7 @@ func (b *bench) submissions(ctx context.Context, i int) (submitRound, error) {
 	if rd.floor, err = b.submitDirect(ctx, n, true); err != nil {
 		return rd, fmt.Errorf("floor: %w", err)
 	}
-	if rd.http, err = b.submitHTTP(ctx, n); err != nil {
+	if rd.http, err = b.submitHTTP(ctx, n, b.cfg.ProfileDir != "" && i == 0); err != nil {
 		return rd, fmt.Errorf("HTTP submissions: %w", err)
 	}
 	b.logf("  direct %.0f/s, floor %.0f/s, HTTP %.0f/s: HTTP is %.0f%% of direct", rd.direct.perSec, rd.floor.perSec, rd.http.perSec, 100*rd.share())
@@ -140,7 +141,9 @@ func requestRecord(i int) []byte {
 // submitHTTP submits n jobs through a gateway process from submitClients
 // HTTP clients with keep-alive, each job with its own Idempotency-Key as a
 // ticketing system sends it, each answered 202 once JetStream holds it.
-func (b *bench) submitHTTP(ctx context.Context, n int) (submitRun, error) {
+// With profile, it also captures CPU profiles of the gateway and this process
+// (see startProfiles).
+func (b *bench) submitHTTP(ctx context.Context, n int, profile bool) (submitRun, error) {
 	run := submitRun{jobs: n}
 	s, err := startStack(ctx, b.dir, graphsim.Config{Limit: -1})
 	if err != nil {
@@ -159,6 +162,12 @@ func (b *bench) submitHTTP(ctx context.Context, n int) (submitRun, error) {
 	url := "http://" + f.procs[0].httpAddr + "/v1/jobs"
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: submitClients}}
 	defer client.CloseIdleConnections()
+	var prof *profiles
+	if profile {
+		if prof, err = b.startProfiles(ctx, f, "gateway-submit", false); err != nil {
+			return run, err
+		}
+	}
 	cpu0, err := f.cpuTime()
 	if err != nil {
 		return run, err
@@ -180,6 +189,11 @@ func (b *bench) submitHTTP(ctx context.Context, n int) (submitRun, error) {
 	}
 	run.cpu = (cpu1 - cpu0) / time.Duration(n)
 	run.serverCPU = (selfCPU() - self0) / time.Duration(n)
+	if prof != nil {
+		if err := prof.wait(); err != nil {
+			return run, err
+		}
+	}
 	f.stop()
 	if err := f.check(); err != nil {
 		return run, err
@@ -311,6 +325,12 @@ func (b *bench) gatewayLatency(ctx context.Context) (latencyRun, error) {
 	url := "http://" + gw.procs[0].httpAddr + "/v1/jobs"
 	client := &http.Client{Timeout: 30 * time.Second}
 	defer client.CloseIdleConnections()
+	var prof *profiles
+	if b.cfg.ProfileDir != "" {
+		if prof, err = b.startProfiles(ctx, gw, "gateway-wait", true); err != nil {
+			return run, err
+		}
+	}
 	for i := range warmup + run.samples {
 		start := time.Now()
 		status, body, err := post(ctx, client, url, key, i, "wait=10")
@@ -323,6 +343,11 @@ func (b *bench) gatewayLatency(ctx context.Context) (latencyRun, error) {
 		}
 		if i >= warmup {
 			run.e2e = append(run.e2e, time.Since(start))
+		}
+	}
+	if prof != nil {
+		if err := prof.wait(); err != nil {
+			return run, err
 		}
 	}
 	if run.graph, err = s.timeGraph(ctx, run.samples); err != nil {
