@@ -39,6 +39,8 @@ func TestMain(m *testing.M) {
 		os.Exit(testWorkerMain())
 	case roleTestGateway:
 		os.Exit(testGatewayMain())
+	case rolePlainHTTP:
+		os.Exit(plainHTTPMain())
 	}
 	os.Exit(m.Run())
 }
@@ -160,7 +162,7 @@ func TestTinyRun(t *testing.T) {
 		"raw JetStream ceiling", "floor: bare consumer", "worker, 1 process(es)", "worker, 2 process(es)",
 		"single job at idle", "rate-limited 5/500ms", "with 50 jobs queued", "with 100 jobs queued",
 		"the median of 2 rounds", "; rounds: ",
-		"gateway baseline: direct JetStream publishes", "gateway floor: the two JetStream writes", "gateway: `POST /v1/jobs`",
+		"gateway baseline: direct JetStream publishes", "gateway, HTTP alone: a do-nothing HTTP server", "gateway floor: the two JetStream writes", "gateway: `POST /v1/jobs`",
 		"gateway: `POST` with `Prefer: wait` at idle", " of the floor; the median of 2 rounds",
 		"fsync cost: 2 worker processes", "1 node (100 jobs): sync_interval default (2m) vs always",
 		"3-node cluster (R3) (100 jobs)",

@@ -28,9 +28,10 @@ const submitClients = 64
 // submitRound is one pass over the submission measurements, back to back,
 // each on a fresh stack: direct JetStream publishes, the floor (the two
 // JetStream writes the gateway's contract requires of each submission,
-// without HTTP) and HTTP submissions through a gateway process.
+// without HTTP), HTTP alone (the same clients against a server that does
+// nothing) and HTTP submissions through a gateway process.
 type submitRound struct {
-	direct, floor, http submitRun
+	direct, floor, plain, http submitRun
 }
 
 // share is HTTP submissions over direct publishes.
@@ -85,10 +86,14 @@ func (b *bench) submissions(ctx context.Context, i int) (submitRound, error) {
 	if rd.floor, err = b.submitDirect(ctx, n, true); err != nil {
 		return rd, fmt.Errorf("floor: %w", err)
 	}
+	if rd.plain, err = b.submitPlain(ctx, n); err != nil {
+		return rd, fmt.Errorf("HTTP alone: %w", err)
+	}
 	if rd.http, err = b.submitHTTP(ctx, n, b.cfg.ProfileDir != "" && i == 0); err != nil {
 		return rd, fmt.Errorf("HTTP submissions: %w", err)
 	}
-	b.logf("  direct %.0f/s, floor %.0f/s, HTTP %.0f/s: HTTP is %.0f%% of direct", rd.direct.perSec, rd.floor.perSec, rd.http.perSec, 100*rd.share())
+	b.logf("  direct %.0f/s, floor %.0f/s, HTTP alone %.0f/s, gateway %.0f/s: the gateway is %.0f%% of direct",
+		rd.direct.perSec, rd.floor.perSec, rd.plain.perSec, rd.http.perSec, 100*rd.share())
 	return rd, nil
 }
 
@@ -199,6 +204,61 @@ func (b *bench) submitHTTP(ctx context.Context, n int, profile bool) (submitRun,
 		return run, err
 	}
 	return run, s.checkStored(ctx, n)
+}
+
+// plainFleet is one plain HTTP server process (see plainHTTPMain).
+func (b *bench) plainFleet() fleetSpec {
+	return fleetSpec{
+		name: "plain-http",
+		n:    1,
+		cmd:  b.selfCmd,
+		env: func(_ *stack, _, httpAddr string) []string {
+			return []string{roleEnv + "=" + rolePlainHTTP, "RECOVER_HTTP_ADDR=" + httpAddr}
+		},
+	}
+}
+
+// submitPlain posts n jobs, as submitHTTP does, to a server that answers
+// 202 and does nothing else: what HTTP alone costs, with the same
+// clients, the same bodies and keep-alive.
+func (b *bench) submitPlain(ctx context.Context, n int) (submitRun, error) {
+	run := submitRun{jobs: n}
+	s, err := startStack(ctx, b.dir, graphsim.Config{Limit: -1})
+	if err != nil {
+		return run, err
+	}
+	defer s.close()
+	f, err := b.start(ctx, s, b.plainFleet())
+	if err != nil {
+		return run, err
+	}
+	defer f.stop()
+	url := "http://" + f.procs[0].httpAddr + "/v1/jobs"
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: submitClients}}
+	defer client.CloseIdleConnections()
+	cpu0, err := f.cpuTime()
+	if err != nil {
+		return run, err
+	}
+	self0 := selfCPU()
+	run.perSec, err = concurrently(ctx, n, func(ctx context.Context, i int) error {
+		status, body, err := post(ctx, client, url, "not-checked", i, "")
+		if err == nil && status != http.StatusAccepted {
+			err = fmt.Errorf("POST: %d %s", status, body)
+		}
+		return err
+	})
+	if err != nil {
+		return run, err
+	}
+	cpu1, err := f.cpuTime()
+	if err != nil {
+		return run, err
+	}
+	run.cpu = (cpu1 - cpu0) / time.Duration(n)
+	run.serverCPU = (selfCPU() - self0) / time.Duration(n)
+	f.stop()
+	return run, f.check()
 }
 
 // post submits job i to the gateway at url as source bench, with its
