@@ -39,6 +39,8 @@ func TestMain(m *testing.M) {
 		os.Exit(testWorkerMain())
 	case roleTestGateway:
 		os.Exit(testGatewayMain())
+	case rolePlainHTTP:
+		os.Exit(plainHTTPMain())
 	}
 	os.Exit(m.Run())
 }
@@ -99,7 +101,7 @@ func testGatewayMain() int {
 		return 1
 	}
 	defer nc.Close()
-	gw, err := gateway.New(gateway.Config{NATS: nc, TenantID: os.Getenv("AZURE_TENANT_ID"), Sources: sources})
+	gw, err := gateway.New(gateway.Config{NATS: nc, TenantID: os.Getenv("AZURE_TENANT_ID"), Sources: sources, Pprof: os.Getenv("RECOVER_PPROF") == "true"})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -162,7 +164,7 @@ func TestTinyRun(t *testing.T) {
 		"raw JetStream ceiling", "floor: bare consumer", "worker, 1 process(es)", "worker, 2 process(es)",
 		"single job at idle", "rate-limited 5/500ms", "with 50 jobs queued", "with 100 jobs queued",
 		"the median of 2 rounds", "; rounds: ",
-		"gateway baseline: direct JetStream publishes", "gateway floor: the two JetStream writes", "gateway: `POST /v1/jobs`",
+		"gateway baseline: direct JetStream publishes", "gateway, HTTP alone: a do-nothing HTTP server", "gateway floor: the two JetStream writes", "gateway: `POST /v1/jobs`",
 		"gateway: `POST` with `Prefer: wait` at idle", " of the floor; the median of 2 rounds",
 		"fsync cost: 2 worker processes", "1 node (100 jobs): sync_interval default (2m) vs always",
 		"3-node cluster (R3) (100 jobs)",
@@ -173,8 +175,12 @@ func TestTinyRun(t *testing.T) {
 			t.Errorf("the table has no row %q", want)
 		}
 	}
-	for _, name := range []string{"raw-raw-1", "raw-nats-and-graph", "floor-floor-1", "worker-1p-worker-1", "worker-2p-worker-2", "worker-2p-nats-and-graph"} {
-		if fi, err := os.Stat(filepath.Join(cfg.ProfileDir, name+".pprof")); err != nil || fi.Size() == 0 {
+	for _, name := range []string{"raw-raw-1", "raw-nats-and-graph", "floor-floor-1", "worker-1p-worker-1", "worker-2p-worker-2", "worker-2p-nats-and-graph",
+		"gateway-submit-gateway-1", "gateway-submit-nats-and-graph", "gateway-wait-gateway-1", "gateway-wait-gateway-1.trace"} {
+		if filepath.Ext(name) == "" {
+			name += ".pprof"
+		}
+		if fi, err := os.Stat(filepath.Join(cfg.ProfileDir, name)); err != nil || fi.Size() == 0 {
 			t.Errorf("profile %s: %v", name, err)
 		}
 	}

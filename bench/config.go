@@ -77,7 +77,9 @@ type config struct {
 	// Dir holds the run's temporary files. Defaults to the system's.
 	Dir string
 	// ProfileDir, when set, receives CPU profiles of every unlimited
-	// throughput run: each child process's and this process's.
+	// throughput run (each child process's and this process's), and of the
+	// first round's HTTP submissions and the gateway latency run, with an
+	// execution trace of the gateway.
 	ProfileDir string
 	// ProfileTime is how long each profile covers from the moment the
 	// fleet is ready. Defaults to 2s.
@@ -187,7 +189,7 @@ func parseConfig(args []string, usageOut io.Writer) (config, error) {
 	workerBin := fs.String("worker-bin", "", "a built cmd/worker (default: build one)")
 	gatewayBin := fs.String("gateway-bin", "", "a built cmd/gateway (default: build one)")
 	dir := fs.String("dir", "", "directory for temporary files (default: the system's)")
-	profileDir := fs.String("profile", "", "directory to write CPU profiles of the unlimited throughput runs into (workers run with RECOVER_PPROF)")
+	profileDir := fs.String("profile", "", "directory to write CPU profiles of the unlimited throughput runs and the gateway runs (and a trace of the gateway) into (workers and gateway run with RECOVER_PPROF)")
 	profileTime := fs.Duration("profile-time", full.ProfileTime, "how long each CPU profile covers, from the moment the fleet is ready")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err

@@ -28,9 +28,10 @@ const submitClients = 64
 // submitRound is one pass over the submission measurements, back to back,
 // each on a fresh stack: direct JetStream publishes, the floor (the two
 // JetStream writes the gateway's contract requires of each submission,
-// without HTTP) and HTTP submissions through a gateway process.
+// without HTTP), HTTP alone (the same clients against a server that does
+// nothing) and HTTP submissions through a gateway process.
 type submitRound struct {
-	direct, floor, http submitRun
+	direct, floor, plain, http submitRun
 }
 
 // share is HTTP submissions over direct publishes.
@@ -67,6 +68,7 @@ func (b *bench) gatewayFleet(hash string) fleetSpec {
 				"AZURE_TENANT_ID=" + benchTenant,
 				"RECOVER_LOG_FORMAT=json",
 				"RECOVER_LOG_LEVEL=info",
+				"RECOVER_PPROF=" + fmt.Sprint(b.cfg.ProfileDir != ""),
 			}
 		},
 	}
@@ -84,10 +86,14 @@ func (b *bench) submissions(ctx context.Context, i int) (submitRound, error) {
 	if rd.floor, err = b.submitDirect(ctx, n, true); err != nil {
 		return rd, fmt.Errorf("floor: %w", err)
 	}
-	if rd.http, err = b.submitHTTP(ctx, n); err != nil {
+	if rd.plain, err = b.submitPlain(ctx, n); err != nil {
+		return rd, fmt.Errorf("HTTP alone: %w", err)
+	}
+	if rd.http, err = b.submitHTTP(ctx, n, b.cfg.ProfileDir != "" && i == 0); err != nil {
 		return rd, fmt.Errorf("HTTP submissions: %w", err)
 	}
-	b.logf("  direct %.0f/s, floor %.0f/s, HTTP %.0f/s: HTTP is %.0f%% of direct", rd.direct.perSec, rd.floor.perSec, rd.http.perSec, 100*rd.share())
+	b.logf("  direct %.0f/s, floor %.0f/s, HTTP alone %.0f/s, gateway %.0f/s: the gateway is %.0f%% of direct",
+		rd.direct.perSec, rd.floor.perSec, rd.plain.perSec, rd.http.perSec, 100*rd.share())
 	return rd, nil
 }
 
@@ -140,7 +146,9 @@ func requestRecord(i int) []byte {
 // submitHTTP submits n jobs through a gateway process from submitClients
 // HTTP clients with keep-alive, each job with its own Idempotency-Key as a
 // ticketing system sends it, each answered 202 once JetStream holds it.
-func (b *bench) submitHTTP(ctx context.Context, n int) (submitRun, error) {
+// With profile, it also captures CPU profiles of the gateway and this process
+// (see startProfiles).
+func (b *bench) submitHTTP(ctx context.Context, n int, profile bool) (submitRun, error) {
 	run := submitRun{jobs: n}
 	s, err := startStack(ctx, b.dir, graphsim.Config{Limit: -1})
 	if err != nil {
@@ -159,6 +167,12 @@ func (b *bench) submitHTTP(ctx context.Context, n int) (submitRun, error) {
 	url := "http://" + f.procs[0].httpAddr + "/v1/jobs"
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: submitClients}}
 	defer client.CloseIdleConnections()
+	var prof *profiles
+	if profile {
+		if prof, err = b.startProfiles(ctx, f, "gateway-submit", false); err != nil {
+			return run, err
+		}
+	}
 	cpu0, err := f.cpuTime()
 	if err != nil {
 		return run, err
@@ -180,11 +194,71 @@ func (b *bench) submitHTTP(ctx context.Context, n int) (submitRun, error) {
 	}
 	run.cpu = (cpu1 - cpu0) / time.Duration(n)
 	run.serverCPU = (selfCPU() - self0) / time.Duration(n)
+	if prof != nil {
+		if err := prof.wait(); err != nil {
+			return run, err
+		}
+	}
 	f.stop()
 	if err := f.check(); err != nil {
 		return run, err
 	}
 	return run, s.checkStored(ctx, n)
+}
+
+// plainFleet is one plain HTTP server process (see plainHTTPMain).
+func (b *bench) plainFleet() fleetSpec {
+	return fleetSpec{
+		name: "plain-http",
+		n:    1,
+		cmd:  b.selfCmd,
+		env: func(_ *stack, _, httpAddr string) []string {
+			return []string{roleEnv + "=" + rolePlainHTTP, "RECOVER_HTTP_ADDR=" + httpAddr}
+		},
+	}
+}
+
+// submitPlain posts n jobs, as submitHTTP does, to a server that answers
+// 202 and does nothing else: what HTTP alone costs, with the same
+// clients, the same bodies and keep-alive.
+func (b *bench) submitPlain(ctx context.Context, n int) (submitRun, error) {
+	run := submitRun{jobs: n}
+	s, err := startStack(ctx, b.dir, graphsim.Config{Limit: -1})
+	if err != nil {
+		return run, err
+	}
+	defer s.close()
+	f, err := b.start(ctx, s, b.plainFleet())
+	if err != nil {
+		return run, err
+	}
+	defer f.stop()
+	url := "http://" + f.procs[0].httpAddr + "/v1/jobs"
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: submitClients}}
+	defer client.CloseIdleConnections()
+	cpu0, err := f.cpuTime()
+	if err != nil {
+		return run, err
+	}
+	self0 := selfCPU()
+	run.perSec, err = concurrently(ctx, n, func(ctx context.Context, i int) error {
+		status, body, err := post(ctx, client, url, "not-checked", i, "")
+		if err == nil && status != http.StatusAccepted {
+			err = fmt.Errorf("POST: %d %s", status, body)
+		}
+		return err
+	})
+	if err != nil {
+		return run, err
+	}
+	cpu1, err := f.cpuTime()
+	if err != nil {
+		return run, err
+	}
+	run.cpu = (cpu1 - cpu0) / time.Duration(n)
+	run.serverCPU = (selfCPU() - self0) / time.Duration(n)
+	f.stop()
+	return run, f.check()
 }
 
 // post submits job i to the gateway at url as source bench, with its
@@ -311,6 +385,12 @@ func (b *bench) gatewayLatency(ctx context.Context) (latencyRun, error) {
 	url := "http://" + gw.procs[0].httpAddr + "/v1/jobs"
 	client := &http.Client{Timeout: 30 * time.Second}
 	defer client.CloseIdleConnections()
+	var prof *profiles
+	if b.cfg.ProfileDir != "" {
+		if prof, err = b.startProfiles(ctx, gw, "gateway-wait", true); err != nil {
+			return run, err
+		}
+	}
 	for i := range warmup + run.samples {
 		start := time.Now()
 		status, body, err := post(ctx, client, url, key, i, "wait=10")
@@ -323,6 +403,11 @@ func (b *bench) gatewayLatency(ctx context.Context) (latencyRun, error) {
 		}
 		if i >= warmup {
 			run.e2e = append(run.e2e, time.Since(start))
+		}
+	}
+	if prof != nil {
+		if err := prof.wait(); err != nil {
+			return run, err
 		}
 	}
 	if run.graph, err = s.timeGraph(ctx, run.samples); err != nil {

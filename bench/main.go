@@ -57,8 +57,11 @@ import (
 )
 
 func main() {
-	if os.Getenv(roleEnv) == roleRawConsumer {
+	switch os.Getenv(roleEnv) {
+	case roleRawConsumer:
 		os.Exit(rawConsumerMain())
+	case rolePlainHTTP:
+		os.Exit(plainHTTPMain())
 	}
 	cfg, err := parseConfig(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {

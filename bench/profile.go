@@ -12,8 +12,8 @@ import (
 	"time"
 )
 
-// profiles captures CPU profiles while one throughput run goes on: one per
-// child process, from its /debug/pprof/profile, and one of this process
+// profiles captures CPU profiles while one run goes on: one per child
+// process, from its /debug/pprof/profile, and one of this process
 // (nats-server, the Graph double and the run's polling). Each covers the
 // same ProfileTime from the moment the fleet is ready, so the run must
 // last at least that long to be profiled whole.
@@ -23,19 +23,28 @@ type profiles struct {
 }
 
 // startProfiles begins profiling the fleet and this process into
-// b.cfg.ProfileDir, naming each file label-<process>.pprof.
-func (b *bench) startProfiles(ctx context.Context, f *fleet, label string) (*profiles, error) {
+// b.cfg.ProfileDir, naming each file label-<process>.pprof; with trace,
+// it also records an execution trace of each child process
+// (label-<process>.trace, for go tool trace).
+func (b *bench) startProfiles(ctx context.Context, f *fleet, label string, trace bool) (*profiles, error) {
 	dir, seconds := b.cfg.ProfileDir, max(1, int(b.cfg.ProfileTime/time.Second))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("profile: %w", err)
 	}
-	p := &profiles{done: make(chan error, len(f.procs)+1)}
+	p := &profiles{done: make(chan error, 2*len(f.procs)+1)}
 	for _, proc := range f.procs {
 		p.n++
 		url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", proc.httpAddr, seconds)
 		go func() {
 			p.done <- fetchProfile(ctx, url, filepath.Join(dir, label+"-"+proc.name+".pprof"))
 		}()
+		if trace {
+			p.n++
+			url := fmt.Sprintf("http://%s/debug/pprof/trace?seconds=%d", proc.httpAddr, seconds)
+			go func() {
+				p.done <- fetchProfile(ctx, url, filepath.Join(dir, label+"-"+proc.name+".trace"))
+			}()
+		}
 	}
 	self, err := os.Create(filepath.Join(dir, label+"-nats-and-graph.pprof"))
 	if err != nil {

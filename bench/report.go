@@ -199,6 +199,7 @@ func (r *report) gatewayRows() []row {
 		return fmt.Sprintf(format, strings.Join(parts, ", "))
 	}
 	share := web.perSec / direct.perSec
+	plain := rd.plain
 	l := r.gatewayLatency
 	return []row{{
 		what: fmt.Sprintf("gateway baseline: direct JetStream publishes of jobs, %d concurrent publishers each waiting for its ack (%d jobs)", submitClients, direct.jobs),
@@ -209,9 +210,13 @@ func (r *report) gatewayRows() []row {
 		result: fmt.Sprintf("%s jobs/s = %.0f%% of direct; CPU per job %s nats-server and clients%s", thousands(floor.perSec), 100*floor.perSec/direct.perSec, us(floor.serverCPU),
 			spread(" (rounds: %s of direct)", func(s submitRound) float64 { return s.floor.perSec / s.direct.perSec }, percent)),
 	}, {
+		what: fmt.Sprintf("gateway, HTTP alone: a do-nothing HTTP server process answering each POST 202 (no authentication, no validation, no NATS), the same %d clients with keep-alive (%d POSTs)", submitClients, plain.jobs),
+		result: fmt.Sprintf("%s POSTs/s = %.0f%% of direct; CPU per POST %s server + %s clients%s", thousands(plain.perSec), 100*plain.perSec/direct.perSec, us(plain.cpu), us(plain.serverCPU),
+			spread(" (rounds: %s of direct)", func(s submitRound) float64 { return s.plain.perSec / s.direct.perSec }, percent)),
+	}, {
 		what: fmt.Sprintf("gateway: `POST /v1/jobs` with an Idempotency-Key, keep-alive, %d concurrent clients, each answered 202 once JetStream holds the job (1 gateway process, %d jobs)", submitClients, web.jobs),
-		result: fmt.Sprintf("%s jobs/s = **%.0f%%** of direct, %.0f%% of the floor%s; CPU per job %s gateway + %s nats-server and clients%s",
-			thousands(web.perSec), 100*share, 100*web.perSec/floor.perSec, of, us(web.cpu), us(web.serverCPU),
+		result: fmt.Sprintf("%s jobs/s = **%.0f%%** of direct, %.0f%% of the floor, %.0f%% of HTTP alone%s; CPU per job %s gateway + %s nats-server and clients%s",
+			thousands(web.perSec), 100*share, 100*web.perSec/floor.perSec, 100*web.perSec/plain.perSec, of, us(web.cpu), us(web.serverCPU),
 			spread("; rounds: %s of direct", submitRound.share, percent)),
 		target: "≥ 50% of direct",
 		ok:     check(share >= 0.5),

@@ -124,7 +124,7 @@ func (b *bench) throughputOn(ctx context.Context, ns natsSpec, spec fleetSpec, j
 	defer f.stop()
 	var prof *profiles
 	if profile {
-		if prof, err = b.startProfiles(ctx, f, spec.label()); err != nil {
+		if prof, err = b.startProfiles(ctx, f, spec.label(), false); err != nil {
 			return run, err
 		}
 	}

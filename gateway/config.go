@@ -83,6 +83,10 @@ type Config struct {
 	// Ready, when set, is asked by /readyz besides NATS: an error (say,
 	// write-back has not started yet) makes it answer 503 saying so.
 	Ready func() error
+	// Pprof also serves Go's profiler under /debug/pprof/, without
+	// authentication [RECOVER_PPROF]: for measurements only, on an address
+	// nobody else reaches. Defaults to false.
+	Pprof bool
 }
 
 func (c *Config) defaults() {

@@ -54,8 +54,9 @@
 //     source's records, for the queued jobs of a list.
 //
 // Subscribes:
-//   - <prefix>.results.<source>.<jobId>: a Prefer: wait request's result,
-//     subscribed before the job is published.
+//   - <prefix>.results.<source>.*: the results of a source's jobs, for its
+//     Prefer: wait requests: one subscription per source, made before the
+//     source's first waited-for job is published and kept.
 //   - <inbox prefix>.>: the replies above (NATS_INBOX_PREFIX, e.g.
 //     _INBOX.gateway).
 //

@@ -7,6 +7,7 @@ import (
 	stdlog "log"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -29,6 +30,7 @@ type Server struct {
 	policy  wire.Policy
 	nc      *nats.Conn
 	store   *store
+	waiters *waiters
 	keys    keyring
 	entra   *entra // nil when no source names an Entra application
 	metrics *metrics
@@ -62,6 +64,7 @@ func New(cfg Config) (*Server, error) {
 		policy:  cfg.policy(),
 		nc:      cfg.NATS,
 		store:   st,
+		waiters: newWaiters(cfg.NATS, names),
 		keys:    newKeyring(cfg.Sources),
 		metrics: newMetrics(reg),
 		reg:     reg,
@@ -126,6 +129,14 @@ func (s *Server) mux() http.Handler {
 	mux.Handle("/", s.observed("other", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, notFound("no such route: the API is described at /v1/openapi.json").p)
 	})))
+	if s.cfg.Pprof {
+		// Outside the route table: not part of the API, and off by default.
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 

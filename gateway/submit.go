@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go"
 
 	"github.com/recoverpasscode/recoverpasscode/wire"
 )
@@ -72,17 +71,16 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 	ri.jobID = j.ID
 	wait, waitApplied := preferWait(r.Header.Values("Prefer"))
 
-	// Subscribe before anything is published, so that a result published
-	// at once is not missed; the same connection sends the subscription
-	// before the job.
+	// Wait before anything is published, so that a result published at
+	// once is not missed.
 	resultSubject := s.names.Result(ri.source, j.ID)
-	var sub *nats.Subscription
+	var waiting *waiter
 	if wait > 0 && s.store.connected() == nil {
 		var err error
-		if sub, err = s.nc.SubscribeSync(resultSubject); err != nil {
-			sub = nil // answer 202 without waiting
+		if waiting, err = s.waiters.add(ri.source, j.ID); err != nil {
+			waiting = nil // answer 202 without waiting
 		} else {
-			defer func() { _ = sub.Unsubscribe() }()
+			defer waiting.stop()
 		}
 	}
 
@@ -124,8 +122,8 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 	if created {
 		outcome = submitAccepted
 	}
-	if sub != nil {
-		if res, ok := s.waitResult(r, sub, wait); ok {
+	if waiting != nil {
+		if res, ok := s.waitResult(r, waiting, wait); ok {
 			s.answerResult(w, res, waitApplied)
 			return
 		}

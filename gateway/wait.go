@@ -1,11 +1,13 @@
 package gateway
 
 import (
-	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -44,25 +46,104 @@ func preferWait(values []string) (time.Duration, string) {
 	return wait, formatWait(wait)
 }
 
-// waitResult waits up to d for the job's result on sub, or until the
-// caller goes away.
-func (s *Server) waitResult(r *http.Request, sub *nats.Subscription, d time.Duration) (wire.Result, bool) {
-	ctx, cancel := context.WithTimeout(r.Context(), d)
-	defer cancel()
-	for {
-		msg, err := sub.NextMsgWithContext(ctx)
+// waiters hands each result to the requests waiting for it. It keeps one
+// subscription per source, on <prefix>.results.<source>.*, made at the
+// source's first wait and kept for the life of the connection, and a map
+// from a result's subject to the requests waiting on it. A subscription per
+// request cost a SUB and an UNSUB at the server and, in nats.go, a
+// 64k-slot channel (512 KiB) allocated and cleared per request: that was
+// most of a waiting POST's CPU and of its garbage. It is safe for
+// concurrent use.
+type waiters struct {
+	nc    *nats.Conn
+	names wire.Names
+
+	mu   sync.Mutex
+	subs map[string]*nats.Subscription // by source
+	byID map[string][]*waiter          // by result subject
+}
+
+// waiter is one request waiting for the result on subject.
+type waiter struct {
+	ws      *waiters
+	subject string
+	// ch gets the result: buffered, so delivery never blocks.
+	ch chan wire.Result
+}
+
+func newWaiters(nc *nats.Conn, names wire.Names) *waiters {
+	return &waiters{nc: nc, names: names, subs: map[string]*nats.Subscription{}, byID: map[string][]*waiter{}}
+}
+
+// add registers a wait for the result of source's job id. Call it before
+// the job is published: the source's subscription is then sent to the
+// server before the job, on the same connection, so that a result
+// published at once is not missed. stop ends the wait.
+func (ws *waiters) add(source, id string) (*waiter, error) {
+	w := &waiter{ws: ws, subject: ws.names.Result(source, id), ch: make(chan wire.Result, 1)}
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if sub := ws.subs[source]; sub == nil || !sub.IsValid() {
+		sub, err := ws.nc.Subscribe(ws.names.Result(source, "*"), ws.deliver)
 		if err != nil {
-			outcome := waitTimeout
-			if r.Context().Err() != nil {
-				outcome = waitCanceled
-			}
-			s.metrics.waits.WithLabelValues(outcome).Inc()
-			return wire.Result{}, false
+			return nil, fmt.Errorf("gateway: subscribe to the results of %s: %w", source, err)
 		}
-		var res wire.Result
-		if json.Unmarshal(msg.Data, &res) == nil && res.JobID != "" {
-			s.metrics.waits.WithLabelValues(waitResult).Inc()
-			return res, true
+		ws.subs[source] = sub
+	}
+	ws.byID[w.subject] = append(ws.byID[w.subject], w)
+	return w, nil
+}
+
+// stop ends the wait: a result arriving later is not kept for it.
+func (w *waiter) stop() {
+	ws := w.ws
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	list := ws.byID[w.subject]
+	if i := slices.Index(list, w); i >= 0 {
+		list = slices.Delete(list, i, i+1)
+	}
+	if len(list) == 0 {
+		delete(ws.byID, w.subject)
+		return
+	}
+	ws.byID[w.subject] = list
+}
+
+// deliver hands a result to every request waiting for it; it runs on the
+// subscription's goroutine, so it never blocks.
+func (ws *waiters) deliver(msg *nats.Msg) {
+	ws.mu.Lock()
+	list := slices.Clone(ws.byID[msg.Subject])
+	ws.mu.Unlock()
+	if len(list) == 0 {
+		return
+	}
+	var res wire.Result
+	if json.Unmarshal(msg.Data, &res) != nil || res.JobID == "" {
+		return
+	}
+	for _, w := range list {
+		select {
+		case w.ch <- res:
+		default: // it has its result already
 		}
 	}
+}
+
+// waitResult waits up to d for the job's result, or until the caller goes
+// away.
+func (s *Server) waitResult(r *http.Request, w *waiter, d time.Duration) (wire.Result, bool) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case res := <-w.ch:
+		s.metrics.waits.WithLabelValues(waitResult).Inc()
+		return res, true
+	case <-t.C:
+		s.metrics.waits.WithLabelValues(waitTimeout).Inc()
+	case <-r.Context().Done():
+		s.metrics.waits.WithLabelValues(waitCanceled).Inc()
+	}
+	return wire.Result{}, false
 }

@@ -90,6 +90,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	s.DurationVar(&c.DrainTimeout, "drain-timeout", "GATEWAY_DRAIN_TIMEOUT", 30*time.Second, "on SIGTERM, how long requests in flight (a Prefer: wait among them) may finish")
 	s.StringVar(&c.LogFormat, "log-format", "RECOVER_LOG_FORMAT", "json", "json, or console for people")
 	s.StringVar(&c.LogLevel, "log-level", "RECOVER_LOG_LEVEL", "info", "debug, info, warn or error")
+	s.BoolVar(&g.Pprof, "pprof", "RECOVER_PPROF", false, "also serve Go's profiler under /debug/pprof/ on the HTTP address, unauthenticated (for measurements; keep that address private)")
 	c.NATS.Flags(s)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
