@@ -11,6 +11,7 @@ import (
 
 	"github.com/recoverpasscode/recoverpasscode/graph"
 	"github.com/recoverpasscode/recoverpasscode/idempotency"
+	"github.com/recoverpasscode/recoverpasscode/ratelimit"
 	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
@@ -153,6 +154,15 @@ func (u unreachable) RecoverPasscode(context.Context, wire.Target) (graph.Respon
 	return graph.Response{}, nil
 }
 
+func (u unreachable) Token(context.Context, string) (string, error) {
+	u.t.Fatal("token asked for")
+	return "", nil
+}
+
+func (u unreachable) Sent(time.Duration) {
+	u.t.Fatal("send gap noted")
+}
+
 func (u unreachable) Refresh(context.Context, string) (string, error) {
 	u.t.Fatal("token refreshed")
 	return "", nil
@@ -165,6 +175,11 @@ func (u unreachable) Wait(context.Context, string) (time.Duration, error) {
 
 func (u unreachable) Pause(context.Context, string, time.Time) error {
 	u.t.Fatal("tenant paused")
+	return nil
+}
+
+func (u unreachable) Throttled(context.Context, string, ratelimit.Throttle) error {
+	u.t.Fatal("tenant throttled")
 	return nil
 }
 

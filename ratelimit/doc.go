@@ -5,7 +5,8 @@
 // (see BucketConfig) shared by the whole fleet, and guarantees that no more
 // than N calls for one (app, tenant) start in any window of the configured
 // length, fleet-wide, while an idle fleet meeting a backlog may still use
-// all N at once.
+// all N at once (or Config.Burst of them). Within N, the fleet learns how
+// much of the tenant's budget Graph actually leaves it, from Graph's 429s.
 //
 // # Window log
 //
@@ -50,6 +51,23 @@
 // and Graph counting its arrival. A Limiter logs the offset it measured at
 // start, as a warning when it exceeds the Margin.
 //
+// # Arrivals, not starts
+//
+// Graph counts a call when it arrives, so whatever lies between Wait
+// returning and the request being written stretches the window: measured
+// with ten and a hundred tenants at 20/2s on a loaded host, the first call
+// of each tenant in each process fetched its token from Entra ID after its
+// permit, arrived up to a hundred milliseconds late, and let 21 or 22 calls
+// into one window. Callers therefore do everything else first (package job
+// gets the token and marks the idempotency record before it waits, so
+// only the HTTP write follows the permit) and report the remaining gap
+// with Sent; the Limiter stamps later permits by the recent worst gap (up
+// to a tenth of the window), so a host that writes late costs throughput,
+// not the bound. It adds the uncertainty of its clock's last measurement
+// against the server's (half a KV round trip, tens of milliseconds on a
+// loaded host) to the stamps and to the window it counts, since two
+// processes may correct their clocks by that much differently.
+//
 // # Pauses
 //
 // Pause writes "pause.<app>.<tenant>" with the time calls may resume, using
@@ -68,6 +86,55 @@
 // and keeps any left over (a waiter gave up) for the next Wait until they
 // expire. A grant never exceeds the number of waiters, so an idle process
 // does not hoard permits that others could use.
+//
+// # Learning the budget
+//
+// Intune's 200 per 20 s per app is a ceiling, not a promise: the tenant's
+// 400 per 20 s is shared by every app, so what is left for this one is
+// often less, and unknown. Each (app, tenant) therefore has a learned rate,
+// "budget.<app>.<tenant>" (see budget), the calls per window the fleet
+// allows itself, never above N; the window log is enforced at the learned
+// rate. It is written with conditional updates and watched by every
+// Limiter, so one worker's 429 slows every worker, and it outlives the
+// fleet: a fleet starting cold begins from what it last learned.
+//
+// What we took from the AWS SDKs' adaptive retry mode: a client-side rate
+// that a throttling answer cuts multiplicatively (their beta, 0.7) and that
+// success grows back along a CUBIC curve (concave up to the rate of the
+// last throttle, flat near it, then convex beyond), so that the rate stays
+// near the wall and probes above it slowly at first; and a token bucket in
+// front of the calls. From the SRE book's client-side throttling: throttle
+// before the server has to, and decide from what the server accepted, not
+// from what was asked. Where this does better:
+//
+//   - It is one rate for the fleet, not one per client: ten workers learn
+//     once, and a cut happens once per episode. A 429 to a call that Wait
+//     let go before the last cut's pause ended belongs to that cut and
+//     changes nothing, so a burst of 429s (or three workers seeing them)
+//     is one cut, not thirty (Throttled).
+//   - It learns how much Graph accepted rather than only that it refused:
+//     the window log holds every permit, and Retry-After says when the
+//     oldest call Graph counted leaves its window, hence which calls it
+//     counted: Per less Retry-After (less a second, as Retry-After is
+//     rounded up to whole seconds) before the 429. The cut goes to that
+//     count (at most halving the rate at once), and the wall of the CUBIC
+//     curve is put there, so the fleet resumes at the budget it found and
+//     probes above it a call at a time. Without that estimate (no log, or
+//     a Retry-After longer than the window) the cut is the plain 0.7.
+//   - Growth is clocked by windows of use, not by wall time: a tenant idle
+//     overnight does not wake up at N and burst into the wall it learned.
+//   - Pacing (Config.Burst, a GCRA cell kept in the window log, so also
+//     fleet-wide) spreads a backlog's first window: after the burst,
+//     permits come one by one at the learned rate. A budget lower than
+//     the learned one is then found by a call or two, not by a burst of
+//     429s (plus the calls sent during one Graph round trip):
+//     the acceptance test has a fleet told 40/2s meet a real 20/2s with
+//     under 2% of its calls throttled.
+//
+// The learned rate is a float (calls per window) and the window allows its
+// integer part; growth is written at most twice per window per tenant, and
+// a line is logged when the rate moves by more than 20% since the last
+// line. Delete the budget key to forget what was learned.
 //
 // # Keys
 //

@@ -89,6 +89,46 @@ func (l *Limiter) validity() time.Duration {
 	return max(l.cfg.Validity, adaptive)
 }
 
+// Sent tells the Limiter that a call Wait let go was written to the
+// network gap later. Graph counts arrivals, so a call written late could
+// share a window with a call granted a full window after its permit's
+// stamp: the Limiter tracks the recent worst gap (rising at once, decaying
+// slowly) and stamps later permits that much later, up to a tenth of the
+// window. A loaded host (CPU, a new TLS connection) then costs a little
+// throughput, not the bound. It is safe for concurrent use.
+func (l *Limiter) Sent(gap time.Duration) {
+	for {
+		old := l.sendGap.Load()
+		next := int64(max(gap, 0))
+		if next < old {
+			next = old - (old-next)/64
+		}
+		if l.sendGap.CompareAndSwap(old, next) {
+			return
+		}
+	}
+}
+
+// lateness is how much later than its usable life a permit's stamp must
+// be: for the calls written late (see Sent), and for the error of this
+// Limiter's clock against the server's, up to half a KV round trip (see
+// package clock), which a loaded host makes tens of milliseconds: the
+// processes of one host may then correct one clock differently.
+func (l *Limiter) lateness() time.Duration {
+	return min(time.Duration(l.sendGap.Load())+l.skew(), l.cfg.Rate.Per/10)
+}
+
+// skew bounds the error of this Limiter's clock: the uncertainty of its
+// latest measurement. A grant counts the window that much longer too, so
+// that its own error is covered as the stamps cover the others'.
+func (l *Limiter) skew() time.Duration {
+	m, ok := l.clock.Measured()
+	if !ok {
+		return 0
+	}
+	return min(m.Uncertainty, l.cfg.Rate.Per/10)
+}
+
 // noteWrite folds one write's latency into writeRTT: a slower write counts
 // at once, faster ones lower it by an eighth of the difference.
 func (l *Limiter) noteWrite(d time.Duration) {
@@ -133,9 +173,10 @@ func (l *Limiter) awaitNewer(t *tenant, rev uint64) {
 
 // reserve makes one attempt to grant up to want permits for t: it reads
 // the window log if the cache does not hold it, drops grants that can no
-// longer share a window with a call starting now, and, if there is room,
-// appends a grant stamped with the latest time its permits may be used,
-// written only if the log is still at the revision it read.
+// longer share a window with a call starting now, and, if there is room
+// under the tenant's learned budget and its pacing, appends a grant
+// stamped with the latest time its permits may be used, written only if
+// the log is still at the revision it read.
 func (l *Limiter) reserve(t *tenant, want int) (reservation, error) {
 	// The window is kept on the server's clock, so the clock must have
 	// measured its offset recently (see package clock).
@@ -143,24 +184,40 @@ func (l *Limiter) reserve(t *tenant, want int) (reservation, error) {
 		return reservation{}, fmt.Errorf("ratelimit: %w", err)
 	}
 	l.mu.Lock()
-	known, rev, cached := t.known, t.rev, t.grants
+	known, rev, cached, tat := t.known, t.rev, t.grants, t.pace
 	l.mu.Unlock()
 	if !known {
 		var err error
-		if rev, cached, err = l.load(t); err != nil {
+		if rev, cached, tat, err = l.load(t); err != nil {
 			return reservation{}, err
 		}
 	}
 	now := l.now()
-	grants := live(cached, now, l.window)
-	free := l.cfg.Rate.N - permits(grants)
+	calls, burst := l.allowance(t.token)
+	// The log keeps grants half a window longer than they count, so that
+	// a 429 answered after Graph's latency still finds the calls Graph
+	// counted (see estimate).
+	grants := live(cached, now, l.window+l.cfg.Rate.Per/2)
+	counted := live(grants, now, l.window+l.skew())
+	free := calls - permits(counted)
 	if free <= 0 {
-		return reservation{retryAt: freeAt(grants, l.cfg.Rate.N, l.window), rev: rev}, nil
+		return reservation{retryAt: freeAt(counted, calls, l.window+l.skew()), rev: rev}, nil
 	}
 	n := min(want, free, l.cfg.Batch)
+	if burst < calls {
+		// Paced: grant what fits as soon as one permit does, so that calls
+		// come one by one rather than in batches, which would meet a lower
+		// wall batch by batch.
+		var next, retryAt time.Time
+		n, next, retryAt = newPace(calls, burst, l.cfg.Rate.Per).allow(time.UnixMilli(tat), now, n, 1)
+		if n == 0 {
+			return reservation{retryAt: retryAt, rev: rev}, nil
+		}
+		tat = untilMillis(next)
+	}
 	until := now.Add(l.validity())
-	grants = append(grants, grant{Until: untilMillis(until), N: n})
-	value, err := json.Marshal(windowLog{Rate: l.cfg.Rate.String(), Owner: l.cfg.Owner, At: now.UTC(), Grants: grants})
+	grants = append(grants, grant{Until: untilMillis(until.Add(l.lateness())), N: n})
+	value, err := json.Marshal(windowLog{Rate: l.cfg.Rate.String(), Owner: l.cfg.Owner, At: now.UTC(), Grants: grants, Pace: tat})
 	if err != nil {
 		return reservation{}, fmt.Errorf("ratelimit: encode window log: %w", err)
 	}
@@ -171,39 +228,41 @@ func (l *Limiter) reserve(t *tenant, want int) (reservation, error) {
 		return reservation{rev: rev}, err
 	}
 	l.mu.Lock()
-	t.remember(next, grants)
+	t.remember(next, grants, tat)
 	l.mu.Unlock()
 	l.stats.granted.Add(uint64(n))
 	if late := l.now().Sub(until); late > 0 {
 		l.log.Warn().Str("tenant_id", t.id).Dur("late", late).Dur("validity", until.Sub(now)).
 			Msg("rate limit grant arrived after its permits expired; raise Validity")
 	}
-	l.log.Debug().Str("tenant_id", t.id).Int("permits", n).Int("used", l.cfg.Rate.N-free+n).Msg("permits granted")
+	l.log.Debug().Str("tenant_id", t.id).Int("permits", n).Int("used", calls-free+n).Int("learned", calls).Msg("permits granted")
+	if calls < l.cfg.Rate.N {
+		l.grow(t)
+	}
 	return reservation{n: n, until: until, rev: rev}, nil
 }
 
 // load reads t's window log into its cache and returns it. A missing key
 // is an empty log at revision 0.
-func (l *Limiter) load(t *tenant) (uint64, []grant, error) {
+func (l *Limiter) load(t *tenant) (uint64, []grant, int64, error) {
 	l.stats.kvOps.Add(1)
 	var rev uint64
-	var grants []grant
+	var w windowLog
 	entry, err := l.kv.Get(l.ctx, t.key)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 	case err != nil:
-		return 0, nil, fmt.Errorf("ratelimit: read %s: %w", t.key, err)
+		return 0, nil, 0, fmt.Errorf("ratelimit: read %s: %w", t.key, err)
 	default:
-		w, err := l.decodeWindow(t, entry.Value())
-		if err != nil {
-			return 0, nil, err
+		if w, err = l.decodeWindow(t, entry.Value()); err != nil {
+			return 0, nil, 0, err
 		}
-		rev, grants = entry.Revision(), w.Grants
+		rev = entry.Revision()
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	t.remember(rev, grants)
-	return t.rev, t.grants, nil
+	t.remember(rev, w.Grants, w.Pace)
+	return t.rev, t.grants, t.pace, nil
 }
 
 // decodeWindow reads a window log of t and warns, once per tenant, when

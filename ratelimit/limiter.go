@@ -39,12 +39,16 @@ type Limiter struct {
 	// decaying slowly), so that permits stay valid long enough to arrive
 	// when the KV is slow (a loaded host, a cluster election).
 	writeRTT atomic.Int64
+	// sendGap tracks the recent worst time from Wait letting a call go to
+	// the call being written (see Sent).
+	sendGap atomic.Int64
 
 	mu        sync.Mutex
 	closed    bool
-	tenants   map[string]*tenant // by tenant token
-	pauses    map[string]pause   // by tenant token, as last seen
-	pauseWake chan struct{}      // closed and replaced whenever pauses change
+	tenants   map[string]*tenant     // by tenant token
+	pauses    map[string]pause       // by tenant token, as last seen
+	budgets   map[string]budgetState // learned budgets by tenant token, as last seen
+	pauseWake chan struct{}          // closed and replaced whenever pauses change
 }
 
 // Stats counts what a Limiter has done since New. The counts only grow.
@@ -106,6 +110,7 @@ func New(ctx context.Context, kv jetstream.KeyValue, cfg Config) (*Limiter, erro
 		cancel:    cancel,
 		tenants:   make(map[string]*tenant),
 		pauses:    make(map[string]pause),
+		budgets:   make(map[string]budgetState),
 		pauseWake: make(chan struct{}),
 	}
 	if err := l.watchBucket(ctx); err != nil {

@@ -20,6 +20,10 @@ type windowLog struct {
 	At time.Time `json:"at"`
 	// Grants are the live grants, oldest first.
 	Grants []grant `json:"grants"`
+	// Pace is the fleet's pacing state for the tenant, the theoretical
+	// arrival time of the next permit in Unix milliseconds (see pace);
+	// absent while pacing has never held a grant back.
+	Pace int64 `json:"pace,omitempty"`
 }
 
 // grant is N permits that may each start a call no later than Until, in

@@ -24,6 +24,7 @@ import (
 	"github.com/recoverpasscode/recoverpasscode/job"
 	"github.com/recoverpasscode/recoverpasscode/metrics"
 	"github.com/recoverpasscode/recoverpasscode/queue"
+	"github.com/recoverpasscode/recoverpasscode/quota"
 	"github.com/recoverpasscode/recoverpasscode/ratelimit"
 	"github.com/recoverpasscode/recoverpasscode/wire"
 	"github.com/recoverpasscode/recoverpasscode/worker"
@@ -90,12 +91,17 @@ func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	limiter, err := ratelimit.New(ctx, kvLimits, ratelimit.Config{App: cfg.Credential.ClientID, Rate: cfg.Rate, Owner: cfg.Name, Clock: clk, Logger: log})
+	limiter, err := ratelimit.New(ctx, kvLimits, ratelimit.Config{
+		App: cfg.Credential.ClientID, Rate: cfg.Rate, Burst: cfg.burst(), Owner: cfg.Name,
+		Clock: clk, OnBudget: m.LearnedRate, Logger: log,
+	})
 	if err != nil {
 		return err
 	}
 	defer limiter.Close()
 
+	budgets := quota.New(js, kvLimits, cfg.SourceLimits)
+	m.OnScrape(sampleHeld(budgets, m))
 	telemetry := worker.NewTelemetry(js, names, m, log)
 	m.OnScrape(telemetry.SampleConsumer(cons))
 	handler, err := job.New(job.Config{
@@ -103,6 +109,7 @@ func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
 		Graph:    client,
 		Tokens:   cred,
 		Limiter:  limiter,
+		Quota:    budgets,
 		Ledger:   idempotency.New(kvKeys, idempotency.Config{Owner: cfg.Name, Lease: cfg.Lease, Clock: clk, Logger: log}),
 		Policy:   wire.Policy{DefaultTenant: cfg.Credential.TenantID, Tenants: cfg.Tenants, Names: names, InboxPerSource: cfg.InboxPerSource},
 		Worker:   cfg.Name,
@@ -192,6 +199,25 @@ func setUp(ctx context.Context, js jetstream.JetStream, cfg *Config, names wire.
 		return nil, err
 	}
 	return cons, nil
+}
+
+// sampleHeld counts, at each scrape, the jobs every source with a budget
+// (and any other still holding some) has held.
+func sampleHeld(budgets *quota.Store, m *metrics.Metrics) func(context.Context) {
+	return func(ctx context.Context) {
+		counts, err := budgets.Counts(ctx)
+		if err != nil {
+			return
+		}
+		for _, source := range budgets.Limits().Limited() {
+			if _, ok := counts[source]; !ok {
+				counts[source] = 0
+			}
+		}
+		for source, n := range counts {
+			m.Held(source, n)
+		}
+	}
 }
 
 // httpHandler serves health and metrics, and the profiler if asked;

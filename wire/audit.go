@@ -11,6 +11,12 @@ const (
 	KindGraphCall = "graph_call"
 	// KindDecision is a job's terminal decision: its result.
 	KindDecision = "decision"
+	// KindHeld is a job held because its source is over its budget
+	// (RECOVER_SOURCE_LIMITS): it waits, Graph is not called.
+	KindHeld = "held"
+	// KindReleased is a held job going on: its source's budget allowed it
+	// again, or an operator released it (Reason says which).
+	KindReleased = "released"
 )
 
 // AuditEvent is one entry of the audit trail: who asked for what, which
@@ -35,9 +41,11 @@ type AuditEvent struct {
 	Replayed        bool          `json:"replayed,omitempty"`
 	Uncertain       bool          `json:"uncertain,omitempty"`
 	Error           string        `json:"error,omitempty"`
-	Worker          string        `json:"worker"`
-	Traceparent     string        `json:"traceparent,omitempty"`
-	At              time.Time     `json:"at"`
+	// Reason says why a job was held or released (KindHeld, KindReleased).
+	Reason      string    `json:"reason,omitempty"`
+	Worker      string    `json:"worker"`
+	Traceparent string    `json:"traceparent,omitempty"`
+	At          time.Time `json:"at"`
 }
 
 // NewAuditEvent describes res as an event of the given kind.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/recoverpasscode/recoverpasscode/gateway"
 	"github.com/recoverpasscode/recoverpasscode/internal/envflag"
+	"github.com/recoverpasscode/recoverpasscode/quota"
 	"github.com/recoverpasscode/recoverpasscode/ratelimit"
 	"github.com/recoverpasscode/recoverpasscode/service"
 )
@@ -52,7 +53,7 @@ func parseConfig(args []string) (*config, error) {
 	}
 	d := service.DefaultConfig()
 	var c config
-	var tenants, rate string
+	var tenants, rate, sourceLimits string
 	fs.BoolVar(&c.Dev, "dev", false, "start an embedded nats-server (on NATS_URL's host and port) and a Graph and Entra ID double, use them, and serve the HTTP gateway in front of them")
 	s.StringVar(&c.DevDir, "dev-dir", "RECOVER_DEV_DIR", service.DefaultDevDir(), "with --dev: where the embedded nats-server keeps its data")
 	s.StringVar(&c.GatewayAddr, "gateway-http-addr", "GATEWAY_HTTP_ADDR", gateway.DefaultAddr, "with --dev: address the HTTP gateway is served on, with a development API key for source ticketing (empty: no gateway)")
@@ -72,6 +73,8 @@ func parseConfig(args []string) (*config, error) {
 	s.StringVar(&tenants, "tenants", "RECOVER_TENANTS", "", "comma-separated tenants jobs may target (defaults to AZURE_TENANT_ID)")
 	s.BoolVar(&c.InboxPerSource, "inbox-per-source", "RECOVER_INBOX_PER_SOURCE", d.InboxPerSource, "reject a job whose replyTo is an _INBOX. subject other than its source's own _INBOX.<source>. (where each NATS user reads only its own inboxes)")
 	s.StringVar(&rate, "rate-limit", "RECOVER_RATE_LIMIT", d.Rate.String(), "Graph calls allowed per app per tenant across all workers, N/duration, or unlimited")
+	s.StringVar(&sourceLimits, "source-limits", "RECOVER_SOURCE_LIMITS", d.SourceLimits.String(), "each source's budget of jobs that reach Graph, source=N/duration,... (e.g. automation=100/1h,ticketing=unlimited); a job over it is held until the budget allows or enqueue held release (default: every source unlimited)")
+	s.IntVar(&c.RateBurst, "rate-burst", "RECOVER_RATE_BURST", d.RateBurst, "percent of the rate limit's N that may start at once for a tenant; the rest of a backlog's first window is paced at the learned rate (100: the whole window at once)")
 	s.IntVar(&c.Concurrency, "concurrency", "RECOVER_CONCURRENCY", d.Concurrency, "jobs in flight in this process")
 	s.StringVar(&c.HTTPAddr, "http-addr", "RECOVER_HTTP_ADDR", d.HTTPAddr, "address of /healthz, /readyz and /metrics (empty: off)")
 	s.DurationVar(&c.KeysTTL, "keys-ttl", "RECOVER_KEYS_TTL", d.KeysTTL, "how long an idempotency record is kept after its last change")
@@ -101,6 +104,9 @@ func parseConfig(args []string) (*config, error) {
 		errs = append(errs, fmt.Errorf("RECOVER_RATE_LIMIT: %w", err))
 	}
 	c.Rate = r
+	if c.SourceLimits, err = quota.ParseLimits(sourceLimits); err != nil {
+		errs = append(errs, fmt.Errorf("RECOVER_SOURCE_LIMITS: %w", err))
+	}
 	c.Tenants = splitList(tenants)
 	c.Credential.GraphBaseURL = c.GraphURL
 	if !c.Dev { // --dev fills the credentials in later
