@@ -49,6 +49,16 @@ type Config struct {
 	Limiter Limiter
 	// Ledger grants each key's idempotency lease. Required.
 	Ledger Ledger
+	// Devices resolves the azureADDeviceId or serialNumber a job names to
+	// its managed device, with one read through Reads. Without both, such
+	// jobs are rejected.
+	Devices Devices
+	// Reads is the fleet's read budget (ratelimit.DefaultReadRate, apart
+	// from Limiter's POSTs).
+	Reads Reads
+	// FollowSources are the sources whose succeeded jobs are all followed
+	// (RECOVER_FOLLOW_SOURCES), as if each had "follow": true.
+	FollowSources map[string]bool
 	// Policy is what jobs may ask for.
 	Policy wire.Policy
 	// Quota holds the jobs of a source over its budget (see package

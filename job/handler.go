@@ -158,11 +158,27 @@ func (h *Handler) Handle(ctx context.Context, d Delivery) Outcome {
 		msg := fmt.Sprintf("delivered %d times without finishing", delivered)
 		out = h.finish(&res, wire.Failed, msg, Term, "failed: "+msg)
 	default:
+		var ok bool
+		if out, ok = h.resolve(ctx, &j, &res, log); !ok {
+			break
+		}
+		if j.AzureADDeviceID != "" || j.SerialNumber != "" {
+			log = log.With().Str("device_id", j.ManagedDeviceID).Logger()
+		}
 		p := &process{h: h, cfg: &h.cfg, d: d, job: &j, res: &res, log: log}
 		out = p.run(ctx)
 	}
 	out.ReplyTo = j.ReplyTo
+	if out.Result != nil && out.Result.Status == wire.Succeeded && h.follows(&j, d.Meta.Source) {
+		out.Result.Follow = true
+	}
 	return out
+}
+
+// follows reports whether j is to be followed once it succeeds: it asked,
+// or its source follows every job (Config.FollowSources).
+func (h *Handler) follows(j *wire.Job, source string) bool {
+	return j.Follow || h.cfg.FollowSources[source]
 }
 
 func (h *Handler) expired(j *wire.Job) bool {
@@ -196,6 +212,7 @@ func (h *Handler) replay(res *wire.Result, stored []byte) Outcome {
 	}
 	res.Replayed = true
 	res.Graph = prev.Graph
+	res.CalledAt = prev.CalledAt
 	res.Uncertain, res.UncertainReason = prev.Uncertain, prev.UncertainReason
 	disp, dead := Ack, ""
 	if prev.Status == wire.Failed {

@@ -104,6 +104,7 @@ func (p *process) attempts(ctx context.Context) Outcome {
 		}
 		switch d.Act {
 		case succeed:
+			p.res.CalledAt = started
 			return p.complete(ctx, wire.Succeeded, "", "")
 		case fail:
 			msg := errorText(gerr)

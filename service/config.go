@@ -73,6 +73,10 @@ type Config struct {
 	// it or an operator releases it (enqueue held). Defaults to none: every
 	// source unlimited.
 	SourceLimits quota.Limits
+	// Follow configures the reads: the read budget, and following what the
+	// devices do [RECOVER_READ_RATE_LIMIT, RECOVER_FOLLOW_*]; see
+	// FollowConfig.
+	Follow FollowConfig
 	// Concurrency is the number of jobs in flight [RECOVER_CONCURRENCY].
 	// Defaults to 32.
 	Concurrency int
@@ -141,6 +145,7 @@ func DefaultConfig() Config {
 		Rate:           ratelimit.DefaultRate,
 		RateBurst:      DefaultRateBurst,
 		Concurrency:    worker.DefaultConcurrency,
+		Follow:         DefaultFollowConfig(),
 		HTTPAddr:       DefaultHTTPAddr,
 		KeysTTL:        idempotency.DefaultTTL,
 		Lease:          idempotency.DefaultLease,
@@ -184,6 +189,7 @@ func (c *Config) defaults() {
 	orDefault(&c.AckWait, d.AckWait)
 	orDefault(&c.LogFormat, d.LogFormat)
 	orDefault(&c.LogLevel, d.LogLevel)
+	c.Follow.defaults()
 }
 
 // burst is the calls of Rate's N that RateBurst lets start at once: at
@@ -230,6 +236,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Credential.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Follow.validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.delegatedTenants(); err != nil {

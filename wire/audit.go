@@ -31,6 +31,8 @@ type AuditEvent struct {
 	Ticket          string        `json:"ticket,omitempty"`
 	TenantID        string        `json:"tenantId,omitempty"`
 	ManagedDeviceID string        `json:"managedDeviceId,omitempty"`
+	AzureADDeviceID string        `json:"azureADDeviceId,omitempty"`
+	SerialNumber    string        `json:"serialNumber,omitempty"`
 	UserID          string        `json:"userId,omitempty"`
 	DetectedAppID   string        `json:"detectedAppId,omitempty"`
 	Form            string        `json:"form,omitempty"`
@@ -41,6 +43,8 @@ type AuditEvent struct {
 	Replayed        bool          `json:"replayed,omitempty"`
 	Uncertain       bool          `json:"uncertain,omitempty"`
 	Error           string        `json:"error,omitempty"`
+	// State is a confirmation's state (KindConfirmation).
+	State string `json:"state,omitempty"`
 	// Reason says why a job was held or released (KindHeld, KindReleased).
 	Reason      string    `json:"reason,omitempty"`
 	Worker      string    `json:"worker"`
@@ -59,6 +63,8 @@ func NewAuditEvent(kind string, res *Result, at time.Time) AuditEvent {
 		Ticket:          res.Ticket,
 		TenantID:        res.TenantID,
 		ManagedDeviceID: res.ManagedDeviceID,
+		AzureADDeviceID: res.AzureADDeviceID,
+		SerialNumber:    res.SerialNumber,
 		UserID:          res.UserID,
 		DetectedAppID:   res.DetectedAppID,
 		Attempt:         res.Attempts,

@@ -20,7 +20,7 @@ import (
 func submitOne(ctx context.Context, o *submitOptions, stdout, stderr io.Writer) error {
 	// The worker validates too; checking here gives the person the error
 	// before anything is published.
-	if err := o.job.Target().Validate(); err != nil {
+	if err := o.job.ValidateDevice(); err != nil {
 		return err
 	}
 	nc, js, err := o.conn.connect(stderr)
