@@ -9,9 +9,9 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/recoverpasscode/recoverpasscode/wire"
 	"github.com/recoverpasscode/recoverpasscode/writeback"
 	"github.com/recoverpasscode/recoverpasscode/writeback/receiver"
-	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
 // TestConfirmationsAreDelivered: a followed job's confirmation reaches the
