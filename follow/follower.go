@@ -31,6 +31,10 @@ var _ Devices = (*graph.Client)(nil)
 type Reads interface {
 	Wait(ctx context.Context, tenantID string) (time.Duration, error)
 	Pause(ctx context.Context, tenantID string, until time.Time) error
+	// Sent tells the budget how long after Wait let a read go it was
+	// written, so that its window counts reads that late (Graph counts
+	// arrivals).
+	Sent(gap time.Duration)
 }
 
 // Observer learns of each poll and each confirmation, for metrics and the
@@ -60,6 +64,14 @@ type Config struct {
 	Names   wire.Names
 	Devices Devices
 	Reads   Reads
+	// Tokens, when set, is asked for the tenant's token before the read
+	// budget's permit, so that nothing but the read follows the permit
+	// (a first token from Entra ID after it would make the read arrive
+	// late, out of the window the permit was counted in).
+	// graph.TokenSource implements it.
+	Tokens interface {
+		Token(ctx context.Context, tenantID string) (string, error)
+	}
 	// Schedule is when to poll. The zero value is the defaults.
 	Schedule Schedule
 	// Concurrency bounds the polls in flight in this process. Defaults to
@@ -178,11 +190,18 @@ func (f *Follower) handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	_ = msg.InProgress()
+	if f.cfg.Tokens != nil {
+		_, _ = f.cfg.Tokens.Token(ctx, rec.TenantID)
+	}
 	if _, err := f.cfg.Reads.Wait(ctx, rec.TenantID); err != nil {
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}
+	permitted := time.Now()
 	st, resp, err := f.cfg.Devices.Device(ctx, rec.TenantID, rec.ManagedDeviceID)
+	if !resp.Sent.IsZero() {
+		f.cfg.Reads.Sent(resp.Sent.Sub(permitted))
+	}
 	f.cfg.Observer.Polled(resp.Status)
 	if err != nil {
 		f.readFailed(ctx, msg, rec, err, log)

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -113,6 +115,10 @@ func (c *Client) get(ctx context.Context, tenantID, pathAndQuery string, into an
 	resp.ClientRequestID = uuid.NewString()
 	actx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
+	var sent atomic.Int64
+	actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{
+		WroteRequest: func(httptrace.WroteRequestInfo) { sent.Store(time.Now().UnixNano()) },
+	})
 	req, err := http.NewRequestWithContext(actx, http.MethodGet, c.base+pathAndQuery, http.NoBody)
 	if err != nil {
 		return resp, fmt.Errorf("graph: read: %w", err)
@@ -124,7 +130,9 @@ func (c *Client) get(ctx context.Context, tenantID, pathAndQuery string, into an
 	req.Header.Set("User-Agent", "recoverpasscode")
 	start := time.Now()
 	hr, err := c.http.Do(req)
-	resp.Sent = start
+	if at := sent.Load(); at != 0 {
+		resp.Sent = time.Unix(0, at)
+	}
 	if err != nil {
 		resp.Duration = time.Since(start)
 		return resp, &APIError{ClientRequestID: resp.ClientRequestID, Err: err, class: ErrTransient}

@@ -25,6 +25,10 @@ var _ Devices = (*graph.Client)(nil)
 type Reads interface {
 	Wait(ctx context.Context, tenantID string) (time.Duration, error)
 	Pause(ctx context.Context, tenantID string, until time.Time) error
+	// Sent tells the budget how long after Wait let a read go it was
+	// written, so that its window counts reads that late (Graph counts
+	// arrivals).
+	Sent(gap time.Duration)
 }
 
 // resolve turns the azureADDeviceId or serialNumber a job names into its
@@ -46,7 +50,11 @@ func (h *Handler) resolve(ctx context.Context, j *wire.Job, res *wire.Result, lo
 	if _, err := h.cfg.Reads.Wait(ctx, j.TenantID); err != nil {
 		return Outcome{Disposition: Retry, Delay: time.Second}, false
 	}
+	permitted := time.Now()
 	ids, resp, err := h.cfg.Devices.FindDevices(ctx, j.TenantID, l)
+	if !resp.Sent.IsZero() {
+		h.cfg.Reads.Sent(resp.Sent.Sub(permitted))
+	}
 	if err != nil {
 		return h.resolveFailed(ctx, j, res, l, resp, err, log), false
 	}

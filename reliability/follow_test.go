@@ -34,7 +34,7 @@ const followScale = 20
 func TestFollowThroughWithKills(t *testing.T) {
 	const (
 		n         = 1000
-		readLimit = 300
+		readLimit = 150
 		window    = 2 * time.Second
 	)
 	ns := devservertest.Start(t)

@@ -95,7 +95,7 @@ type follower struct {
 }
 
 // newFollower builds the read limiter and the Follower.
-func newFollower(ctx context.Context, js jetstream.JetStream, kvLimits jetstream.KeyValue, cfg *Config, names wire.Names, client *graph.Client, obs follow.Observer, limiterCfg ratelimit.Config, log zerolog.Logger) (*follower, error) {
+func newFollower(ctx context.Context, js jetstream.JetStream, kvLimits jetstream.KeyValue, cfg *Config, names wire.Names, client *graph.Client, tokens graph.TokenSource, obs follow.Observer, limiterCfg ratelimit.Config, log zerolog.Logger) (*follower, error) {
 	limiterCfg.App = ratelimit.ReadsApp(cfg.Credential.ClientID)
 	limiterCfg.Rate = cfg.Follow.ReadRate
 	limiterCfg.Burst = 0
@@ -105,7 +105,7 @@ func newFollower(ctx context.Context, js jetstream.JetStream, kvLimits jetstream
 		return nil, fmt.Errorf("read budget: %w", err)
 	}
 	f, err := follow.New(follow.Config{
-		JS: js, Names: names, Devices: client, Reads: reads,
+		JS: js, Names: names, Devices: client, Reads: reads, Tokens: tokens,
 		Schedule: cfg.Follow.Schedule, Concurrency: cfg.Follow.Concurrency,
 		Observer: obs, Worker: cfg.Name, Logger: log,
 	})

@@ -107,7 +107,7 @@ func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
 	m.OnScrape(telemetry.SampleConsumer(cons))
 	followTelemetry := worker.NewFollowTelemetry(telemetry, metrics.NewFollow(reg))
 	m.OnScrape(followTelemetry.SampleFollows(js, names))
-	fl, err := newFollower(ctx, js, kvLimits, &cfg, names, client, followTelemetry, limiterCfg, log)
+	fl, err := newFollower(ctx, js, kvLimits, &cfg, names, client, cred, followTelemetry, limiterCfg, log)
 	if err != nil {
 		return err
 	}
