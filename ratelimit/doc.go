@@ -88,7 +88,9 @@
 // watch, not polling) and Wait blocks for a paused tenant until the time
 // has passed, re-checking whenever a pause changes. Other tenants keep
 // flowing. A call that passed Wait just before a pause arrived is already
-// on its way; nothing can recall it.
+// on its way; nothing can recall it. The Limiter that sets a pause holds
+// its own calls before it writes the pause, so that its next calls do not
+// wait for the round trips.
 //
 // # Sharing round trips
 //
@@ -123,7 +125,10 @@
 //     once, and a cut happens once per episode. A 429 to a call that Wait
 //     let go before the last cut's pause ended belongs to that cut and
 //     changes nothing, so a burst of 429s (or three workers seeing them)
-//     is one cut, not thirty (Throttled).
+//     is one cut, not thirty (Throttled). Unless that call was let go
+//     before the one the cut learned from: the calls in between were
+//     refused too, not accepted, and its lower estimate refines the cut
+//     (the 429s of one burst come back in any order, to any worker).
 //   - It learns how much Graph accepted rather than only that it refused:
 //     the window log holds every permit, and Retry-After says when the
 //     oldest call Graph counted leaves its window, hence which calls it

@@ -72,17 +72,19 @@ func (l *Limiter) Answered(p Permit, at time.Time) {
 
 // noteAnswer folds one write-to-answer time into answerRTT, the least
 // recently seen: a faster answer counts at once, slower ones raise it by
-// a sixty-fourth of the difference, so that it follows a Graph whose
-// latency grew. It starts from zero, not from the first answer: the first
-// calls of a process (new connections, a cold cache, every worker
-// starting at once) are the slowest, and taking one of them as the least
-// would let the others pass for prompt. It returns the new value.
+// an eighth of the difference, so that it follows a Graph whose latency
+// grew. It starts from zero, not from the first answer: the first calls of
+// a process (new connections, every worker starting at once) are the
+// slowest, and taking one of them as the least would let the others pass
+// for prompt. From zero, the first twenty or so answers of a process count
+// as late, and move their stamps, by at most a tenth of the window each.
+// It returns the new value.
 func (l *Limiter) noteAnswer(d time.Duration) time.Duration {
 	for {
 		old := l.answerRTT.Load()
 		next := int64(max(d, 0))
 		if next > old {
-			next = old + (next-old)/64
+			next = old + (next-old)/8
 		}
 		if l.answerRTT.CompareAndSwap(old, next) {
 			return time.Duration(next)
