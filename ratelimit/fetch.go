@@ -104,15 +104,18 @@ func (l *Limiter) validity() time.Duration {
 // network gap later. Graph counts arrivals, so a call written late could
 // share a window with a call granted a full window after its permit's
 // stamp: the Limiter tracks the recent worst gap (rising at once, decaying
-// slowly) and stamps later permits that much later, up to a tenth of the
-// window. A loaded host (CPU, a new TLS connection) then costs a little
-// throughput, not the bound. It is safe for concurrent use.
+// by an eighth of the difference per call) and stamps later permits that
+// much later, up to a tenth of the window. A loaded host (CPU, a new TLS
+// connection) then costs a little throughput, not the bound. The decay is
+// quick because a call that is late all the same has its stamp moved (see
+// Wrote); one slow handshake should not cost the next hundred calls. It is
+// safe for concurrent use.
 func (l *Limiter) Sent(gap time.Duration) {
 	for {
 		old := l.sendGap.Load()
 		next := int64(max(gap, 0))
 		if next < old {
-			next = old - (old-next)/64
+			next = old - (old-next)/8
 		}
 		if l.sendGap.CompareAndSwap(old, next) {
 			return
@@ -197,13 +200,15 @@ func (l *Limiter) reserve(t *tenant, want int) (reservation, error) {
 		return reservation{}, fmt.Errorf("ratelimit: %w", err)
 	}
 	l.mu.Lock()
-	known, rev, cached, tat := t.known, t.rev, t.grants, t.pace
+	known, rev, cached, tat, since := t.known, t.rev, t.grants, t.pace, t.since
 	l.mu.Unlock()
 	if !known {
+		var w windowLog
 		var err error
-		if rev, cached, tat, err = l.load(t); err != nil {
+		if rev, w, err = l.load(t); err != nil {
 			return reservation{}, err
 		}
+		cached, tat, since = w.Grants, w.Pace, w.Since
 	}
 	now := l.now()
 	l.mu.Lock()
@@ -215,6 +220,9 @@ func (l *Limiter) reserve(t *tenant, want int) (reservation, error) {
 	// counted (see estimate).
 	keep := l.window + l.cfg.Rate.Per/2
 	grants := live(cached, now, keep)
+	if len(grants) == 0 {
+		since = untilMillis(now)
+	}
 	if len(fixes) > 0 {
 		grants = live(applyFixes(grants, fixes), now, keep)
 	}
@@ -227,12 +235,16 @@ func (l *Limiter) reserve(t *tenant, want int) (reservation, error) {
 	case free <= 0:
 		r.retryAt = freeAt(counted, calls, l.window+l.skew())
 		n = 0
-	case burst < calls:
+	default:
 		// Paced: grant what fits as soon as one permit does, so that calls
 		// come one by one rather than in batches, which would meet a lower
 		// wall batch by batch.
+		p := newPace(calls, burst, l.cfg.Rate.Per).atLeast(l.coldInterval(t.token, now, since))
+		if burst >= calls && p.interval <= l.cfg.Rate.Per/time.Duration(calls) {
+			break // neither a burst nor a slow start to pace
+		}
 		var next time.Time
-		n, next, r.retryAt = newPace(calls, burst, l.cfg.Rate.Per).allow(time.UnixMilli(tat), now, n, 1)
+		n, next, r.retryAt = p.allow(time.UnixMilli(tat), now, n, 1)
 		if n > 0 {
 			tat = untilMillis(next)
 		}
@@ -245,7 +257,8 @@ func (l *Limiter) reserve(t *tenant, want int) (reservation, error) {
 	if n > 0 {
 		grants = append(grants, grant{Until: stamp, N: n})
 	}
-	value, err := json.Marshal(windowLog{Rate: l.cfg.Rate.String(), Owner: l.cfg.Owner, At: now.UTC(), Grants: grants, Pace: tat})
+	w := windowLog{Rate: l.cfg.Rate.String(), Owner: l.cfg.Owner, At: now.UTC(), Grants: grants, Pace: tat, Since: since}
+	value, err := json.Marshal(w)
 	if err != nil {
 		return reservation{}, fmt.Errorf("ratelimit: encode window log: %w", err)
 	}
@@ -259,7 +272,7 @@ func (l *Limiter) reserve(t *tenant, want int) (reservation, error) {
 		return r, err
 	}
 	l.mu.Lock()
-	t.remember(next, grants, tat)
+	t.remember(next, w)
 	l.mu.Unlock()
 	if len(fixes) > 0 {
 		l.log.Debug().Str("tenant_id", t.id).Int("moved", len(fixes)).Msg("stamps of calls written late moved")
@@ -279,9 +292,10 @@ func (l *Limiter) reserve(t *tenant, want int) (reservation, error) {
 	return reservation{n: n, until: until, stamp: stamp, rev: rev}, nil
 }
 
-// load reads t's window log into its cache and returns it. A missing key
-// is an empty log at revision 0.
-func (l *Limiter) load(t *tenant) (uint64, []grant, int64, error) {
+// load reads t's window log into its cache and returns the cache (which
+// may be newer) and its revision. A missing key is an empty log at
+// revision 0.
+func (l *Limiter) load(t *tenant) (uint64, windowLog, error) {
 	l.stats.kvOps.Add(1)
 	var rev uint64
 	var w windowLog
@@ -289,17 +303,17 @@ func (l *Limiter) load(t *tenant) (uint64, []grant, int64, error) {
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 	case err != nil:
-		return 0, nil, 0, fmt.Errorf("ratelimit: read %s: %w", t.key, err)
+		return 0, windowLog{}, fmt.Errorf("ratelimit: read %s: %w", t.key, err)
 	default:
 		if w, err = l.decodeWindow(t, entry.Value()); err != nil {
-			return 0, nil, 0, err
+			return 0, windowLog{}, err
 		}
 		rev = entry.Revision()
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	t.remember(rev, w.Grants, w.Pace)
-	return t.rev, t.grants, t.pace, nil
+	t.remember(rev, w)
+	return t.rev, windowLog{Grants: t.grants, Pace: t.pace, Since: t.since}, nil
 }
 
 // decodeWindow reads a window log of t and warns, once per tenant, when

@@ -169,10 +169,11 @@ func (l *Limiter) estimate(t *tenant, th Throttle) int {
 	known, grants := t.known, t.grants
 	l.mu.Unlock()
 	if !known {
-		var err error
-		if _, grants, _, err = l.load(t); err != nil {
+		_, w, err := l.load(t)
+		if err != nil {
 			return -1
 		}
+		grants = w.Grants
 	}
 	before, band := 0, 0
 	for _, g := range grants {

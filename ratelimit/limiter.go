@@ -45,6 +45,9 @@ type Limiter struct {
 	// answerRTT tracks the recent least time from a call being written to
 	// its answer (see Answered).
 	answerRTT atomic.Int64
+	// answerMean tracks the mean time from a call being written to its
+	// answer (a moving average), for a cold tenant's slow start.
+	answerMean atomic.Int64
 
 	mu        sync.Mutex
 	closed    bool

@@ -28,17 +28,18 @@ type tenant struct {
 	rev        uint64        // revision of the log; 0 when the key is absent
 	grants     []grant       // the log's grants
 	pace       int64         // the log's pacing time (windowLog.Pace)
+	since      int64         // when the log's run of grants began (windowLog.Since)
 	fresh      chan struct{} // closed and replaced when the cache advances
 	warnedRate atomic.Bool   // a rate mismatch with other writers was logged
 }
 
 // remember records the window log at revision rev, unless the cache
 // already holds a newer one, and wakes a fetch waiting for news.
-func (t *tenant) remember(rev uint64, grants []grant, pace int64) {
+func (t *tenant) remember(rev uint64, w windowLog) {
 	if t.known && rev <= t.rev {
 		return
 	}
-	t.known, t.rev, t.grants, t.pace = true, rev, grants, pace
+	t.known, t.rev, t.grants, t.pace, t.since = true, rev, w.Grants, w.Pace, w.Since
 	close(t.fresh)
 	t.fresh = make(chan struct{})
 }

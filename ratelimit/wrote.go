@@ -63,6 +63,7 @@ func (l *Limiter) Answered(p Permit, at time.Time) {
 	u.done = true
 	rtt := at.Sub(u.sent)
 	least := l.noteAnswer(rtt)
+	l.noteMean(rtt)
 	excess := min(rtt-least, l.cfg.Rate.Per/10)
 	if excess <= l.cfg.Margin/2 {
 		return
@@ -88,6 +89,21 @@ func (l *Limiter) noteAnswer(d time.Duration) time.Duration {
 		}
 		if l.answerRTT.CompareAndSwap(old, next) {
 			return time.Duration(next)
+		}
+	}
+}
+
+// noteMean folds one write-to-answer time into answerMean, a moving
+// average over about eight answers; the first answer is taken as it is.
+func (l *Limiter) noteMean(d time.Duration) {
+	for {
+		old := l.answerMean.Load()
+		next := int64(max(d, 0))
+		if old > 0 {
+			next = old + (next-old)/8
+		}
+		if l.answerMean.CompareAndSwap(old, next) {
+			return
 		}
 	}
 }

@@ -76,3 +76,34 @@ func TestLateCallsMoveTheirStamps(t *testing.T) {
 		})
 	}
 }
+
+// A tenant that has learned nothing starts its run of grants with at most
+// coldInFlight calls per answer time, doubling each window; one with a
+// learned budget, or a Limiter that has seen no answer yet, does not.
+func TestColdInterval(t *testing.T) {
+	rate := Rate{N: 40, Per: 2 * time.Second}
+	f := newFleet(t, 1, Config{App: testApp, Rate: rate})
+	l := f.limiters[0]
+	now := time.Now()
+	since := now.UnixMilli()
+	if got := l.coldInterval(keyToken(tenantA), now, since); got != 0 {
+		t.Errorf("before any answer: %s, want 0", got)
+	}
+	l.noteMean(300 * time.Millisecond)
+	for _, tc := range []struct {
+		after time.Duration
+		want  time.Duration
+	}{
+		{0, 100 * time.Millisecond},
+		{rate.Per + time.Millisecond, 50 * time.Millisecond},
+		{20 * rate.Per, 0},
+	} {
+		if got := l.coldInterval(keyToken(tenantA), now.Add(tc.after), since); got != tc.want {
+			t.Errorf("%s into the run: %s, want %s", tc.after, got, tc.want)
+		}
+	}
+	l.noteBudget(keyToken(tenantA), fullBudget(rate).cut(rate, now, 20, now), 1)
+	if got := l.coldInterval(keyToken(tenantA), now, since); got != 0 {
+		t.Errorf("with a learned budget: %s, want 0", got)
+	}
+}
