@@ -159,8 +159,12 @@ func (u unreachable) Token(context.Context, string) (string, error) {
 	return "", nil
 }
 
-func (u unreachable) Sent(time.Duration) {
-	u.t.Fatal("send gap noted")
+func (u unreachable) Wrote(ratelimit.Permit, time.Time) {
+	u.t.Fatal("write noted")
+}
+
+func (u unreachable) Answered(ratelimit.Permit, time.Time) {
+	u.t.Fatal("answer noted")
 }
 
 func (u unreachable) Refresh(context.Context, string) (string, error) {
@@ -168,9 +172,9 @@ func (u unreachable) Refresh(context.Context, string) (string, error) {
 	return "", nil
 }
 
-func (u unreachable) Wait(context.Context, string) (time.Duration, error) {
+func (u unreachable) Take(context.Context, string) (ratelimit.Permit, error) {
 	u.t.Fatal("rate limit waited for")
-	return 0, nil
+	return ratelimit.Permit{}, nil
 }
 
 func (u unreachable) Pause(context.Context, string, time.Time) error {

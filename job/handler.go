@@ -30,15 +30,18 @@ type Tokens interface {
 
 // Limiter is the fleet-wide rate limit. *ratelimit.Limiter implements it.
 type Limiter interface {
-	Wait(ctx context.Context, tenantID string) (time.Duration, error)
+	Take(ctx context.Context, tenantID string) (ratelimit.Permit, error)
 	Pause(ctx context.Context, tenantID string, until time.Time) error
 	// Throttled pauses the tenant like Pause and teaches the fleet's
 	// learned budget that Graph said 429.
 	Throttled(ctx context.Context, tenantID string, th ratelimit.Throttle) error
 	PausedUntil(tenantID string) (time.Time, bool)
-	// Sent tells the Limiter how long after Wait let a call go it was
-	// written to Graph, so that its window counts calls that late.
-	Sent(gap time.Duration)
+	// Wrote tells the Limiter when the call a permit let go was written
+	// to Graph, so that its window counts a call written late from then.
+	Wrote(p ratelimit.Permit, sent time.Time)
+	// Answered tells it when the answer began to arrive, which bounds
+	// how late the call may have reached Graph.
+	Answered(p ratelimit.Permit, at time.Time)
 }
 
 var _ Limiter = (*ratelimit.Limiter)(nil)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http/httptrace"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -161,25 +162,33 @@ func (p *process) call(ctx context.Context, st attempt, bo *backoff.ExponentialB
 	cfg := p.cfg
 	target := p.job.Target()
 	// The lease marks the record, and the token is had, before the permit
-	// is taken, so that nothing but the call lies between the permit and
+	// is taken, so that little but the call lies between the permit and
 	// Graph: the limit is on when calls arrive, and a KV or Entra round
 	// trip there would let a call arrive after its permit's window. A
 	// token that cannot be had here fails the call itself, which decide
-	// answers; the wait does not need to.
+	// answers; the wait does not need to. What still lies in between (a
+	// new TLS connection, a starved CPU) the Limiter learns of from the
+	// moment the request is written.
+	var permit ratelimit.Permit
 	wait := func(ctx context.Context) error {
 		_, _ = cfg.Tokens.Token(ctx, p.job.TenantID)
-		waited, err := cfg.Limiter.Wait(ctx, p.job.TenantID)
+		taken, err := cfg.Limiter.Take(ctx, p.job.TenantID)
 		if err != nil {
 			limitErr = err
 			return err
 		}
+		permit = taken
 		started = time.Now()
-		cfg.Observer.RateLimited(p.job.TenantID, waited)
+		cfg.Observer.RateLimited(p.job.TenantID, permit.Waited)
 		return nil
 	}
 	var resp graph.Response
 	_, err = p.lease.Call(ctx, wait, func(ctx context.Context) idempotency.Fate {
 		p.res.Attempts++
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+			WroteRequest:         func(httptrace.WroteRequestInfo) { cfg.Limiter.Wrote(permit, time.Now()) },
+			GotFirstResponseByte: func() { cfg.Limiter.Answered(permit, time.Now()) },
+		})
 		resp, gerr = cfg.Graph.RecoverPasscode(ctx, target)
 		// decide draws from a copy of the backoff; the draw counts only if
 		// the decision used it.
@@ -193,9 +202,6 @@ func (p *process) call(ctx context.Context, st attempt, bo *backoff.ExponentialB
 	})
 	if limitErr != nil || err != nil {
 		return decision{}, nil, started, limitErr, err
-	}
-	if !resp.Sent.IsZero() {
-		cfg.Limiter.Sent(resp.Sent.Sub(started))
 	}
 	p.recordGraph(resp, gerr)
 	call := wire.NewAuditEvent(wire.KindGraphCall, p.res, cfg.Now())

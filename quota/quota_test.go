@@ -2,6 +2,7 @@ package quota
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/recoverpasscode/recoverpasscode/clock"
 	"github.com/recoverpasscode/recoverpasscode/devserver/devservertest"
 	"github.com/recoverpasscode/recoverpasscode/ratelimit"
 	"github.com/recoverpasscode/recoverpasscode/wire"
@@ -158,4 +160,44 @@ func bucket(t *testing.T) (jetstream.JetStream, jetstream.KeyValue) {
 		t.Fatal(err)
 	}
 	return js, kv
+}
+
+// A Store on a fleet clock keeps its window on the server's time, whatever
+// the host's clock says, and answers RetryAt on the host's.
+func TestAdmitOnTheServersClock(t *testing.T) {
+	js, kv := bucket(t)
+	const skew = time.Hour
+	local := func() time.Time { return time.Now().Add(skew) }
+	clk, err := clock.New(clock.Config{KV: kv, Key: clock.Key("fast-host"), Local: local})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := clk.Fresh(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	limits, err := ParseLimits("judge=1/1h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(js, kv, limits).WithClock(clk)
+	for i, want := range []bool{true, false} {
+		a, err := s.Admit(t.Context(), "judge", &wire.Job{ID: fmt.Sprintf("j%d", i), ManagedDeviceID: "d"})
+		if err != nil || a.Admitted != want {
+			t.Fatalf("Admit %d = %+v, %v; want admitted %t", i, a, err, want)
+		}
+		if !want && (a.RetryAt.Before(local().Add(59*time.Minute)) || a.RetryAt.After(local().Add(61*time.Minute))) {
+			t.Errorf("RetryAt %s, want an hour from the host's clock, %s", a.RetryAt, local())
+		}
+	}
+	entry, err := kv.Get(t.Context(), "quota.judge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var w window
+	if err := json.Unmarshal(entry.Value(), &w); err != nil || len(w.Grants) != 1 {
+		t.Fatalf("window %s: %v", entry.Value(), err)
+	}
+	if at := time.UnixMilli(w.Grants[0][0]); at.Sub(time.Now()).Abs() > time.Minute {
+		t.Errorf("the window stamps %s, want the server's time %s, not the host's", at, time.Now())
+	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/recoverpasscode/recoverpasscode/clock"
 	"github.com/recoverpasscode/recoverpasscode/ratelimit"
 	"github.com/recoverpasscode/recoverpasscode/wire"
 )
@@ -89,16 +90,27 @@ type window struct {
 // Store keeps the source budgets and the held jobs in a KeyValue bucket
 // (the worker's recoverpasscode_limits). It is safe for concurrent use.
 type Store struct {
-	js     jetstream.JetStream
-	kv     jetstream.KeyValue
-	limits Limits
-	now    func() time.Time
+	js      jetstream.JetStream
+	kv      jetstream.KeyValue
+	limits  Limits
+	now     func() time.Time // the server's time, when a clock is given
+	toLocal func(time.Time) time.Time
 }
 
 // New returns a Store on the bucket kv of js enforcing limits. A Store
 // with no limits (as `enqueue held` uses) only lists and releases.
 func New(js jetstream.JetStream, kv jetstream.KeyValue, limits Limits) *Store {
-	return &Store{js: js, kv: kv, limits: limits, now: time.Now}
+	return &Store{js: js, kv: kv, limits: limits, now: time.Now, toLocal: func(t time.Time) time.Time { return t }}
+}
+
+// WithClock makes s keep its windows and records on c, the local clock
+// corrected to the NATS server's (see package clock), as every worker of
+// the fleet does, so that a host whose clock is off neither takes units
+// from a window early nor holds a job late; Admission.RetryAt stays on
+// the local clock. It returns s; call it before the Store is used.
+func (s *Store) WithClock(c *clock.Clock) *Store {
+	s.now, s.toLocal = c.Now, c.ToLocal
+	return s
 }
 
 // Limits returns the budgets the Store enforces.
@@ -145,7 +157,7 @@ func (s *Store) Admit(ctx context.Context, source string, j *wire.Job) (Admissio
 	if err := s.putHeld(ctx, held, heldRev); err != nil {
 		return Admission{}, err
 	}
-	return Admission{RetryAt: retryAt, Holds: held.Holds, NewlyHeld: !wasHeld, Record: held}, nil
+	return Admission{RetryAt: s.toLocal(retryAt), Holds: held.Holds, NewlyHeld: !wasHeld, Record: held}, nil
 }
 
 // admit records that the job may go on, and drops its held record.

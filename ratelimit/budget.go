@@ -50,6 +50,11 @@ type budget struct {
 	// episode and does not cut again.
 	CutAt        time.Time `json:"cutAt"`
 	EpisodeUntil time.Time `json:"episodeUntil"`
+	// CutFrom is when the throttled call the cut's estimate came from was
+	// let go: a 429 of the same episode to a call let go earlier counts
+	// from an earlier point, without the calls between that Graph refused
+	// too, and may refine the estimate (see refine).
+	CutFrom time.Time `json:"cutFrom,omitzero"`
 	// GrownAt is when the growth clock last advanced.
 	GrownAt time.Time `json:"grownAt"`
 	// Estimate is what the last cut estimated Graph accepted in one
@@ -105,6 +110,27 @@ func (b budget) cut(r Rate, now time.Time, estimate int, episodeUntil time.Time)
 	b.Estimate = estimate
 	b.Cuts++
 	return b
+}
+
+// refine is the budget after a 429 of the cut's own episode to a call let
+// go at started, before the call the cut estimated from, whose estimate is
+// lower: the calls let go in between were throttled too, not accepted as
+// the cut's estimate assumed. It lowers the rate to the new estimate
+// (within deepestCut of the cut's, and never below minLearned) and
+// reports whether that changed the rate. The episode, its pause and the
+// growth clock stay as they are.
+func (b budget) refine(started time.Time, estimate int) (budget, bool) {
+	if b.CutFrom.IsZero() || !started.Before(b.CutFrom) || estimate < 0 {
+		return b, false
+	}
+	next := max(minLearned, b.Learned*deepestCut, float64(estimate))
+	if next >= b.Learned {
+		return b, false
+	}
+	b.CutFrom = started
+	b.Learned, b.Start, b.Wall = next, next, next
+	b.Estimate = estimate
+	return b, true
 }
 
 // grow advances the growth clock to now after a grant, counting at most

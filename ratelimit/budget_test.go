@@ -163,3 +163,37 @@ func TestPace(t *testing.T) {
 		t.Errorf("the burst's time later: %d permits, want 5", n)
 	}
 }
+
+// A 429 of the cut's episode to a call let go before the one the cut
+// estimated from counts fewer accepted calls: the rate follows it down,
+// never further than deepestCut, and later or unknown estimates change
+// nothing.
+func TestBudgetRefine(t *testing.T) {
+	r := Rate{N: 40, Per: 2 * time.Second}
+	now := time.Now()
+	cut := fullBudget(r).cut(r, now, 22, now.Add(2*time.Second))
+	cut.CutFrom = now.Add(-100 * time.Millisecond)
+	for _, tc := range []struct {
+		name     string
+		started  time.Duration // before the cut's call
+		estimate int
+		want     float64
+		changed  bool
+	}{
+		{"an earlier call, fewer accepted", -50 * time.Millisecond, 20, 20, true},
+		{"an earlier call, a deep estimate", -50 * time.Millisecond, 3, 11, true},
+		{"an earlier call, no estimate", -50 * time.Millisecond, -1, 22, false},
+		{"an earlier call, more accepted", -50 * time.Millisecond, 25, 22, false},
+		{"a later call", 50 * time.Millisecond, 20, 22, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, changed := cut.refine(cut.CutFrom.Add(tc.started), tc.estimate)
+			if changed != tc.changed || got.Learned != tc.want {
+				t.Errorf("refine = %v, %t; want %v, %t", got.Learned, changed, tc.want, tc.changed)
+			}
+			if changed && (got.Wall != tc.want || got.Cuts != cut.Cuts || !got.EpisodeUntil.Equal(cut.EpisodeUntil)) {
+				t.Errorf("refine = %+v; want the wall at the new rate, the same episode", got)
+			}
+		})
+	}
+}

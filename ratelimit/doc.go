@@ -53,20 +53,32 @@
 //
 // # Arrivals, not starts
 //
-// Graph counts a call when it arrives, so whatever lies between Wait
-// returning and the request being written stretches the window: measured
-// with ten and a hundred tenants at 20/2s on a loaded host, the first call
-// of each tenant in each process fetched its token from Entra ID after its
-// permit, arrived up to a hundred milliseconds late, and let 21 or 22 calls
-// into one window. Callers therefore do everything else first (package job
-// gets the token and marks the idempotency record before it waits, so
-// only the HTTP write follows the permit) and report the remaining gap
-// with Sent; the Limiter stamps later permits by the recent worst gap (up
-// to a tenth of the window), so a host that writes late costs throughput,
-// not the bound. It adds the uncertainty of its clock's last measurement
-// against the server's (half a KV round trip, tens of milliseconds on a
-// loaded host) to the stamps and to the window it counts, since two
-// processes may correct their clocks by that much differently.
+// Graph counts a call when it arrives, so whatever lies between a permit
+// and Graph reading the call stretches the window. Measured with ten
+// tenants at 20/2s, three processes and the Graph stand-in on one loaded
+// host: the first calls of each process waited for new TLS connections
+// and were written up to 65 ms after their permits; on a host with a load
+// of 20 on 2 cores the stand-in read some calls up to 270 ms after they
+// were written. Either let a 21st call into one tenant's 2 s window.
+// Callers therefore do everything else first (package job gets the token
+// and marks the idempotency record before it takes a permit, so that only
+// the HTTP write follows it) and report what still happened, from the
+// HTTP client's trace hooks: Wrote, when the request was written, and
+// Answered, when the answer began to arrive. A call written after its
+// permit's stamp has its stamp moved to the write; a call answered later
+// than the least recent write-to-answer time by more than half the Margin
+// may have been read that much late, and has its stamp moved by the
+// excess (up to a tenth of the window). The move is made in the shared
+// log by the tenant's fetch goroutine within a KV round trip, and a grant
+// that could rely on the old stamp comes a whole window after it, so the
+// bound holds unless a process stalls for a whole window in between.
+// The Limiter also stamps later permits by the recent worst gap between
+// permit and write (up to a tenth of the window), so that few calls need
+// moving: a host that writes late costs throughput, not the bound. It adds
+// the uncertainty of its clock's last measurement against the server's
+// (half a KV round trip, tens of milliseconds on a loaded host) to the
+// stamps and to the window it counts, since two processes may correct
+// their clocks by that much differently.
 //
 // # Pauses
 //
@@ -76,7 +88,9 @@
 // watch, not polling) and Wait blocks for a paused tenant until the time
 // has passed, re-checking whenever a pause changes. Other tenants keep
 // flowing. A call that passed Wait just before a pause arrived is already
-// on its way; nothing can recall it.
+// on its way; nothing can recall it. The Limiter that sets a pause holds
+// its own calls before it writes the pause, so that its next calls do not
+// wait for the round trips.
 //
 // # Sharing round trips
 //
@@ -111,7 +125,10 @@
 //     once, and a cut happens once per episode. A 429 to a call that Wait
 //     let go before the last cut's pause ended belongs to that cut and
 //     changes nothing, so a burst of 429s (or three workers seeing them)
-//     is one cut, not thirty (Throttled).
+//     is one cut, not thirty (Throttled). Unless that call was let go
+//     before the one the cut learned from: the calls in between were
+//     refused too, not accepted, and its lower estimate refines the cut
+//     (the 429s of one burst come back in any order, to any worker).
 //   - It learns how much Graph accepted rather than only that it refused:
 //     the window log holds every permit, and Retry-After says when the
 //     oldest call Graph counted leaves its window, hence which calls it

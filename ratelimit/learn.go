@@ -59,12 +59,25 @@ func (l *Limiter) Throttled(ctx context.Context, tenantID string, th Throttle) e
 	th.Started, th.Until = l.clock.ToServer(th.Started), l.clock.ToServer(th.Until)
 	for conflicts := 0; ; {
 		current, rev := l.budgetOf(t.token)
-		if current.sameEpisode(th.Started) {
-			return nil
-		}
 		now := l.now()
-		estimate := l.estimate(t, th)
-		next := current.cut(l.cfg.Rate, now, estimate, later(th.Until, now.Add(l.cfg.Margin)))
+		var next budget
+		estimate := -1
+		if current.sameEpisode(th.Started) {
+			// Part of the last cut's episode: only an earlier call can
+			// tell more about what Graph accepted.
+			if !th.Started.Before(current.CutFrom) {
+				return nil
+			}
+			estimate = l.estimate(t, th)
+			var changed bool
+			if next, changed = current.refine(th.Started, estimate); !changed {
+				return nil
+			}
+		} else {
+			estimate = l.estimate(t, th)
+			next = current.cut(l.cfg.Rate, now, estimate, later(th.Until, now.Add(l.cfg.Margin)))
+			next.CutFrom = th.Started
+		}
 		logIt := next.worthLogging()
 		if logIt {
 			next.Logged = next.Learned
@@ -156,10 +169,11 @@ func (l *Limiter) estimate(t *tenant, th Throttle) int {
 	known, grants := t.known, t.grants
 	l.mu.Unlock()
 	if !known {
-		var err error
-		if _, grants, _, err = l.load(t); err != nil {
+		_, w, err := l.load(t)
+		if err != nil {
 			return -1
 		}
+		grants = w.Grants
 	}
 	before, band := 0, 0
 	for _, g := range grants {

@@ -32,6 +32,41 @@ func newPace(calls, burst int, per time.Duration) pace {
 	return pace{interval: interval, tolerance: time.Duration(max(burst, 1)-1) * interval}
 }
 
+// atLeast returns p with at least interval between permits. The
+// tolerance stays: a longer interval with a tolerance to match would let
+// a second burst through as soon as the interval grew.
+func (p pace) atLeast(interval time.Duration) pace {
+	p.interval = max(p.interval, interval)
+	return p
+}
+
+// coldInFlight is how many calls a tenant that has learned nothing may
+// have on their way to Graph at once at the start of a run of grants: a
+// budget lower than the configured one is found by the calls in flight
+// when the first 429 comes back, all of which meet the same wall. It
+// doubles with each window of the run, so that a budget that is all ours
+// is used in full after a few windows; three is 10 calls a second with
+// Graph at 300 ms, all of 200/20s.
+const coldInFlight = 3
+
+// coldInterval is the least time between permits for the tenant with
+// token, whose current run of grants began at since (Unix ms), while it
+// has learned nothing (no budget key): the recent mean time Graph takes
+// to answer over the calls that may be in flight (coldInFlight, doubled
+// for each whole window since the run began). Zero when it does not
+// apply.
+func (l *Limiter) coldInterval(token string, now time.Time, since int64) time.Duration {
+	if _, rev := l.budgetOf(token); rev != 0 || since == 0 {
+		return 0
+	}
+	answer := time.Duration(l.answerMean.Load())
+	windows := now.Sub(time.UnixMilli(since)) / l.cfg.Rate.Per
+	if answer <= 0 || windows >= 10 {
+		return 0
+	}
+	return answer / time.Duration(coldInFlight<<windows)
+}
+
 // allow returns how many of want permits may be granted at now given the
 // stored tat (zero: none yet), the new tat once they are, and, when fewer
 // than need fit, when need will.

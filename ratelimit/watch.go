@@ -123,6 +123,6 @@ func (l *Limiter) applyWindow(token string, entry jetstream.KeyValueEntry, delet
 		}
 	}
 	l.mu.Lock()
-	t.remember(entry.Revision(), w.Grants, w.Pace)
+	t.remember(entry.Revision(), w)
 	l.mu.Unlock()
 }

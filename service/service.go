@@ -101,7 +101,7 @@ func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
 	}
 	defer limiter.Close()
 
-	budgets := quota.New(js, kvLimits, cfg.SourceLimits)
+	budgets := quota.New(js, kvLimits, cfg.SourceLimits).WithClock(clk)
 	m.OnScrape(sampleHeld(budgets, m))
 	telemetry := worker.NewTelemetry(js, names, m, log)
 	m.OnScrape(telemetry.SampleConsumer(cons))
