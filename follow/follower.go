@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http/httptrace"
 	"strconv"
 	"sync"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/recoverpasscode/recoverpasscode/graph"
 	"github.com/recoverpasscode/recoverpasscode/internal/timing"
+	"github.com/recoverpasscode/recoverpasscode/ratelimit"
 	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
@@ -29,13 +31,16 @@ var _ Devices = (*graph.Client)(nil)
 // Reads is the fleet's read budget: a *ratelimit.Limiter on
 // ratelimit.ReadsApp.
 type Reads interface {
-	Wait(ctx context.Context, tenantID string) (time.Duration, error)
+	Take(ctx context.Context, tenantID string) (ratelimit.Permit, error)
 	Pause(ctx context.Context, tenantID string, until time.Time) error
-	// Sent tells the budget how long after Wait let a read go it was
-	// written, so that its window counts reads that late (Graph counts
-	// arrivals).
-	Sent(gap time.Duration)
+	// Wrote and Answered tell the budget when the read a permit let go was
+	// written and answered, so that a read that arrived late (Graph
+	// counts arrivals) is counted where it arrived.
+	Wrote(p ratelimit.Permit, sent time.Time)
+	Answered(p ratelimit.Permit, at time.Time)
 }
+
+var _ Reads = (*ratelimit.Limiter)(nil)
 
 // Observer learns of each poll and each confirmation, for metrics and the
 // audit trail. It must be safe for concurrent use and return quickly.
@@ -193,15 +198,12 @@ func (f *Follower) handle(ctx context.Context, msg jetstream.Msg) {
 	if f.cfg.Tokens != nil {
 		_, _ = f.cfg.Tokens.Token(ctx, rec.TenantID)
 	}
-	if _, err := f.cfg.Reads.Wait(ctx, rec.TenantID); err != nil {
+	permit, err := f.cfg.Reads.Take(ctx, rec.TenantID)
+	if err != nil {
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}
-	permitted := time.Now()
-	st, resp, err := f.cfg.Devices.Device(ctx, rec.TenantID, rec.ManagedDeviceID)
-	if !resp.Sent.IsZero() {
-		f.cfg.Reads.Sent(resp.Sent.Sub(permitted))
-	}
+	st, resp, err := f.cfg.Devices.Device(traced(ctx, f.cfg.Reads, permit), rec.TenantID, rec.ManagedDeviceID)
 	f.cfg.Observer.Polled(resp.Status)
 	if err != nil {
 		f.readFailed(ctx, msg, rec, err, log)
@@ -290,4 +292,13 @@ func (f *Follower) confirm(ctx context.Context, msg jetstream.Msg, c wire.Confir
 	if err := msg.Ack(); err != nil {
 		log.Warn().Err(err).Msg("ack of the follow record failed; its redelivery finds the confirmation stored")
 	}
+}
+
+// traced reports to the read budget when the read permit let go was
+// written and answered.
+func traced(ctx context.Context, reads Reads, p ratelimit.Permit) context.Context {
+	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest:         func(httptrace.WroteRequestInfo) { reads.Wrote(p, time.Now()) },
+		GotFirstResponseByte: func() { reads.Answered(p, time.Now()) },
+	})
 }

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http/httptrace"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/recoverpasscode/recoverpasscode/graph"
+	"github.com/recoverpasscode/recoverpasscode/ratelimit"
 	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
@@ -23,13 +25,16 @@ var _ Devices = (*graph.Client)(nil)
 // Reads is the fleet-wide budget of Graph reads, apart from the POSTs':
 // a *ratelimit.Limiter on ratelimit.ReadsApp.
 type Reads interface {
-	Wait(ctx context.Context, tenantID string) (time.Duration, error)
+	Take(ctx context.Context, tenantID string) (ratelimit.Permit, error)
 	Pause(ctx context.Context, tenantID string, until time.Time) error
-	// Sent tells the budget how long after Wait let a read go it was
-	// written, so that its window counts reads that late (Graph counts
-	// arrivals).
-	Sent(gap time.Duration)
+	// Wrote and Answered tell the budget when the read a permit let go was
+	// written and answered, so that a read that arrived late (Graph
+	// counts arrivals) is counted where it arrived.
+	Wrote(p ratelimit.Permit, sent time.Time)
+	Answered(p ratelimit.Permit, at time.Time)
 }
+
+var _ Reads = (*ratelimit.Limiter)(nil)
 
 // resolve turns the azureADDeviceId or serialNumber a job names into its
 // managed device id with one Graph read through the read budget, before
@@ -47,14 +52,15 @@ func (h *Handler) resolve(ctx context.Context, j *wire.Job, res *wire.Result, lo
 	}
 	// The token first, as for a POST: only the read follows the permit.
 	_, _ = h.cfg.Tokens.Token(ctx, j.TenantID)
-	if _, err := h.cfg.Reads.Wait(ctx, j.TenantID); err != nil {
+	permit, err := h.cfg.Reads.Take(ctx, j.TenantID)
+	if err != nil {
 		return Outcome{Disposition: Retry, Delay: time.Second}, false
 	}
-	permitted := time.Now()
-	ids, resp, err := h.cfg.Devices.FindDevices(ctx, j.TenantID, l)
-	if !resp.Sent.IsZero() {
-		h.cfg.Reads.Sent(resp.Sent.Sub(permitted))
-	}
+	rctx := httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest:         func(httptrace.WroteRequestInfo) { h.cfg.Reads.Wrote(permit, time.Now()) },
+		GotFirstResponseByte: func() { h.cfg.Reads.Answered(permit, time.Now()) },
+	})
+	ids, resp, err := h.cfg.Devices.FindDevices(rctx, j.TenantID, l)
 	if err != nil {
 		return h.resolveFailed(ctx, j, res, l, resp, err, log), false
 	}
