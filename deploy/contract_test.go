@@ -29,6 +29,8 @@ var workerEnv = setOf(
 	"RECOVER_PREFIX", "RECOVER_REPLICAS", "RECOVER_KEYS_TTL", "RECOVER_LEASE",
 	"RECOVER_ATTEMPT_TIMEOUT", "RECOVER_MAX_ATTEMPTS", "RECOVER_DRAIN_TIMEOUT",
 	"RECOVER_ACK_WAIT", "RECOVER_WORKER_NAME", "RECOVER_LOG_LEVEL", "RECOVER_DEV_DIR",
+	"RECOVER_READ_RATE_LIMIT", "RECOVER_FOLLOW_SOURCES", "RECOVER_FOLLOW_FIRST", "RECOVER_FOLLOW_MAX",
+	"RECOVER_FOLLOW_FOR", "RECOVER_FOLLOW_CONCURRENCY",
 	// With --dev, where it serves the gateway, and its sources.
 	"GATEWAY_HTTP_ADDR", "GATEWAY_CONFIG",
 	// Read by the Go runtime rather than the worker.
@@ -43,6 +45,8 @@ var workerMetrics = setOf(
 	"recoverpasscode_jobs_in_flight", "recoverpasscode_consumer_pending",
 	"recoverpasscode_consumer_redelivered", "recoverpasscode_token_errors_total",
 	"recoverpasscode_dlq_total", "recoverpasscode_audit_lost_total", "recoverpasscode_ready",
+	"recoverpasscode_follows_in_progress", "recoverpasscode_confirmations_total",
+	"recoverpasscode_follow_seconds", "recoverpasscode_follow_reads_total",
 )
 
 func setOf(names ...string) map[string]bool {
