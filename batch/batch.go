@@ -124,7 +124,7 @@ func Read(r io.Reader, opts Options) (*Batch, error) {
 			b.Problems = append(b.Problems, Problem{Line: rec.line, Reason: err.Error()})
 			continue
 		}
-		dk := deviceKey(j.Target())
+		dk := deviceKey(rowTarget(&j))
 		if line, dup := first[dk]; dup {
 			b.Duplicates = append(b.Duplicates, Duplicate{Line: rec.line, FirstLine: line, Device: j.ManagedDeviceID})
 			continue
@@ -137,8 +137,8 @@ func Read(r io.Reader, opts Options) (*Batch, error) {
 	}
 	for i := range b.Rows {
 		j := &b.Rows[i].Job
-		j.ID = JobID(b.Name, j.Target())
-		j.IdempotencyKey = Key(b.Name, j.Target())
+		j.ID = JobID(b.Name, rowTarget(j))
+		j.IdempotencyKey = Key(b.Name, rowTarget(j))
 		j.ReplyTo = ResultSubject(opts.Names, b.Source, b.Name, j.ID)
 		b.byID[j.ID] = i
 	}

@@ -76,7 +76,7 @@ func TestReadFileErrors(t *testing.T) {
 		{"empty", "", "batch: file is empty"},
 		{"unknown column", "managedDeviceId,Serial number\n", `batch: line 1: unknown column "Serial number"`},
 		{"column twice", "managedDeviceId,ManagedDeviceID\n", "batch: line 1: column managedDeviceId appears twice"},
-		{"no device column", "userId,ticket\n", "batch: line 1: no managedDeviceId column"},
+		{"no device column", "userId,ticket\n", "batch: line 1: no managedDeviceId, azureADDeviceId or serialNumber column"},
 		{"not UTF-8", "managedDeviceId\n\xff\xfe\n", "batch: file is not UTF-8"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

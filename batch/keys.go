@@ -34,6 +34,18 @@ func checkName(s string) error {
 	return nil
 }
 
+// rowTarget is the target a row names, for its key: a row that names its
+// device by azureADDeviceId or serialNumber stands for "<field>:<value>",
+// which the worker resolves; two rows naming one device differently are
+// then two jobs under two keys, and the worker's records of each say so.
+func rowTarget(j *wire.Job) wire.Target {
+	t := j.Target()
+	if l, ok := j.Lookup(); ok {
+		t.ManagedDeviceID = l.Field + ":" + l.Value
+	}
+	return t
+}
+
 // deviceKey is what makes two rows the same action: the tenant and the
 // device, case-folded. The path form (userId, detectedAppId) is left out on
 // purpose: two rows reaching one device through different paths would
@@ -55,7 +67,7 @@ func deviceHash(key string) string {
 func DeriveName(rows []Row) string {
 	keys := make([]string, 0, len(rows))
 	for _, r := range rows {
-		keys = append(keys, deviceKey(r.Job.Target()))
+		keys = append(keys, deviceKey(rowTarget(&r.Job)))
 	}
 	slices.Sort(keys)
 	keys = slices.Compact(keys)

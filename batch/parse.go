@@ -46,7 +46,7 @@ const MaxFileSize = 64 << 20
 
 // Columns are the column names (and JSONL field names) a batch file may
 // use, matched without regard to case.
-var Columns = []string{"managedDeviceId", "userId", "detectedAppId", "tenantId", "ticket", "requestedBy"}
+var Columns = []string{"managedDeviceId", "azureADDeviceId", "serialNumber", "userId", "detectedAppId", "tenantId", "ticket", "requestedBy"}
 
 // record is one data row of a file: its line number and its values by
 // canonical column name, or why it could not be read.
@@ -170,8 +170,8 @@ func headerColumns(header []string) ([]string, error) {
 		seen[c] = true
 		cols[i] = c
 	}
-	if !seen["managedDeviceId"] {
-		return nil, &FileError{Line: 1, Reason: "no managedDeviceId column (columns are " + columnList + ")"}
+	if !seen["managedDeviceId"] && !seen["azureADDeviceId"] && !seen["serialNumber"] {
+		return nil, &FileError{Line: 1, Reason: "no managedDeviceId, azureADDeviceId or serialNumber column (columns are " + columnList + ")"}
 	}
 	return cols, nil
 }

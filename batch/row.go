@@ -16,6 +16,8 @@ func rowJob(rec record, d Defaults) (wire.Job, error) {
 	f := rec.fields
 	j := wire.Job{
 		ManagedDeviceID: strings.TrimSpace(f["managedDeviceId"]),
+		AzureADDeviceID: strings.TrimSpace(f["azureADDeviceId"]),
+		SerialNumber:    strings.TrimSpace(f["serialNumber"]),
 		UserID:          strings.TrimSpace(f["userId"]),
 		DetectedAppID:   strings.TrimSpace(f["detectedAppId"]),
 		TenantID:        orDefault(strings.TrimSpace(f["tenantId"]), d.TenantID),

@@ -170,6 +170,16 @@ func (b *bench) measure(ctx context.Context) (*report, error) {
 		rep.rates = append(rep.rates, run)
 	}
 
+	if cfg.SharedBudget && cfg.measures("budget") {
+		b.logf("shared budget: told %s, Graph leaves %s, %d jobs, %d workers, Graph at %s; then Graph leaves %s and %d jobs more",
+			cfg.BudgetTold, cfg.BudgetReal, cfg.BudgetJobs, cfg.RateWorkers, cfg.RateLatency, cfg.BudgetTold, cfg.RecoveryJobs)
+		run, err := b.sharedBudget(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("shared budget: %w", err)
+		}
+		rep.budget = &run
+	}
+
 	if cfg.DurabilityJobs > 0 && cfg.measures("durability") {
 		if rep.durability, err = b.durability(ctx); err != nil {
 			return nil, err

@@ -46,6 +46,17 @@ type config struct {
 	// RateWorkers is the number of worker processes sharing the limit.
 	// Defaults to 3.
 	RateWorkers int
+	// SharedBudget runs the shared-budget measurement: the workers told
+	// BudgetTold while Graph leaves them BudgetReal, then all of it.
+	// Defaults to true.
+	SharedBudget bool
+	// BudgetTold and BudgetReal are the rate the workers are told and the
+	// rate Graph leaves them. Default to 40/2s and 20/2s, the measurement
+	// of issue 16.
+	BudgetTold, BudgetReal ratelimit.Rate
+	// BudgetJobs is the shared-budget batch, RecoveryJobs the batch queued
+	// when the other app stops. Default to 300 and 800.
+	BudgetJobs, RecoveryJobs int
 	// Backlogs are the queue depths at which a worker's peak RSS is
 	// compared. Defaults to 10000 and 100000; 2000 and 20000 with --quick.
 	Backlogs []int
@@ -96,7 +107,7 @@ type config struct {
 }
 
 // rowGroups are the measurements --rows selects, in the table's order.
-var rowGroups = []string{"throughput", "latency", "rate", "durability", "handler", "rss", "gateway", "history"}
+var rowGroups = []string{"throughput", "latency", "rate", "budget", "durability", "handler", "rss", "gateway", "history"}
 
 // measures reports whether the run makes the measurements of group.
 func (c config) measures(group string) bool { return c.Rows == nil || c.Rows[group] }
@@ -124,6 +135,11 @@ func fullConfig() config {
 		RateTime:         60 * time.Second,
 		RateLatency:      300 * time.Millisecond,
 		RateWorkers:      3,
+		SharedBudget:     true,
+		BudgetTold:       ratelimit.Rate{N: 40, Per: 2 * time.Second},
+		BudgetReal:       ratelimit.Rate{N: 20, Per: 2 * time.Second},
+		BudgetJobs:       300,
+		RecoveryJobs:     800,
 		Backlogs:         []int{10000, 100000},
 		DurabilityJobs:   3000,
 		HistoryEvents:    1_000_000,
@@ -146,6 +162,7 @@ func quickConfig() config {
 	c.HistoryEvents = 100_000
 	c.HistorySamples = 50
 	c.HandlerBenchtime = "300x"
+	c.SharedBudget = false // a minute and more on its own
 	return c
 }
 
@@ -179,6 +196,7 @@ func parseConfig(args []string, usageOut io.Writer) (config, error) {
 	rateTime := fs.Duration("rate-time", full.RateTime, "about how long each rate-limited run takes (quick: 20s)")
 	rateLatency := fs.Duration("rate-latency", full.RateLatency, "Graph double latency in the rate-limited runs")
 	rateWorkers := fs.Int("rate-workers", full.RateWorkers, "worker processes sharing the limit")
+	sharedBudget := fs.Bool("shared-budget", full.SharedBudget, "measure workers told 40/2s against a Graph that leaves them 20/2s, then 40/2s")
 	backlogs := fs.String("backlogs", "10000,100000", "queue depths whose peak RSS is compared (quick: 2000,20000)")
 	durabilityJobs := fs.Int("durability-jobs", full.DurabilityJobs, "jobs per run of the fsync comparison, sync_interval default vs always; 0 skips it (quick: 1000)")
 	historyEvents := fs.Int("history-events", full.HistoryEvents, "audit events in the stream of the device-history lookups; 0 skips them (quick: 100000)")
@@ -223,6 +241,8 @@ func parseConfig(args []string, usageOut io.Writer) (config, error) {
 			cfg.RateLatency = *rateLatency
 		case "rate-workers":
 			cfg.RateWorkers = *rateWorkers
+		case "shared-budget":
+			cfg.SharedBudget = *sharedBudget
 		case "backlogs":
 			cfg.Backlogs, err = parseInts(*backlogs)
 		case "durability-jobs":
@@ -278,6 +298,9 @@ func (c config) validate() error {
 	}
 	if c.ProfileDir != "" && c.ProfileTime < time.Second {
 		errs = append(errs, errors.New("--profile-time: want at least 1s"))
+	}
+	if c.SharedBudget && (c.BudgetTold.Unlimited() || c.BudgetReal.Unlimited() || c.BudgetReal.N >= c.BudgetTold.N || c.BudgetTold.Per != c.BudgetReal.Per || c.BudgetJobs <= c.BudgetReal.N || c.RecoveryJobs < c.BudgetTold.N) {
+		errs = append(errs, errors.New("shared budget: want a real budget below the told one over the same window, and batches larger than a window's worth"))
 	}
 	for _, r := range c.Rates {
 		if r.Unlimited() {

@@ -54,6 +54,7 @@ type report struct {
 	round    round
 	latency  latencyRun
 	rates    []rateRun
+	budget   *budgetRun
 	handler  []benchLine
 	backlogs []throughputRun
 	// submits are every pass over the gateway's submission measurements,
@@ -91,6 +92,7 @@ func (r *report) rows() []row {
 		})
 	}
 	rows = append(rows, r.rateRows()...)
+	rows = append(rows, r.budgetRows()...)
 	rows = append(rows, r.durabilityRows()...)
 	for _, h := range r.handler {
 		rows = append(rows, row{
@@ -330,3 +332,38 @@ func thousands(n float64) string {
 
 // kib formats bytes as KiB.
 func kib(n float64) string { return fmt.Sprintf("%.1f KiB", n/1024) }
+
+// budgetRows are the lines of the shared-budget run.
+func (r *report) budgetRows() []row {
+	bu := r.budget
+	if bu == nil {
+		return nil
+	}
+	cfg := r.cfg
+	var rows []row
+	for _, b := range []struct {
+		name string
+		run  batchRun
+	}{{"a cold fleet", bu.cold}, {"the fleet restarted, its budget from the bucket", bu.warm}} {
+		rows = append(rows, row{
+			what: fmt.Sprintf("shared budget, %s: told %s, Graph leaves %s (another app uses the rest), %d workers, Graph %s per call (%d jobs)",
+				b.name, bu.told, bu.real, bu.workers, cfg.RateLatency, bu.jobs),
+			result: fmt.Sprintf("**%.1f%%** of the calls were 429s (%d of %d); **%.1f%%** of the real budget in the steady state; the batch took %s, **%.2f×** the %s a perfect client needs at %s; at most %d admitted calls in any %s",
+				100*b.run.throttledShare(), b.run.throttled, b.run.calls, 100*b.run.share, b.run.span.Round(10*time.Millisecond), b.run.ratio(),
+				b.run.perfect, bu.real, b.run.maxInWindow, bu.real.Per),
+			target: "≤ 2% 429s, ≤ 1.1× the perfect time",
+			ok:     check(b.run.throttledShare() <= 0.02 && b.run.ratio() <= 1.1),
+		})
+	}
+	recovered := "not within the batch"
+	if bu.recovered {
+		recovered = fmt.Sprintf("after **%s**", bu.recovery.Round(100*time.Millisecond))
+	}
+	rows = append(rows, row{
+		what:   fmt.Sprintf("shared budget: the other app stops (Graph leaves %s), %d jobs more", bu.told, bu.recoveryJobs),
+		result: fmt.Sprintf("95%% of %s in one window %s", bu.told, recovered),
+		target: "≤ 30 s",
+		ok:     check(bu.recovered && bu.recovery <= 30*time.Second),
+	})
+	return rows
+}

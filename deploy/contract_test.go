@@ -24,11 +24,13 @@ var workerEnv = setOf(
 	"AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET",
 	"AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_CLIENT_CERTIFICATE_PASSWORD",
 	"AZURE_FEDERATED_TOKEN_FILE", "AZURE_AUTHORITY_HOST", "GRAPH_BASE_URL",
-	"RECOVER_TENANTS", "RECOVER_INBOX_PER_SOURCE", "RECOVER_RATE_LIMIT", "RECOVER_CONCURRENCY",
+	"RECOVER_TENANTS", "RECOVER_INBOX_PER_SOURCE", "RECOVER_RATE_LIMIT", "RECOVER_RATE_BURST", "RECOVER_SOURCE_LIMITS", "RECOVER_CONCURRENCY",
 	"RECOVER_HTTP_ADDR", "RECOVER_LOG_FORMAT", "RECOVER_TOKEN_CACHE",
 	"RECOVER_PREFIX", "RECOVER_REPLICAS", "RECOVER_KEYS_TTL", "RECOVER_LEASE",
 	"RECOVER_ATTEMPT_TIMEOUT", "RECOVER_MAX_ATTEMPTS", "RECOVER_DRAIN_TIMEOUT",
 	"RECOVER_ACK_WAIT", "RECOVER_WORKER_NAME", "RECOVER_LOG_LEVEL", "RECOVER_DEV_DIR",
+	"RECOVER_READ_RATE_LIMIT", "RECOVER_FOLLOW_SOURCES", "RECOVER_FOLLOW_FIRST", "RECOVER_FOLLOW_MAX",
+	"RECOVER_FOLLOW_FOR", "RECOVER_FOLLOW_CONCURRENCY",
 	// With --dev, where it serves the gateway, and its sources.
 	"GATEWAY_HTTP_ADDR", "GATEWAY_CONFIG",
 	// Read by the Go runtime rather than the worker.
@@ -39,10 +41,12 @@ var workerEnv = setOf(
 var workerMetrics = setOf(
 	"recoverpasscode_jobs_total", "recoverpasscode_graph_calls_total",
 	"recoverpasscode_graph_latency_seconds", "recoverpasscode_ratelimit_wait_seconds",
-	"recoverpasscode_tenant_paused", "recoverpasscode_pauses_total",
+	"recoverpasscode_tenant_paused", "recoverpasscode_pauses_total", "recoverpasscode_ratelimit_learned_calls", "recoverpasscode_jobs_held",
 	"recoverpasscode_jobs_in_flight", "recoverpasscode_consumer_pending",
 	"recoverpasscode_consumer_redelivered", "recoverpasscode_token_errors_total",
 	"recoverpasscode_dlq_total", "recoverpasscode_audit_lost_total", "recoverpasscode_ready",
+	"recoverpasscode_follows_in_progress", "recoverpasscode_confirmations_total",
+	"recoverpasscode_follow_seconds", "recoverpasscode_follow_reads_total",
 )
 
 func setOf(names ...string) map[string]bool {

@@ -48,6 +48,27 @@ func denials(worker *peer, src map[string]*peer) []denial {
 			subject: "$JS.API.CONSUMER.CREATE." + resultsStream + ".*.recoverpasscode.results.ticketing.>",
 			do:      readResults("recoverpasscode.results.ticketing.>")},
 
+		// Confirmations of followed jobs: only the worker stores them, and
+		// a source reads only its own.
+		{name: "ticketing forges a confirmation", who: ticketing, kind: "publish",
+			subject: "recoverpasscode.confirmations.ticketing.x", do: publish("recoverpasscode.confirmations.ticketing.x")},
+		{name: "ticketing subscribes to a batch confirmation", who: ticketing, kind: "subscription",
+			subject: "recoverpasscode.confirmations.batch.x", do: subscribe("recoverpasscode.confirmations.batch.x")},
+		{name: "ticketing reads batch confirmations through a consumer", who: ticketing, kind: "publish",
+			subject: "$JS.API.CONSUMER.CREATE." + confirmationsStream + ".*.recoverpasscode.confirmations.batch.>",
+			do: func(ctx context.Context, p *peer) error {
+				_, err := p.js.OrderedConsumer(ctx, confirmationsStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"recoverpasscode.confirmations.batch.>"}})
+				return err
+			}},
+		{name: "ticketing stores a follow record", who: ticketing, kind: "publish",
+			subject: "recoverpasscode.follows.ticketing.x", do: publish("recoverpasscode.follows.ticketing.x")},
+		{name: "ticketing pulls from the follower consumer", who: ticketing, kind: "publish",
+			subject: "$JS.API.CONSUMER.MSG.NEXT." + followsStream + ".follower",
+			do:      request("$JS.API.CONSUMER.MSG.NEXT."+followsStream+".follower", `{"batch":1}`)},
+		{name: "worker deletes the follows stream", who: worker, kind: "publish",
+			subject: "$JS.API.STREAM.DELETE." + followsStream,
+			do:      func(ctx context.Context, p *peer) error { return p.js.DeleteStream(ctx, followsStream) }},
+
 		// Leaving the worker's objects alone.
 		{name: "ticketing pulls jobs from the worker consumer", who: ticketing, kind: "publish",
 			subject: "$JS.API.CONSUMER.MSG.NEXT." + jobsStream + "." + consumerName,
@@ -93,6 +114,12 @@ func denials(worker *peer, src map[string]*peer) []denial {
 			}},
 	}
 }
+
+// The streams of follow-through.
+const (
+	followsStream       = "RECOVERPASSCODE_FOLLOWS"
+	confirmationsStream = "RECOVERPASSCODE_CONFIRMATIONS"
+)
 
 // request is a denial action: a raw request that the server must refuse.
 func request(subject, body string) func(context.Context, *peer) error {

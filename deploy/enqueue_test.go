@@ -17,6 +17,7 @@ import (
 
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
 	"github.com/recoverpasscode/recoverpasscode/internal/testsystem"
+	"github.com/recoverpasscode/recoverpasscode/service"
 )
 
 // TestOperatorRunsEnqueue runs the real enqueue command against
@@ -103,7 +104,15 @@ func TestOperatorRunsEnqueue(t *testing.T) {
 // and consumer, with the worker's log.
 func startWorker(t *testing.T, sys *testsystem.System, url, password string) *testsystem.Buffer {
 	t.Helper()
+	return startWorkerWith(t, sys, url, password, func(*service.Config) {})
+}
+
+// startWorkerWith is startWorker with a change to the worker's
+// configuration.
+func startWorkerWith(t *testing.T, sys *testsystem.System, url, password string, change func(*service.Config)) *testsystem.Buffer {
+	t.Helper()
 	cfg := sys.Config("w1")
+	change(&cfg)
 	cfg.NATS.URL, cfg.NATS.User, cfg.NATS.Password = url, "worker", password
 	cfg.NATS.InboxPrefix = inboxPrefix("worker")
 	cfg.InboxPerSource = true

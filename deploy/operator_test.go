@@ -177,6 +177,16 @@ func operatorDenials(op *peer) []denial {
 			do:      request("$JS.API.DIRECT.GET.KV_"+keysBucket+".$KV."+keysBucket+".key", "")},
 		{name: "operator pauses a tenant in the rate-limit bucket", who: op, kind: "publish",
 			subject: "$KV." + limitsBucket + ".tenant", do: publish("$KV." + limitsBucket + ".tenant")},
+		{name: "operator writes a learned budget in the rate-limit bucket", who: op, kind: "publish",
+			subject: "$KV." + limitsBucket + ".budget.app.tenant", do: publish("$KV." + limitsBucket + ".budget.app.tenant")},
+		{name: "operator admits a held job without releasing it", who: op, kind: "publish",
+			subject: "$KV." + limitsBucket + ".admitted.judge.j1", do: publish("$KV." + limitsBucket + ".admitted.judge.j1")},
+		{name: "operator reads a rate-limit window directly", who: op, kind: "publish",
+			subject: "$JS.API.DIRECT.GET.KV_" + limitsBucket + ".$KV." + limitsBucket + ".window.app.tenant",
+			do:      request("$JS.API.DIRECT.GET.KV_"+limitsBucket+".$KV."+limitsBucket+".window.app.tenant", "")},
+		{name: "operator reads the rate-limit bucket beyond the held records", who: op, kind: "publish",
+			subject: "$JS.API.CONSUMER.CREATE.KV_" + limitsBucket + ".*.$KV." + limitsBucket + ".>",
+			do:      orderedOn("KV_"+limitsBucket, "$KV."+limitsBucket+".>")},
 
 		// The deliveries bucket is used, never changed, and its
 		// deliveries are the gateway's to make.

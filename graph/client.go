@@ -76,6 +76,9 @@ type Response struct {
 	Date time.Time
 	// Duration is the time from sending the request to reading the response.
 	Duration time.Duration
+	// Sent is when the request was written to the connection; zero when it
+	// was not.
+	Sent time.Time
 	// Form is the path form used ([wire.FormManagedDevice], [wire.FormUser] or [wire.FormDetectedApp]).
 	Form string
 }
@@ -161,8 +164,12 @@ func (c *Client) RecoverPasscode(ctx context.Context, t wire.Target) (Response, 
 	actx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	var wrote atomic.Bool
+	var sent atomic.Int64
 	actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{
-		WroteRequest: func(info httptrace.WroteRequestInfo) { wrote.Store(info.Err == nil) },
+		WroteRequest: func(info httptrace.WroteRequestInfo) {
+			wrote.Store(info.Err == nil)
+			sent.Store(time.Now().UnixNano())
+		},
 	})
 	req, err := http.NewRequestWithContext(actx, http.MethodPost, c.base+path, http.NoBody)
 	if err != nil {
@@ -176,6 +183,9 @@ func (c *Client) RecoverPasscode(ctx context.Context, t wire.Target) (Response, 
 
 	start := time.Now()
 	hr, err := c.http.Do(req)
+	if at := sent.Load(); at != 0 {
+		resp.Sent = time.Unix(0, at)
+	}
 	if err != nil {
 		resp.Duration = time.Since(start)
 		class := ErrUnknownOutcome

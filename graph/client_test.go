@@ -124,10 +124,10 @@ func TestRecoverPasscodeRequest(t *testing.T) {
 			}
 			ids[id] = true
 			want := graph.Response{Status: 204, RequestID: "req-1", ClientRequestID: id, Form: target.Form()}
-			if resp.Date.IsZero() || resp.Duration <= 0 {
-				t.Fatalf("Response %+v lacks Date or Duration", resp)
+			if resp.Date.IsZero() || resp.Duration <= 0 || resp.Sent.IsZero() {
+				t.Fatalf("Response %+v lacks Date, Duration or Sent", resp)
 			}
-			resp.Date, resp.Duration = time.Time{}, 0
+			resp.Date, resp.Duration, resp.Sent = time.Time{}, 0, time.Time{}
 			if resp != want {
 				t.Fatalf("Response = %+v, want %+v", resp, want)
 			}

@@ -30,6 +30,10 @@ const (
 	// DefaultMaxElapsed bounds the time from a delivery's start to its last
 	// retry.
 	DefaultMaxElapsed = 15 * time.Minute
+	// DefaultHoldRecheck is the longest a job held by its source's budget
+	// waits before the budget, and an operator's release, are checked
+	// again.
+	DefaultHoldRecheck = 10 * time.Second
 )
 
 // Config configures a Handler. Graph, Tokens, Limiter, Ledger and Worker
@@ -38,14 +42,31 @@ const (
 type Config struct {
 	// Graph performs the action. Required.
 	Graph Recoverer
-	// Tokens refreshes a tenant's token after a 401. Required.
+	// Tokens gets a tenant's token before each permit and refreshes it
+	// after a 401. Required.
 	Tokens Tokens
 	// Limiter is the fleet-wide rate limit. Required.
 	Limiter Limiter
 	// Ledger grants each key's idempotency lease. Required.
 	Ledger Ledger
+	// Devices resolves the azureADDeviceId or serialNumber a job names to
+	// its managed device, with one read through Reads. Without both, such
+	// jobs are rejected.
+	Devices Devices
+	// Reads is the fleet's read budget (ratelimit.DefaultReadRate, apart
+	// from Limiter's POSTs).
+	Reads Reads
+	// FollowSources are the sources whose succeeded jobs are all followed
+	// (RECOVER_FOLLOW_SOURCES), as if each had "follow": true.
+	FollowSources map[string]bool
 	// Policy is what jobs may ask for.
 	Policy wire.Policy
+	// Quota holds the jobs of a source over its budget (see package
+	// quota). Defaults to none: every source unlimited.
+	Quota Quota
+	// HoldRecheck is the longest a held job waits before it is checked
+	// again. Defaults to DefaultHoldRecheck (10s).
+	HoldRecheck time.Duration
 	// Observer learns of Graph calls, rate-limit waits and pauses. Defaults
 	// to none.
 	Observer Observer
@@ -101,6 +122,7 @@ func DefaultConfig() Config {
 		MaxInlineWait:  DefaultMaxInlineWait,
 		KeepAliveEvery: DefaultKeepAliveEvery,
 		MaxDeliveries:  DefaultMaxDeliveries,
+		HoldRecheck:    DefaultHoldRecheck,
 		Logger:         zerolog.Nop(),
 		Now:            time.Now,
 		Observer:       nopObserver{},
@@ -113,6 +135,7 @@ func (cfg Config) withDefaults() Config {
 	setDefault(&cfg.MaxInlineWait, d.MaxInlineWait)
 	setDefault(&cfg.KeepAliveEvery, d.KeepAliveEvery)
 	setDefault(&cfg.MaxDeliveries, d.MaxDeliveries)
+	setDefault(&cfg.HoldRecheck, d.HoldRecheck)
 	setDefault(&cfg.Backoff.Initial, d.Backoff.Initial)
 	setDefault(&cfg.Backoff.Max, d.Backoff.Max)
 	setDefault(&cfg.Backoff.MaxAttempts, d.Backoff.MaxAttempts)
@@ -152,7 +175,7 @@ func (cfg *Config) validate() error {
 		name string
 		v    time.Duration
 	}{
-		{"MaxInlineWait", cfg.MaxInlineWait}, {"KeepAliveEvery", cfg.KeepAliveEvery},
+		{"MaxInlineWait", cfg.MaxInlineWait}, {"KeepAliveEvery", cfg.KeepAliveEvery}, {"HoldRecheck", cfg.HoldRecheck},
 		{"Backoff.Initial", cfg.Backoff.Initial}, {"Backoff.Max", cfg.Backoff.Max},
 		{"Backoff.MaxElapsed", cfg.Backoff.MaxElapsed},
 	} {

@@ -76,6 +76,9 @@ type decision struct {
 	// Uncertain says Graph may have acted without saying so: the result
 	// must be marked uncertain whatever comes next.
 	Uncertain bool
+	// Learn says the answer was a 429: the tenant's budget spoke, and the
+	// fleet's learned rate learns from it (ratelimit.Limiter.Throttled).
+	Learn bool
 }
 
 // decide says what the Graph answer err (nil: the 204) means for the job,
@@ -108,6 +111,7 @@ func decide(err error, a attempt, cfg *Config) decision {
 	serverSaid := hasRetryAfter && answered
 	throttled := errors.Is(err, graph.ErrThrottled)
 	d.Failure = !throttled // being throttled is waiting our turn, not failing
+	d.Learn = throttled
 	failures := a.Failures
 	if d.Failure {
 		failures++

@@ -47,13 +47,13 @@ func TestDecide(t *testing.T) {
 		{"501: failed for good", status(501), attempt{}, decision{Act: fail, Fate: idempotency.Refused}},
 
 		{"429 without Retry-After: pause the tenant for the backoff, not a failure", status(429), attempt{},
-			decision{Act: pause, Fate: idempotency.Refused, Delay: backoff, Until: now.Add(backoff), Backoff: true}},
+			decision{Act: pause, Fate: idempotency.Refused, Delay: backoff, Until: now.Add(backoff), Backoff: true, Learn: true}},
 		{"429 with Retry-After: pause the tenant as told", retryAfter(429, 30*time.Second), attempt{},
-			decision{Act: pause, Fate: idempotency.Refused, Delay: 30 * time.Second, Until: now.Add(30 * time.Second)}},
+			decision{Act: pause, Fate: idempotency.Refused, Delay: 30 * time.Second, Until: now.Add(30 * time.Second), Learn: true}},
 		{"429 with a Retry-After beyond Backoff.Max: capped", retryAfter(429, time.Hour), attempt{},
-			decision{Act: pause, Fate: idempotency.Refused, Delay: cfg.Backoff.Max, Until: now.Add(cfg.Backoff.Max)}},
+			decision{Act: pause, Fate: idempotency.Refused, Delay: cfg.Backoff.Max, Until: now.Add(cfg.Backoff.Max), Learn: true}},
 		{"429 after MaxAttempts-1 failures: still waiting our turn", status(429), attempt{Failures: cfg.Backoff.MaxAttempts - 1},
-			decision{Act: pause, Fate: idempotency.Refused, Delay: backoff, Until: now.Add(backoff), Backoff: true}},
+			decision{Act: pause, Fate: idempotency.Refused, Delay: backoff, Until: now.Add(backoff), Backoff: true, Learn: true}},
 
 		{"503: retry after the backoff, holding the job", status(503), attempt{},
 			decision{Act: sleep, Fate: idempotency.Refused, Delay: backoff, Backoff: true, Failure: true}},
@@ -78,7 +78,7 @@ func TestDecide(t *testing.T) {
 		{"a retry past MaxElapsed: give up", status(503), attempt{Started: now.Add(-cfg.Backoff.MaxElapsed + backoff/2)},
 			decision{Act: giveUp, Fate: idempotency.Refused, Delay: backoff, Backoff: true, Failure: true}},
 		{"a pause past MaxElapsed: give up", retryAfter(429, 30*time.Second), attempt{Started: now.Add(-cfg.Backoff.MaxElapsed)},
-			decision{Act: giveUp, Fate: idempotency.Refused, Delay: 30 * time.Second}},
+			decision{Act: giveUp, Fate: idempotency.Refused, Delay: 30 * time.Second, Learn: true}},
 		{"an error of no class: retried as a failure", errors.New("boom"), attempt{},
 			decision{Act: sleep, Fate: idempotency.Refused, Delay: backoff, Backoff: true, Failure: true}},
 	}

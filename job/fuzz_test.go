@@ -11,6 +11,7 @@ import (
 
 	"github.com/recoverpasscode/recoverpasscode/graph"
 	"github.com/recoverpasscode/recoverpasscode/idempotency"
+	"github.com/recoverpasscode/recoverpasscode/ratelimit"
 	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
@@ -153,18 +154,36 @@ func (u unreachable) RecoverPasscode(context.Context, wire.Target) (graph.Respon
 	return graph.Response{}, nil
 }
 
+func (u unreachable) Token(context.Context, string) (string, error) {
+	u.t.Fatal("token asked for")
+	return "", nil
+}
+
+func (u unreachable) Wrote(ratelimit.Permit, time.Time) {
+	u.t.Fatal("write noted")
+}
+
+func (u unreachable) Answered(ratelimit.Permit, time.Time) {
+	u.t.Fatal("answer noted")
+}
+
 func (u unreachable) Refresh(context.Context, string) (string, error) {
 	u.t.Fatal("token refreshed")
 	return "", nil
 }
 
-func (u unreachable) Wait(context.Context, string) (time.Duration, error) {
+func (u unreachable) Take(context.Context, string) (ratelimit.Permit, error) {
 	u.t.Fatal("rate limit waited for")
-	return 0, nil
+	return ratelimit.Permit{}, nil
 }
 
 func (u unreachable) Pause(context.Context, string, time.Time) error {
 	u.t.Fatal("tenant paused")
+	return nil
+}
+
+func (u unreachable) Throttled(context.Context, string, ratelimit.Throttle) error {
+	u.t.Fatal("tenant throttled")
 	return nil
 }
 

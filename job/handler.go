@@ -10,6 +10,8 @@ import (
 
 	"github.com/recoverpasscode/recoverpasscode/graph"
 	"github.com/recoverpasscode/recoverpasscode/idempotency"
+	"github.com/recoverpasscode/recoverpasscode/quota"
+	"github.com/recoverpasscode/recoverpasscode/ratelimit"
 	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
@@ -18,17 +20,39 @@ type Recoverer interface {
 	RecoverPasscode(ctx context.Context, t wire.Target) (graph.Response, error)
 }
 
-// Tokens refreshes a tenant's token after Graph answered 401.
+// Tokens supplies a tenant's token before a permit is taken, so that no
+// token round trip lies between a permit and the call it allows, and
+// refreshes it after Graph answered 401. graph.TokenSource implements it.
 type Tokens interface {
+	Token(ctx context.Context, tenantID string) (string, error)
 	Refresh(ctx context.Context, tenantID string) (string, error)
 }
 
 // Limiter is the fleet-wide rate limit. *ratelimit.Limiter implements it.
 type Limiter interface {
-	Wait(ctx context.Context, tenantID string) (time.Duration, error)
+	Take(ctx context.Context, tenantID string) (ratelimit.Permit, error)
 	Pause(ctx context.Context, tenantID string, until time.Time) error
+	// Throttled pauses the tenant like Pause and teaches the fleet's
+	// learned budget that Graph said 429.
+	Throttled(ctx context.Context, tenantID string, th ratelimit.Throttle) error
 	PausedUntil(tenantID string) (time.Time, bool)
+	// Wrote tells the Limiter when the call a permit let go was written
+	// to Graph, so that its window counts a call written late from then.
+	Wrote(p ratelimit.Permit, sent time.Time)
+	// Answered tells it when the answer began to arrive, which bounds
+	// how late the call may have reached Graph.
+	Answered(p ratelimit.Permit, at time.Time)
 }
+
+var _ Limiter = (*ratelimit.Limiter)(nil)
+
+// Quota decides whether a job's source is within its budget; a job that
+// is not is held. *quota.Store implements it.
+type Quota interface {
+	Admit(ctx context.Context, source string, j *wire.Job) (quota.Admission, error)
+}
+
+var _ Quota = (*quota.Store)(nil)
 
 // Ledger grants each key's idempotency lease; the lease
 // (idempotency.Lease) carries the at-most-once protocol of the calls made
@@ -68,6 +92,9 @@ type Outcome struct {
 	// CredentialsBroken says no token could be had: the worker should stop
 	// taking jobs until one can. The job itself is fine and is retried.
 	CredentialsBroken bool
+	// Held says the job is held by its source's budget (Retry, after
+	// Delay): Graph was not called.
+	Held bool
 }
 
 // Delivery is one delivery of a job message.
@@ -118,18 +145,43 @@ func (h *Handler) Handle(ctx context.Context, d Delivery) Outcome {
 	}
 	log = log.With().Str("key", j.IdempotencyKey).Str("tenant_id", j.TenantID).Str("device_id", j.ManagedDeviceID).Logger()
 	var out Outcome
-	switch {
-	case h.expired(&j):
+	if h.expired(&j) {
 		out = h.finish(&res, wire.Expired, fmt.Sprintf("notAfter %s passed before the job could start", j.NotAfter.Format(time.RFC3339)), Ack, "")
-	case d.NumDelivered > h.cfg.MaxDeliveries:
-		msg := fmt.Sprintf("delivered %d times without finishing", d.NumDelivered)
+		out.ReplyTo = j.ReplyTo
+		return out
+	}
+	holds, held, ok := h.admit(ctx, d, &j, &res, log)
+	if !ok {
+		return held
+	}
+	// Deliveries spent held by the source's budget are not attempts.
+	delivered := d.NumDelivered - min(holds, max(d.NumDelivered, 1)-1)
+	switch {
+	case delivered > h.cfg.MaxDeliveries:
+		msg := fmt.Sprintf("delivered %d times without finishing", delivered)
 		out = h.finish(&res, wire.Failed, msg, Term, "failed: "+msg)
 	default:
+		var ok bool
+		if out, ok = h.resolve(ctx, &j, &res, log); !ok {
+			break
+		}
+		if j.AzureADDeviceID != "" || j.SerialNumber != "" {
+			log = log.With().Str("device_id", j.ManagedDeviceID).Logger()
+		}
 		p := &process{h: h, cfg: &h.cfg, d: d, job: &j, res: &res, log: log}
 		out = p.run(ctx)
 	}
 	out.ReplyTo = j.ReplyTo
+	if out.Result != nil && out.Result.Status == wire.Succeeded && h.follows(&j, d.Meta.Source) {
+		out.Result.Follow = true
+	}
 	return out
+}
+
+// follows reports whether j is to be followed once it succeeds: it asked,
+// or its source follows every job (Config.FollowSources).
+func (h *Handler) follows(j *wire.Job, source string) bool {
+	return j.Follow || h.cfg.FollowSources[source]
 }
 
 func (h *Handler) expired(j *wire.Job) bool {
@@ -163,6 +215,7 @@ func (h *Handler) replay(res *wire.Result, stored []byte) Outcome {
 	}
 	res.Replayed = true
 	res.Graph = prev.Graph
+	res.CalledAt = prev.CalledAt
 	res.Uncertain, res.UncertainReason = prev.Uncertain, prev.UncertainReason
 	disp, dead := Ack, ""
 	if prev.Status == wire.Failed {

@@ -17,6 +17,9 @@ type Observer interface {
 	// Paused reports a pause the handler set for a tenant after Graph
 	// asked to slow down.
 	Paused(tenantID string, until time.Time)
+	// Held reports a job held because its source is over its budget, or
+	// going on after a hold (Kind wire.KindHeld or wire.KindReleased).
+	Held(ctx context.Context, e wire.AuditEvent)
 }
 
 type nopObserver struct{}
@@ -24,3 +27,4 @@ type nopObserver struct{}
 func (nopObserver) GraphCalled(context.Context, wire.AuditEvent, time.Duration) {}
 func (nopObserver) RateLimited(string, time.Duration)                           {}
 func (nopObserver) Paused(string, time.Time)                                    {}
+func (nopObserver) Held(context.Context, wire.AuditEvent)                       {}

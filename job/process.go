@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http/httptrace"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -14,6 +15,7 @@ import (
 	"github.com/recoverpasscode/recoverpasscode/graph"
 	"github.com/recoverpasscode/recoverpasscode/idempotency"
 	"github.com/recoverpasscode/recoverpasscode/internal/timing"
+	"github.com/recoverpasscode/recoverpasscode/ratelimit"
 	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
@@ -87,7 +89,7 @@ func (p *process) attempts(ctx context.Context) Outcome {
 				return p.handBack(ctx, wait+jitter(time.Second), errors.New("tenant is paused by Graph throttling"))
 			}
 		}
-		d, gerr, limitErr, err := p.call(ctx, st, bo)
+		d, gerr, started, limitErr, err := p.call(ctx, st, bo)
 		switch {
 		case limitErr != nil:
 			return p.handBack(ctx, 0, fmt.Errorf("rate limit: %w", limitErr))
@@ -103,6 +105,7 @@ func (p *process) attempts(ctx context.Context) Outcome {
 		}
 		switch d.Act {
 		case succeed:
+			p.res.CalledAt = started
 			return p.complete(ctx, wire.Succeeded, "", "")
 		case fail:
 			msg := errorText(gerr)
@@ -119,7 +122,7 @@ func (p *process) attempts(ctx context.Context) Outcome {
 			p.release(ctx)
 			return p.h.finish(p.res, wire.Failed, msg, Ack, "failed: "+msg)
 		case pause:
-			if perr := cfg.Limiter.Pause(ctx, p.job.TenantID, d.Until); perr != nil {
+			if perr := p.pause(ctx, d, gerr, started); perr != nil {
 				p.log.Warn().Err(perr).Msg("could not share the throttling pause")
 			}
 			cfg.Observer.Paused(p.job.TenantID, d.Until)
@@ -139,28 +142,53 @@ func (p *process) attempts(ctx context.Context) Outcome {
 	}
 }
 
+// pause shares the pause decide asked for with every worker; a 429 also
+// teaches the fleet's learned budget, which needs to know when the call
+// was let go (started) and what the server said.
+func (p *process) pause(ctx context.Context, d decision, gerr error, started time.Time) error {
+	if !d.Learn {
+		return p.cfg.Limiter.Pause(ctx, p.job.TenantID, d.Until)
+	}
+	th := ratelimit.Throttle{Started: started, Until: d.Until}
+	th.RetryAfter, th.HasRetryAfter, _ = serverWait(gerr)
+	return p.cfg.Limiter.Throttled(ctx, p.job.TenantID, th)
+}
+
 // call makes one Graph call under the lease, after the shared rate limit,
 // and decides what its answer means. It returns the rate limiter's error,
-// or the lease's (the call was not made), or the decision and Graph's
-// error.
-func (p *process) call(ctx context.Context, st attempt, bo *backoff.ExponentialBackOff) (d decision, gerr, limitErr, err error) {
+// or the lease's (the call was not made), or the decision, Graph's error
+// and when the rate limit let the call go.
+func (p *process) call(ctx context.Context, st attempt, bo *backoff.ExponentialBackOff) (d decision, gerr error, started time.Time, limitErr, err error) {
 	cfg := p.cfg
 	target := p.job.Target()
-	// The lease marks the record before the permit is taken, so that
-	// nothing but the call lies between the permit and Graph: the limit is
-	// on when calls arrive, and a KV round trip there would blur it.
+	// The lease marks the record, and the token is had, before the permit
+	// is taken, so that little but the call lies between the permit and
+	// Graph: the limit is on when calls arrive, and a KV or Entra round
+	// trip there would let a call arrive after its permit's window. A
+	// token that cannot be had here fails the call itself, which decide
+	// answers; the wait does not need to. What still lies in between (a
+	// new TLS connection, a starved CPU) the Limiter learns of from the
+	// moment the request is written.
+	var permit ratelimit.Permit
 	wait := func(ctx context.Context) error {
-		waited, err := cfg.Limiter.Wait(ctx, p.job.TenantID)
+		_, _ = cfg.Tokens.Token(ctx, p.job.TenantID)
+		taken, err := cfg.Limiter.Take(ctx, p.job.TenantID)
 		if err != nil {
 			limitErr = err
 			return err
 		}
-		cfg.Observer.RateLimited(p.job.TenantID, waited)
+		permit = taken
+		started = time.Now()
+		cfg.Observer.RateLimited(p.job.TenantID, permit.Waited)
 		return nil
 	}
 	var resp graph.Response
 	_, err = p.lease.Call(ctx, wait, func(ctx context.Context) idempotency.Fate {
 		p.res.Attempts++
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+			WroteRequest:         func(httptrace.WroteRequestInfo) { cfg.Limiter.Wrote(permit, time.Now()) },
+			GotFirstResponseByte: func() { cfg.Limiter.Answered(permit, time.Now()) },
+		})
 		resp, gerr = cfg.Graph.RecoverPasscode(ctx, target)
 		// decide draws from a copy of the backoff; the draw counts only if
 		// the decision used it.
@@ -173,7 +201,7 @@ func (p *process) call(ctx context.Context, st attempt, bo *backoff.ExponentialB
 		return d.Fate
 	})
 	if limitErr != nil || err != nil {
-		return decision{}, nil, limitErr, err
+		return decision{}, nil, started, limitErr, err
 	}
 	p.recordGraph(resp, gerr)
 	call := wire.NewAuditEvent(wire.KindGraphCall, p.res, cfg.Now())
@@ -181,7 +209,7 @@ func (p *process) call(ctx context.Context, st attempt, bo *backoff.ExponentialB
 	call.DurationMS = float64(resp.Duration.Microseconds()) / 1000
 	cfg.Observer.GraphCalled(ctx, call, resp.Duration)
 	p.log.Debug().Int("attempt", p.res.Attempts).Int("status", resp.Status).Str("request_id", resp.RequestID).Str("client_request_id", resp.ClientRequestID).Err(gerr).Msg("graph call")
-	return d, gerr, nil, nil
+	return d, gerr, started, nil, nil
 }
 
 func (p *process) recordGraph(resp graph.Response, err error) {

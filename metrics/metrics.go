@@ -24,6 +24,8 @@ type Metrics struct {
 	graphLatency prometheus.Histogram
 	rateWait     prometheus.Histogram
 	tenantPaused *prometheus.GaugeVec
+	learned      *prometheus.GaugeVec
+	held         *prometheus.GaugeVec
 	pauses       *prometheus.CounterVec
 	inFlight     prometheus.Gauge
 	pending      prometheus.Gauge
@@ -68,6 +70,14 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "recoverpasscode_tenant_paused",
 			Help: "1 while this worker holds calls for a tenant paused by Graph throttling.",
 		}, []string{"tenant"}),
+		learned: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "recoverpasscode_ratelimit_learned_calls",
+			Help: "Calls per RECOVER_RATE_LIMIT window the fleet allows itself for a tenant: the budget learned from Graph's 429s (the configured N until Graph first throttles).",
+		}, []string{"tenant"}),
+		held: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "recoverpasscode_jobs_held",
+			Help: "Jobs held because their source is over its budget (RECOVER_SOURCE_LIMITS), across the fleet, sampled at each scrape.",
+		}, []string{"source"}),
 		pauses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "recoverpasscode_pauses_total",
 			Help: "Cluster-wide pauses this worker set after a 429 or Retry-After, by tenant.",
@@ -97,7 +107,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "1 when the worker takes jobs (NATS connected, streams set up, token available).",
 		}),
 	}
-	reg.MustRegister(m.jobs, m.dlq, m.graphCalls, m.graphLatency, m.rateWait, m.tenantPaused,
+	reg.MustRegister(m.jobs, m.dlq, m.graphCalls, m.graphLatency, m.rateWait, m.tenantPaused, m.learned, m.held,
 		m.pauses, m.inFlight, m.pending, m.redelivered, m.tokenErrors, m.auditLost, m.ready,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -165,6 +175,16 @@ func (m *Metrics) Paused(tenant string, until time.Time) {
 			m.tenantPaused.WithLabelValues(tenant).Set(0)
 		}
 	})
+}
+
+// LearnedRate shows the learned budget of a tenant, in calls per window.
+func (m *Metrics) LearnedRate(tenant string, calls float64) {
+	m.learned.WithLabelValues(tenant).Set(calls)
+}
+
+// Held shows how many jobs of a source are held by its budget.
+func (m *Metrics) Held(source string, jobs int) {
+	m.held.WithLabelValues(source).Set(float64(jobs))
 }
 
 // InFlight adds delta to the jobs in flight.

@@ -173,6 +173,9 @@ func (s Setup) Ensure(ctx context.Context, js jetstream.JetStream, buckets ...je
 	if _, err := js.CreateOrUpdateKeyValue(ctx, s.DeliveriesBucket()); err != nil {
 		return nil, fmt.Errorf("queue: bucket %s: %w", s.Names.DeliveriesBucket(), err)
 	}
+	if err := s.ensureFollow(ctx, js); err != nil {
+		return nil, err
+	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, s.Names.JobsStream(), s.Consumer())
 	if err != nil {
 		return nil, fmt.Errorf("queue: consumer %s: %w", ConsumerName, err)

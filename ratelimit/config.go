@@ -51,6 +51,22 @@ type Config struct {
 	// arrival. Defaults to min(Per/50, 100ms).
 	Margin time.Duration
 
+	// Burst is the most calls the fleet may start at once for a tenant,
+	// out of Rate.N (scaled down with the learned rate). Below N, a
+	// backlog's first window is paced: after the burst, permits come one
+	// by one at the learned rate, so that a tenant whose real budget is lower
+	// than the learned one is found out by a call or two, not by a burst
+	// of 429s. Defaults to N: an idle fleet may use the whole window at
+	// once.
+	Burst int
+
+	// OnBudget, when set, is called whenever this Limiter sees a tenant's
+	// learned rate change (its own cut or growth, another Limiter's through
+	// the watch, or the budget learned before it started), with the tenant
+	// id as its key holds it (lowercased) and the calls per window the
+	// fleet now allows itself. It must return quickly.
+	OnBudget func(tenantID string, learned float64)
+
 	// Clock is the time every window stamp and pause is read and written
 	// on: the local clock corrected to the NATS server's (see package
 	// clock), so that a host whose clock is off still keeps the fleet-wide
@@ -78,6 +94,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Batch == 0 {
 		c.Batch = max(1, c.Rate.N/20)
+	}
+	if c.Burst == 0 || c.Burst > c.Rate.N {
+		c.Burst = c.Rate.N
 	}
 	if c.Validity == 0 {
 		// Short enough to waste little of a window (each permit's slot is
@@ -119,6 +138,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.Batch < 0:
 		return fmt.Errorf("ratelimit: config: Batch %d must not be negative", c.Batch)
+	case c.Burst < 0:
+		return fmt.Errorf("ratelimit: config: Burst %d must not be negative", c.Burst)
 	case c.Validity < 0 || c.Validity >= c.Rate.Per:
 		return fmt.Errorf("ratelimit: config: Validity %s must be positive and shorter than the window %s", c.Validity, c.Rate.Per)
 	case c.Validity == 0:

@@ -5,7 +5,8 @@
 // (see BucketConfig) shared by the whole fleet, and guarantees that no more
 // than N calls for one (app, tenant) start in any window of the configured
 // length, fleet-wide, while an idle fleet meeting a backlog may still use
-// all N at once.
+// all N at once (or Config.Burst of them). Within N, the fleet learns how
+// much of the tenant's budget Graph actually leaves it, from Graph's 429s.
 //
 // # Window log
 //
@@ -50,6 +51,35 @@
 // and Graph counting its arrival. A Limiter logs the offset it measured at
 // start, as a warning when it exceeds the Margin.
 //
+// # Arrivals, not starts
+//
+// Graph counts a call when it arrives, so whatever lies between a permit
+// and Graph reading the call stretches the window. Measured with ten
+// tenants at 20/2s, three processes and the Graph stand-in on one loaded
+// host: the first calls of each process waited for new TLS connections
+// and were written up to 65 ms after their permits; on a host with a load
+// of 20 on 2 cores the stand-in read some calls up to 270 ms after they
+// were written. Either let a 21st call into one tenant's 2 s window.
+// Callers therefore do everything else first (package job gets the token
+// and marks the idempotency record before it takes a permit, so that only
+// the HTTP write follows it) and report what still happened, from the
+// HTTP client's trace hooks: Wrote, when the request was written, and
+// Answered, when the answer began to arrive. A call written after its
+// permit's stamp has its stamp moved to the write; a call answered later
+// than the least recent write-to-answer time by more than half the Margin
+// may have been read that much late, and has its stamp moved by the
+// excess (up to a tenth of the window). The move is made in the shared
+// log by the tenant's fetch goroutine within a KV round trip, and a grant
+// that could rely on the old stamp comes a whole window after it, so the
+// bound holds unless a process stalls for a whole window in between.
+// The Limiter also stamps later permits by the recent worst gap between
+// permit and write (up to a tenth of the window), so that few calls need
+// moving: a host that writes late costs throughput, not the bound. It adds
+// the uncertainty of its clock's last measurement against the server's
+// (half a KV round trip, tens of milliseconds on a loaded host) to the
+// stamps and to the window it counts, since two processes may correct
+// their clocks by that much differently.
+//
 // # Pauses
 //
 // Pause writes "pause.<app>.<tenant>" with the time calls may resume, using
@@ -58,7 +88,9 @@
 // watch, not polling) and Wait blocks for a paused tenant until the time
 // has passed, re-checking whenever a pause changes. Other tenants keep
 // flowing. A call that passed Wait just before a pause arrived is already
-// on its way; nothing can recall it.
+// on its way; nothing can recall it. The Limiter that sets a pause holds
+// its own calls before it writes the pause, so that its next calls do not
+// wait for the round trips.
 //
 // # Sharing round trips
 //
@@ -68,6 +100,58 @@
 // and keeps any left over (a waiter gave up) for the next Wait until they
 // expire. A grant never exceeds the number of waiters, so an idle process
 // does not hoard permits that others could use.
+//
+// # Learning the budget
+//
+// Intune's 200 per 20 s per app is a ceiling, not a promise: the tenant's
+// 400 per 20 s is shared by every app, so what is left for this one is
+// often less, and unknown. Each (app, tenant) therefore has a learned rate,
+// "budget.<app>.<tenant>" (see budget), the calls per window the fleet
+// allows itself, never above N; the window log is enforced at the learned
+// rate. It is written with conditional updates and watched by every
+// Limiter, so one worker's 429 slows every worker, and it outlives the
+// fleet: a fleet starting cold begins from what it last learned.
+//
+// What we took from the AWS SDKs' adaptive retry mode: a client-side rate
+// that a throttling answer cuts multiplicatively (their beta, 0.7) and that
+// success grows back along a CUBIC curve (concave up to the rate of the
+// last throttle, flat near it, then convex beyond), so that the rate stays
+// near the wall and probes above it slowly at first; and a token bucket in
+// front of the calls. From the SRE book's client-side throttling: throttle
+// before the server has to, and decide from what the server accepted, not
+// from what was asked. Where this does better:
+//
+//   - It is one rate for the fleet, not one per client: ten workers learn
+//     once, and a cut happens once per episode. A 429 to a call that Wait
+//     let go before the last cut's pause ended belongs to that cut and
+//     changes nothing, so a burst of 429s (or three workers seeing them)
+//     is one cut, not thirty (Throttled). Unless that call was let go
+//     before the one the cut learned from: the calls in between were
+//     refused too, not accepted, and its lower estimate refines the cut
+//     (the 429s of one burst come back in any order, to any worker).
+//   - It learns how much Graph accepted rather than only that it refused:
+//     the window log holds every permit, and Retry-After says when the
+//     oldest call Graph counted leaves its window, hence which calls it
+//     counted: Per less Retry-After (less a second, as Retry-After is
+//     rounded up to whole seconds) before the 429. The cut goes to that
+//     count (at most halving the rate at once), and the wall of the CUBIC
+//     curve is put there, so the fleet resumes at the budget it found and
+//     probes above it a call at a time. Without that estimate (no log, or
+//     a Retry-After longer than the window) the cut is the plain 0.7.
+//   - Growth is clocked by windows of use, not by wall time: a tenant idle
+//     overnight does not wake up at N and burst into the wall it learned.
+//   - Pacing (Config.Burst, a GCRA cell kept in the window log, so also
+//     fleet-wide) spreads a backlog's first window: after the burst,
+//     permits come one by one at the learned rate. A budget lower than
+//     the learned one is then found by a call or two, not by a burst of
+//     429s (plus the calls sent during one Graph round trip):
+//     the acceptance test has a fleet told 40/2s meet a real 20/2s with
+//     under 2% of its calls throttled.
+//
+// The learned rate is a float (calls per window) and the window allows its
+// integer part; growth is written at most twice per window per tenant, and
+// a line is logged when the rate moves by more than 20% since the last
+// line. Delete the budget key to forget what was learned.
 //
 // # Keys
 //

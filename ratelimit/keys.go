@@ -6,10 +6,12 @@ import (
 )
 
 // Key prefixes in the bucket. The window log of (app, tenant) lives at
-// "window.<app>.<tenant>" and its pause at "pause.<app>.<tenant>".
+// "window.<app>.<tenant>", its pause at "pause.<app>.<tenant>" and its
+// learned budget at "budget.<app>.<tenant>".
 const (
 	windowPrefix = "window."
 	pausePrefix  = "pause."
+	budgetPrefix = "budget."
 )
 
 // plainToken reports whether id can stand in a key as it is: GUIDs and
@@ -45,6 +47,22 @@ func keyToken(id string) string {
 
 // windowKey is the key of the window log of app and tenant tokens.
 func windowKey(app, tenant string) string { return windowPrefix + app + "." + tenant }
+
+// budgetKey is the key of the learned budget of app and tenant tokens.
+func budgetKey(app, tenant string) string { return budgetPrefix + app + "." + tenant }
+
+// tokenID is the id a key token stands for, as keyToken lowercased it.
+func tokenID(token string) string {
+	encoded, ok := strings.CutPrefix(token, "=")
+	if !ok {
+		return token
+	}
+	id, err := base64.RawURLEncoding.DecodeString(encoded)
+	if err != nil {
+		return token
+	}
+	return string(id)
+}
 
 // pauseKey is the key of the pause of app and tenant tokens.
 func pauseKey(app, tenant string) string { return pausePrefix + app + "." + tenant }

@@ -39,12 +39,22 @@ type Limiter struct {
 	// decaying slowly), so that permits stay valid long enough to arrive
 	// when the KV is slow (a loaded host, a cluster election).
 	writeRTT atomic.Int64
+	// sendGap tracks the recent worst time from Wait letting a call go to
+	// the call being written (see Sent).
+	sendGap atomic.Int64
+	// answerRTT tracks the recent least time from a call being written to
+	// its answer (see Answered).
+	answerRTT atomic.Int64
+	// answerMean tracks the mean time from a call being written to its
+	// answer (a moving average), for a cold tenant's slow start.
+	answerMean atomic.Int64
 
 	mu        sync.Mutex
 	closed    bool
-	tenants   map[string]*tenant // by tenant token
-	pauses    map[string]pause   // by tenant token, as last seen
-	pauseWake chan struct{}      // closed and replaced whenever pauses change
+	tenants   map[string]*tenant     // by tenant token
+	pauses    map[string]pause       // by tenant token, as last seen
+	budgets   map[string]budgetState // learned budgets by tenant token, as last seen
+	pauseWake chan struct{}          // closed and replaced whenever pauses change
 }
 
 // Stats counts what a Limiter has done since New. The counts only grow.
@@ -63,11 +73,14 @@ type Stats struct {
 	// Conflicts is the number of updates that lost a race with another
 	// writer and were retried.
 	Conflicts uint64
+	// Moved is the number of permits whose call was written after the
+	// permit's stamp, and whose stamp was therefore moved (see Wrote).
+	Moved uint64
 }
 
 // counters backs Stats.
 type counters struct {
-	waits, granted, discarded, kvOps, conflicts atomic.Uint64
+	waits, granted, discarded, kvOps, conflicts, moved atomic.Uint64
 }
 
 // New returns a Limiter for cfg.App on the bucket kv, which should be
@@ -106,6 +119,7 @@ func New(ctx context.Context, kv jetstream.KeyValue, cfg Config) (*Limiter, erro
 		cancel:    cancel,
 		tenants:   make(map[string]*tenant),
 		pauses:    make(map[string]pause),
+		budgets:   make(map[string]budgetState),
 		pauseWake: make(chan struct{}),
 	}
 	if err := l.watchBucket(ctx); err != nil {
@@ -140,44 +154,78 @@ func (l *Limiter) noteClock() {
 }
 
 // Wait blocks until this process may start one call for (App, tenantID)
-// and returns how long it blocked. It first waits out any pause of the
+// and returns how long it blocked. It is Take for a caller that cannot
+// tell when its call was written; see Take.
+func (l *Limiter) Wait(ctx context.Context, tenantID string) (waited time.Duration, err error) {
+	p, err := l.Take(ctx, tenantID)
+	return p.Waited, err
+}
+
+// Permit is one call that Take let go. Pass it to Wrote once the call
+// has been written to the network.
+type Permit struct {
+	// Waited is how long Take blocked.
+	Waited time.Duration
+	// use is nil for an unlimited rate: there is nothing to correct.
+	use *permitUse
+}
+
+// permitUse is what Wrote and Answered need to know of a Permit.
+type permitUse struct {
+	t     *tenant
+	given time.Time // local clock, when Take returned
+
+	mu    sync.Mutex
+	stamp int64     // the Until the window log holds for it, once moved
+	sent  time.Time // local clock, when Wrote was told; zero before
+	done  bool      // Answered was told
+}
+
+// Take blocks until this process may start one call for (App,
+// tenantID) and returns the permit. It first waits out any pause of the
 // tenant, then takes a permit from the shared window (unless the rate is
 // unlimited). The call should start at once: a permit is only good for
-// Config.Validity after it was granted, and Wait discards one that is
-// older and waits for another.
+// Config.Validity after it was granted, and Take discards one that is
+// older and waits for another. A call written later than the permit's
+// stamp in the window log still keeps the bound if the caller reports it
+// with Wrote.
 //
-// Wait returns ctx.Err() promptly when ctx ends, ErrClosed after Close, and
-// a wrapped bucket error when the bucket cannot be read or written; other
-// tenants are never held up by one tenant's window or pause.
-func (l *Limiter) Wait(ctx context.Context, tenantID string) (waited time.Duration, err error) {
+// Take returns ctx.Err() promptly when ctx ends, ErrClosed after Close,
+// and a wrapped bucket error when the bucket cannot be read or written;
+// other tenants are never held up by one tenant's window or pause.
+func (l *Limiter) Take(ctx context.Context, tenantID string) (Permit, error) {
 	start := time.Now()
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return Permit{}, err
 	}
 	t, err := l.tenant(tenantID)
 	if err != nil {
-		return 0, err
+		return Permit{}, err
 	}
+	var s slot
 	for {
 		if err := l.waitPause(ctx, t.token); err != nil {
-			return time.Since(start), err
+			return Permit{Waited: time.Since(start)}, err
 		}
 		if l.cfg.Rate.Unlimited() {
 			break
 		}
-		until, err := l.acquire(ctx, t)
-		if err != nil {
-			return time.Since(start), err
+		if s, err = l.acquire(ctx, t); err != nil {
+			return Permit{Waited: time.Since(start)}, err
 		}
 		now := l.now()
-		if _, paused := l.pausedUntil(t.token, now); paused || now.After(until) {
+		if _, paused := l.pausedUntil(t.token, now); paused || now.After(s.until) {
 			l.stats.discarded.Add(1)
 			continue
 		}
 		break
 	}
 	l.stats.waits.Add(1)
-	return time.Since(start), nil
+	p := Permit{Waited: time.Since(start)}
+	if !l.cfg.Rate.Unlimited() {
+		p.use = &permitUse{t: t, given: time.Now(), stamp: s.stamp}
+	}
+	return p, nil
 }
 
 // Stats returns the counts so far. It is safe to call at any time.
@@ -188,6 +236,7 @@ func (l *Limiter) Stats() Stats {
 		Discarded: l.stats.discarded.Load(),
 		KVOps:     l.stats.kvOps.Load(),
 		Conflicts: l.stats.conflicts.Load(),
+		Moved:     l.stats.moved.Load(),
 	}
 }
 
@@ -264,18 +313,18 @@ func (l *Limiter) tenant(tenantID string) (*tenant, error) {
 
 // acquire hands the caller one permit for t, from the local pool if one is
 // left there, else by queueing for the tenant's fetch goroutine. It returns
-// the latest time the permit may be used.
-func (l *Limiter) acquire(ctx context.Context, t *tenant) (time.Time, error) {
+// the permit's slot: the latest time it may be used, and its stamp.
+func (l *Limiter) acquire(ctx context.Context, t *tenant) (slot, error) {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
-		return time.Time{}, ErrClosed
+		return slot{}, ErrClosed
 	}
-	until, ok, expired := t.take(l.now())
+	s, ok, expired := t.take(l.now())
 	l.stats.discarded.Add(uint64(expired))
 	if ok {
 		l.mu.Unlock()
-		return until, nil
+		return s, nil
 	}
 	w := &waiter{done: make(chan struct{})}
 	t.queue = append(t.queue, w)
@@ -288,7 +337,7 @@ func (l *Limiter) acquire(ctx context.Context, t *tenant) (time.Time, error) {
 
 	select {
 	case <-w.done:
-		return w.until, w.err
+		return w.slot, w.err
 	case <-ctx.Done():
 	}
 	l.mu.Lock()
@@ -297,12 +346,12 @@ func (l *Limiter) acquire(ctx context.Context, t *tenant) (time.Time, error) {
 	case <-w.done:
 		// Granted while giving up: let the next waiter have the permit.
 		if w.err == nil {
-			t.putBack(w.until)
+			t.putBack(w.slot)
 		}
 	default:
 		t.leave(w)
 	}
-	return time.Time{}, ctx.Err()
+	return slot{}, ctx.Err()
 }
 
 // waitPause blocks while the tenant with token is paused, re-checking

@@ -60,6 +60,9 @@ func (l *Limiter) Pause(ctx context.Context, tenantID string, until time.Time) e
 	}
 	token := keyToken(tenantID)
 	key := pauseKey(l.app, token)
+	// Stop this process's calls before the round trips: at the told rate
+	// on a loaded host, they let another call or two into the wall.
+	l.holdLocally(token, until)
 	for conflicts := 0; ; {
 		l.stats.kvOps.Add(1)
 		entry, err := l.kv.Get(ctx, key)
@@ -130,6 +133,23 @@ func (l *Limiter) notePause(token string, until time.Time, rev uint64) {
 		return
 	}
 	l.pauses[token] = pause{until: until, rev: rev}
+	close(l.pauseWake)
+	l.pauseWake = make(chan struct{})
+}
+
+// holdLocally pauses the tenant with token in this Limiter until until,
+// if that is later than the pause it knows, ahead of writing the pause to
+// the bucket. The revision stays, so the bucket's value replaces it as
+// soon as the watch brings it.
+func (l *Limiter) holdLocally(token string, until time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	p := l.pauses[token]
+	if !until.After(p.until) {
+		return
+	}
+	p.until = until
+	l.pauses[token] = p
 	close(l.pauseWake)
 	l.pauseWake = make(chan struct{})
 }

@@ -17,8 +17,9 @@ type tenant struct {
 	// Guarded by Limiter.mu.
 	queue    []*waiter     // goroutines waiting for a permit, first come first served
 	pool     []pooled      // permits granted but not handed out, soonest to expire first
-	fetching bool          // a fetch goroutine is serving queue
-	wake     chan struct{} // capacity 1; signalled when a waiter leaves queue
+	fixes    []fix         // stamps to move later, for calls written after their stamp (see Wrote)
+	fetching bool          // a fetch goroutine is serving queue and fixes
+	wake     chan struct{} // capacity 1; signalled when a waiter leaves queue or a fix arrives
 
 	// The window log as last read, written or watched, newest revision
 	// wins. A stale cache costs one conflict, never a wrong grant, because
@@ -26,38 +27,53 @@ type tenant struct {
 	known      bool          // the cache holds the log (or its absence, rev 0)
 	rev        uint64        // revision of the log; 0 when the key is absent
 	grants     []grant       // the log's grants
+	pace       int64         // the log's pacing time (windowLog.Pace)
+	since      int64         // when the log's run of grants began (windowLog.Since)
 	fresh      chan struct{} // closed and replaced when the cache advances
 	warnedRate atomic.Bool   // a rate mismatch with other writers was logged
 }
 
 // remember records the window log at revision rev, unless the cache
 // already holds a newer one, and wakes a fetch waiting for news.
-func (t *tenant) remember(rev uint64, grants []grant) {
+func (t *tenant) remember(rev uint64, w windowLog) {
 	if t.known && rev <= t.rev {
 		return
 	}
-	t.known, t.rev, t.grants = true, rev, grants
+	t.known, t.rev, t.grants, t.pace, t.since = true, rev, w.Grants, w.Pace, w.Since
 	close(t.fresh)
 	t.fresh = make(chan struct{})
 }
 
-// waiter is one goroutine blocked in Wait. The fetch goroutine sets until
-// or err, then closes done.
-type waiter struct {
-	done  chan struct{}
+// slot is what one granted permit is: usable until until, and recorded in
+// the window log as a grant whose Until is stamp.
+type slot struct {
 	until time.Time
-	err   error
+	stamp int64
 }
 
-// pooled is n permits that may be used until until.
+// fix moves one permit's stamp in the window log from from to to (Unix
+// milliseconds), for a call written later than its stamp allowed.
+type fix struct {
+	from, to int64
+}
+
+// waiter is one goroutine blocked in Wait. The fetch goroutine sets slot
+// or err, then closes done.
+type waiter struct {
+	done chan struct{}
+	slot slot
+	err  error
+}
+
+// pooled is n permits of one slot.
 type pooled struct {
-	n     int
-	until time.Time
+	n int
+	slot
 }
 
 // take removes one unexpired permit from the pool. It reports how many
 // expired permits it threw away on the way.
-func (t *tenant) take(now time.Time) (until time.Time, ok bool, expired int) {
+func (t *tenant) take(now time.Time) (s slot, ok bool, expired int) {
 	for len(t.pool) > 0 {
 		p := &t.pool[0]
 		if !now.Before(p.until) {
@@ -66,36 +82,36 @@ func (t *tenant) take(now time.Time) (until time.Time, ok bool, expired int) {
 			continue
 		}
 		p.n--
-		until = p.until
+		s = p.slot
 		if p.n == 0 {
 			t.pool = t.pool[1:]
 		}
-		return until, true, expired
+		return s, true, expired
 	}
-	return time.Time{}, false, expired
+	return slot{}, false, expired
 }
 
-// deliver hands n permits usable until until to the oldest waiters and
-// pools whatever is left.
-func (t *tenant) deliver(n int, until time.Time) {
+// deliver hands n permits of s to the oldest waiters and pools whatever
+// is left.
+func (t *tenant) deliver(n int, s slot) {
 	for n > 0 && len(t.queue) > 0 {
 		w := t.queue[0]
 		t.queue[0] = nil
 		t.queue = t.queue[1:]
-		w.until = until
+		w.slot = s
 		close(w.done)
 		n--
 	}
 	if n > 0 {
-		t.pool = append(t.pool, pooled{n: n, until: until})
+		t.pool = append(t.pool, pooled{n: n, slot: s})
 	}
 }
 
 // putBack returns one unused permit to the pool, keeping the pool in the
 // order the permits expire.
-func (t *tenant) putBack(until time.Time) {
-	i, _ := slices.BinarySearchFunc(t.pool, until, func(p pooled, u time.Time) int { return p.until.Compare(u) })
-	t.pool = slices.Insert(t.pool, i, pooled{n: 1, until: until})
+func (t *tenant) putBack(s slot) {
+	i, _ := slices.BinarySearchFunc(t.pool, s.until, func(p pooled, u time.Time) int { return p.until.Compare(u) })
+	t.pool = slices.Insert(t.pool, i, pooled{n: 1, slot: s})
 }
 
 // fail ends every queued wait with err.
@@ -107,6 +123,14 @@ func (t *tenant) fail(err error) {
 	t.queue = nil
 }
 
+// signal wakes the fetch goroutine if it is idle.
+func (t *tenant) signal() {
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
+
 // leave removes w from the queue and tells the fetch goroutine, which
 // stops when nobody is left waiting.
 func (t *tenant) leave(w *waiter) {
@@ -116,8 +140,5 @@ func (t *tenant) leave(w *waiter) {
 			break
 		}
 	}
-	select {
-	case t.wake <- struct{}{}:
-	default:
-	}
+	t.signal()
 }

@@ -10,12 +10,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// watchBucket starts one watch of this app's pause and window keys and
-// applies the pauses already in the bucket before it returns. Pauses reach
-// every Limiter this way, without polling; window logs keep each Limiter's
-// cache fresh, so that losing a write race costs no extra read.
+// watchBucket starts one watch of this app's pause, window and budget keys
+// and applies the pauses and budgets already in the bucket before it
+// returns. Pauses and learned budgets reach every Limiter this way,
+// without polling (a fleet starting cold begins from the budgets last
+// learned); window logs keep each Limiter's cache fresh, so that losing a
+// write race costs no extra read.
 func (l *Limiter) watchBucket(ctx context.Context) error {
-	w, err := l.kv.WatchFiltered(l.ctx, []string{pausePrefix + l.app + ".*", windowPrefix + l.app + ".*"})
+	w, err := l.kv.WatchFiltered(l.ctx, []string{pausePrefix + l.app + ".*", windowPrefix + l.app + ".*", budgetPrefix + l.app + ".*"})
 	if err != nil {
 		return fmt.Errorf("ratelimit: watch bucket: %w", err)
 	}
@@ -66,7 +68,26 @@ func (l *Limiter) apply(entry jetstream.KeyValueEntry) {
 	}
 	if token, ok := strings.CutPrefix(entry.Key(), windowPrefix+l.app+"."); ok {
 		l.applyWindow(token, entry, deleted)
+		return
 	}
+	if token, ok := strings.CutPrefix(entry.Key(), budgetPrefix+l.app+"."); ok {
+		l.applyBudget(token, entry, deleted)
+	}
+}
+
+// applyBudget records a watched learned budget. A deleted key restores
+// the full configured rate.
+func (l *Limiter) applyBudget(token string, entry jetstream.KeyValueEntry, deleted bool) {
+	if deleted {
+		l.forgetBudget(token, entry.Revision())
+		return
+	}
+	b, err := decodeBudget(entry.Value())
+	if err != nil {
+		l.log.Warn().Err(err).Str("key", entry.Key()).Msg("ignoring unreadable learned budget")
+		return
+	}
+	l.noteBudget(token, b, entry.Revision())
 }
 
 // applyPause records a watched pause. A deleted key lifts the pause.
@@ -93,16 +114,15 @@ func (l *Limiter) applyWindow(token string, entry jetstream.KeyValueEntry, delet
 	if t == nil {
 		return
 	}
-	var grants []grant
+	var w windowLog
 	if !deleted {
-		w, err := l.decodeWindow(t, entry.Value())
-		if err != nil {
+		var err error
+		if w, err = l.decodeWindow(t, entry.Value()); err != nil {
 			l.log.Warn().Err(err).Str("key", entry.Key()).Msg("ignoring unreadable window log")
 			return
 		}
-		grants = w.Grants
 	}
 	l.mu.Lock()
-	t.remember(entry.Revision(), grants)
+	t.remember(entry.Revision(), w)
 	l.mu.Unlock()
 }

@@ -20,6 +20,15 @@ type windowLog struct {
 	At time.Time `json:"at"`
 	// Grants are the live grants, oldest first.
 	Grants []grant `json:"grants"`
+	// Pace is the fleet's pacing state for the tenant, the theoretical
+	// arrival time of the next permit in Unix milliseconds (see pace);
+	// absent while pacing has never held a grant back.
+	Pace int64 `json:"pace,omitempty"`
+	// Since is when the current run of grants began, in Unix
+	// milliseconds: the first grant written to a log with no live grants
+	// left. A tenant that has learned nothing yet starts slowly from it
+	// (see coldInterval).
+	Since int64 `json:"since,omitempty"`
 }
 
 // grant is N permits that may each start a call no later than Until, in

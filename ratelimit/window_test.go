@@ -69,20 +69,36 @@ func TestLiveAndFreeAt(t *testing.T) {
 
 func TestTenantPool(t *testing.T) {
 	now := time.Now()
+	at := func(d time.Duration) slot { return slot{until: now.Add(d), stamp: now.Add(d).UnixMilli()} }
 	tn := &tenant{}
-	tn.deliver(2, now.Add(-time.Millisecond))
-	tn.deliver(1, now.Add(time.Second))
-	until, ok, expired := tn.take(now)
-	if !ok || expired != 2 || !until.Equal(now.Add(time.Second)) {
-		t.Errorf("take = %v, %v, %d; want the unexpired permit after discarding 2", until, ok, expired)
+	tn.deliver(2, at(-time.Millisecond))
+	tn.deliver(1, at(time.Second))
+	s, ok, expired := tn.take(now)
+	if !ok || expired != 2 || s != at(time.Second) {
+		t.Errorf("take = %v, %v, %d; want the unexpired permit after discarding 2", s, ok, expired)
 	}
 	if _, ok, _ := tn.take(now); ok {
 		t.Error("take found a permit in an empty pool")
 	}
-	tn.deliver(1, now.Add(2*time.Second))
-	tn.putBack(now.Add(time.Second))
-	if until, _, _ := tn.take(now); !until.Equal(now.Add(time.Second)) {
-		t.Errorf("take = %v, want the permit that expires first", until)
+	tn.deliver(1, at(2*time.Second))
+	tn.putBack(at(time.Second))
+	if s, _, _ := tn.take(now); s != at(time.Second) {
+		t.Errorf("take = %v, want the permit that expires first", s)
+	}
+}
+
+func TestApplyFixes(t *testing.T) {
+	grants := []grant{{Until: 100, N: 2}, {Until: 200, N: 1}}
+	got := applyFixes(grants, []fix{{from: 100, to: 150}, {from: 100, to: 150}, {from: 300, to: 400}})
+	want := []grant{{Until: 100, N: 0}, {Until: 200, N: 1}, {Until: 150, N: 2}, {Until: 400, N: 1}}
+	if !slices.Equal(got, want) {
+		t.Errorf("applyFixes = %v, want %v", got, want)
+	}
+	if grants[0].N != 2 {
+		t.Error("applyFixes changed its input")
+	}
+	if live := live(got, time.UnixMilli(0), time.Second); permits(live) != 4 || live[0].Until != 150 {
+		t.Errorf("live after fixes = %v, want the moved permits in stamp order and none lost", live)
 	}
 }
 

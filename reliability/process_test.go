@@ -54,6 +54,8 @@ type childSpec struct {
 	// StatsFile, when set, receives a line of runtime figures every
 	// second (see soak_test.go).
 	StatsFile string
+	// Follow is the follow-through's configuration (see follow_test.go).
+	Follow service.FollowConfig
 }
 
 func specOf(cfg service.Config) childSpec {
@@ -63,6 +65,7 @@ func specOf(cfg service.Config) childSpec {
 		Lease: cfg.Lease, AckWait: cfg.AckWait, AttemptTimeout: cfg.AttemptTimeout,
 		MaxAttempts: cfg.MaxAttempts, Name: cfg.Name, HTTPAddr: cfg.HTTPAddr,
 		Tenants: cfg.Tenants, Rate: cfg.Rate.String(), LogLevel: cfg.LogLevel,
+		Follow: cfg.Follow,
 	}
 }
 
@@ -98,6 +101,7 @@ func (s childSpec) config() (service.Config, error) {
 		HTTPAddr:       s.HTTPAddr,
 		LogFormat:      "json",
 		LogLevel:       s.LogLevel,
+		Follow:         s.Follow,
 	}
 	c.NATS.URL = s.NATSURL
 	c.Credential.TenantID = testsystem.Tenant

@@ -17,6 +17,7 @@ import (
 	"github.com/recoverpasscode/recoverpasscode/idempotency"
 	"github.com/recoverpasscode/recoverpasscode/job"
 	"github.com/recoverpasscode/recoverpasscode/queue"
+	"github.com/recoverpasscode/recoverpasscode/quota"
 	"github.com/recoverpasscode/recoverpasscode/ratelimit"
 	"github.com/recoverpasscode/recoverpasscode/wire"
 	"github.com/recoverpasscode/recoverpasscode/worker"
@@ -59,6 +60,23 @@ type Config struct {
 	// Rate is the fleet-wide limit per app per tenant [RECOVER_RATE_LIMIT].
 	// Defaults to ratelimit.DefaultRate (200/20s).
 	Rate ratelimit.Rate
+	// RateBurst is the share of Rate's N, in percent, that may start at
+	// once for a tenant [RECOVER_RATE_BURST]; the rest of a backlog's first
+	// window is paced at the learned rate, so that a tenant whose
+	// real budget is lower than the learned one answers a call or two with
+	// 429, not a burst. 100 lets an idle fleet use the whole window at
+	// once. Defaults to DefaultRateBurst (25).
+	RateBurst int
+	// SourceLimits is each source's budget [RECOVER_SOURCE_LIMITS], such as
+	// "automation=100/1h,ticketing=unlimited" (quota.ParseLimits): a job
+	// over its source's budget is held, not failed, until the budget allows
+	// it or an operator releases it (enqueue held). Defaults to none: every
+	// source unlimited.
+	SourceLimits quota.Limits
+	// Follow configures the reads: the read budget, and following what the
+	// devices do [RECOVER_READ_RATE_LIMIT, RECOVER_FOLLOW_*]; see
+	// FollowConfig.
+	Follow FollowConfig
 	// Concurrency is the number of jobs in flight [RECOVER_CONCURRENCY].
 	// Defaults to 32.
 	Concurrency int
@@ -105,6 +123,10 @@ type Config struct {
 	Pprof bool
 }
 
+// DefaultRateBurst is the percent of RECOVER_RATE_LIMIT's N that may start
+// at once for a tenant.
+const DefaultRateBurst = 25
+
 // DefaultHTTPAddr is where a worker serves /healthz, /readyz and /metrics
 // unless told otherwise: loopback, so nothing is exposed by default.
 const DefaultHTTPAddr = "127.0.0.1:9464"
@@ -121,7 +143,9 @@ func DefaultConfig() Config {
 		Credential:     graph.CredentialConfig{AuthorityHost: graph.DefaultAuthorityHost},
 		GraphURL:       graph.DefaultBaseURL,
 		Rate:           ratelimit.DefaultRate,
+		RateBurst:      DefaultRateBurst,
 		Concurrency:    worker.DefaultConcurrency,
+		Follow:         DefaultFollowConfig(),
 		HTTPAddr:       DefaultHTTPAddr,
 		KeysTTL:        idempotency.DefaultTTL,
 		Lease:          idempotency.DefaultLease,
@@ -155,6 +179,7 @@ func (c *Config) defaults() {
 	orDefault(&c.GraphURL, d.GraphURL)
 	orDefault(&c.Credential.GraphBaseURL, c.GraphURL)
 	orDefault(&c.Rate, d.Rate)
+	orDefault(&c.RateBurst, d.RateBurst)
 	orDefault(&c.Concurrency, d.Concurrency)
 	orDefault(&c.KeysTTL, d.KeysTTL)
 	orDefault(&c.Lease, d.Lease)
@@ -164,6 +189,13 @@ func (c *Config) defaults() {
 	orDefault(&c.AckWait, d.AckWait)
 	orDefault(&c.LogFormat, d.LogFormat)
 	orDefault(&c.LogLevel, d.LogLevel)
+	c.Follow.defaults()
+}
+
+// burst is the calls of Rate's N that RateBurst lets start at once: at
+// least one.
+func (c *Config) burst() int {
+	return max(1, (c.Rate.N*c.RateBurst+50)/100)
 }
 
 // orDefault sets *p to def if *p is its type's zero value.
@@ -181,6 +213,9 @@ func (c *Config) Validate() error {
 	var errs []error
 	if !wire.ValidToken(c.Prefix) {
 		errs = append(errs, fmt.Errorf("RECOVER_PREFIX %q: want one subject token (letters, digits, '-', '_')", c.Prefix))
+	}
+	if c.RateBurst < 1 || c.RateBurst > 100 {
+		errs = append(errs, fmt.Errorf("RECOVER_RATE_BURST %d: want a percentage from 1 to 100", c.RateBurst))
 	}
 	if c.Concurrency < 1 {
 		errs = append(errs, errors.New("RECOVER_CONCURRENCY: want at least 1"))
@@ -201,6 +236,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Credential.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Follow.validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.delegatedTenants(); err != nil {

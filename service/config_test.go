@@ -39,7 +39,7 @@ func TestZeroFieldsTakeTheDefaultConfig(t *testing.T) {
 func TestDefaultConfigIsComplete(t *testing.T) {
 	d := DefaultConfig()
 	v := reflect.ValueOf(d)
-	optional := map[string]bool{"HTTPClient": true, "Clock": true, "Tenants": true, "InboxPerSource": true, "Pprof": true}
+	optional := map[string]bool{"HTTPClient": true, "Clock": true, "Tenants": true, "InboxPerSource": true, "Pprof": true, "SourceLimits": true}
 	for i := range v.NumField() {
 		name := v.Type().Field(i).Name
 		if !optional[name] && v.Field(i).IsZero() {

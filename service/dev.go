@@ -11,8 +11,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/recoverpasscode/recoverpasscode/devserver"
+	"github.com/recoverpasscode/recoverpasscode/follow"
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
 )
 
@@ -27,7 +29,15 @@ const (
 	// The double knows every device it is not told is missing, this one
 	// included.
 	DevDevice = "2d6a3d0e-8f5c-4d7a-9b1e-0b2f3c4d5e6f"
+	// DevAzureADDevice and DevSerial name DevDevice the way automation
+	// does: its Entra ID device id and its serial number.
+	DevAzureADDevice = "7e1c0b2a-3d4f-4a5b-9c6d-8e7f6a5b4c3d"
+	DevSerial        = "DEVSERIAL0001"
 )
+
+// devCheckIn is how long after an action the double's devices carry it
+// out under --dev.
+const devCheckIn = 4 * time.Second
 
 // Dev is what --dev starts: an embedded nats-server and a Graph and Entra
 // ID double.
@@ -64,7 +74,10 @@ func StartDev(cfg *Config, dir string, out io.Writer) (*Dev, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--dev: %w (is another worker --dev or nats-server using %s:%d?)", err, host, port)
 	}
-	gs, err := graphsim.Start(graphsim.Config{})
+	// The double's devices check in a few seconds after an action, and
+	// --dev follows at that pace (unless told otherwise), so that a
+	// newcomer's --follow --wait shows a done confirmation at once.
+	gs, err := graphsim.Start(graphsim.Config{CheckInDelay: devCheckIn})
 	if err != nil {
 		ns.Shutdown()
 		return nil, fmt.Errorf("--dev: graph double: %w", err)
@@ -72,6 +85,13 @@ func StartDev(cfg *Config, dir string, out io.Writer) (*Dev, error) {
 	secret := randomSecret()
 	gs.AddTenant(DevTenant)
 	gs.AddApp(devClient, secret)
+	gs.AddDevice(graphsim.Device{ID: DevDevice, AzureADDeviceID: DevAzureADDevice, SerialNumber: DevSerial, DeviceName: "DEV-LAPTOP-01"})
+	if cfg.Follow.Schedule.First == follow.DefaultFirst {
+		cfg.Follow.Schedule.First = devCheckIn / 2
+	}
+	if cfg.Follow.Schedule.Max == follow.DefaultMax {
+		cfg.Follow.Schedule.Max = 2 * devCheckIn
+	}
 	caFile := filepath.Join(dir, "graphsim-ca.pem")
 	if err := os.WriteFile(caFile, gs.CACertPEM(), 0o644); err != nil {
 		caFile = "not written: " + err.Error()
@@ -97,10 +117,12 @@ func StartDev(cfg *Config, dir string, out io.Writer) (*Dev, error) {
 
 Submit a job from another shell:
   go run ./cmd/enqueue --device %s --wait
+follow it until the device (it checks in after %s) says it is done:
+  go run ./cmd/enqueue --serial %s --follow --wait
 or with any NATS client:
   nats pub recoverpasscode.jobs.ticketing '{"managedDeviceId":"%s"}'
 
-`, ns.URL(), storeDir, gs.GraphURL(), gs.AuthorityHost(), DevTenant, devClient, caFile, cfg.Rate, DevDevice, DevDevice)
+`, ns.URL(), storeDir, gs.GraphURL(), gs.AuthorityHost(), DevTenant, devClient, caFile, cfg.Rate, DevDevice, devCheckIn, DevSerial, DevDevice)
 	return &Dev{NATS: ns, Graph: gs}, nil
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/recoverpasscode/recoverpasscode/job"
 	"github.com/recoverpasscode/recoverpasscode/metrics"
 	"github.com/recoverpasscode/recoverpasscode/queue"
+	"github.com/recoverpasscode/recoverpasscode/quota"
 	"github.com/recoverpasscode/recoverpasscode/ratelimit"
 	"github.com/recoverpasscode/recoverpasscode/wire"
 	"github.com/recoverpasscode/recoverpasscode/worker"
@@ -90,23 +91,39 @@ func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	limiter, err := ratelimit.New(ctx, kvLimits, ratelimit.Config{App: cfg.Credential.ClientID, Rate: cfg.Rate, Owner: cfg.Name, Clock: clk, Logger: log})
+	limiterCfg := ratelimit.Config{
+		App: cfg.Credential.ClientID, Rate: cfg.Rate, Burst: cfg.burst(), Owner: cfg.Name,
+		Clock: clk, OnBudget: m.LearnedRate, Logger: log,
+	}
+	limiter, err := ratelimit.New(ctx, kvLimits, limiterCfg)
 	if err != nil {
 		return err
 	}
 	defer limiter.Close()
 
+	budgets := quota.New(js, kvLimits, cfg.SourceLimits).WithClock(clk)
+	m.OnScrape(sampleHeld(budgets, m))
 	telemetry := worker.NewTelemetry(js, names, m, log)
 	m.OnScrape(telemetry.SampleConsumer(cons))
+	followTelemetry := worker.NewFollowTelemetry(telemetry, metrics.NewFollow(reg))
+	m.OnScrape(followTelemetry.SampleFollows(js, names))
+	fl, err := newFollower(ctx, js, kvLimits, &cfg, names, client, cred, followTelemetry, limiterCfg, log)
+	if err != nil {
+		return err
+	}
 	handler, err := job.New(job.Config{
-		Observer: telemetry,
-		Graph:    client,
-		Tokens:   cred,
-		Limiter:  limiter,
-		Ledger:   idempotency.New(kvKeys, idempotency.Config{Owner: cfg.Name, Lease: cfg.Lease, Clock: clk, Logger: log}),
-		Policy:   wire.Policy{DefaultTenant: cfg.Credential.TenantID, Tenants: cfg.Tenants, Names: names, InboxPerSource: cfg.InboxPerSource},
-		Worker:   cfg.Name,
-		Backoff:  job.Backoff{MaxAttempts: cfg.MaxAttempts},
+		Observer:      telemetry,
+		Graph:         client,
+		Tokens:        cred,
+		Limiter:       limiter,
+		Devices:       client,
+		Reads:         fl.reads,
+		FollowSources: cfg.Follow.sourceSet(),
+		Quota:         budgets,
+		Ledger:        idempotency.New(kvKeys, idempotency.Config{Owner: cfg.Name, Lease: cfg.Lease, Clock: clk, Logger: log}),
+		Policy:        wire.Policy{DefaultTenant: cfg.Credential.TenantID, Tenants: cfg.Tenants, Names: names, InboxPerSource: cfg.InboxPerSource},
+		Worker:        cfg.Name,
+		Backoff:       job.Backoff{MaxAttempts: cfg.MaxAttempts},
 		// Renew well inside both deadlines so neither lapses while a job waits.
 		KeepAliveEvery: min(cfg.AckWait, cfg.Lease) / 3,
 		Logger:         log,
@@ -117,6 +134,7 @@ func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
 	w, err := worker.New(worker.Config{
 		NC: nc, JS: js, Consumer: cons, Names: names,
 		Handler: handler, Health: health, Telemetry: telemetry, Audit: audit,
+		Follow: startFollow(js, names, cfg.Follow.Schedule),
 		Probe: func(ctx context.Context, refresh bool) error {
 			var err error
 			if refresh {
@@ -134,7 +152,9 @@ func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
 		return err
 	}
 	log.Info().Str("rate_limit", cfg.Rate.String()).Str("graph", cfg.GraphURL).Int("concurrency", cfg.Concurrency).Msg("worker started")
+	fl.start(ctx)
 	err = w.Run(ctx, hard)
+	fl.stop()
 	log.Info().Msg("worker stopped")
 	if derr := nc.Drain(); derr != nil && !errors.Is(derr, nats.ErrConnectionClosed) {
 		log.Warn().Err(derr).Msg("draining the NATS connection")
@@ -192,6 +212,25 @@ func setUp(ctx context.Context, js jetstream.JetStream, cfg *Config, names wire.
 		return nil, err
 	}
 	return cons, nil
+}
+
+// sampleHeld counts, at each scrape, the jobs every source with a budget
+// (and any other still holding some) has held.
+func sampleHeld(budgets *quota.Store, m *metrics.Metrics) func(context.Context) {
+	return func(ctx context.Context) {
+		counts, err := budgets.Counts(ctx)
+		if err != nil {
+			return
+		}
+		for _, source := range budgets.Limits().Limited() {
+			if _, ok := counts[source]; !ok {
+				counts[source] = 0
+			}
+		}
+		for source, n := range counts {
+			m.Held(source, n)
+		}
+	}
 }
 
 // httpHandler serves health and metrics, and the profiler if asked;

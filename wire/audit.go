@@ -11,6 +11,12 @@ const (
 	KindGraphCall = "graph_call"
 	// KindDecision is a job's terminal decision: its result.
 	KindDecision = "decision"
+	// KindHeld is a job held because its source is over its budget
+	// (RECOVER_SOURCE_LIMITS): it waits, Graph is not called.
+	KindHeld = "held"
+	// KindReleased is a held job going on: its source's budget allowed it
+	// again, or an operator released it (Reason says which).
+	KindReleased = "released"
 )
 
 // AuditEvent is one entry of the audit trail: who asked for what, which
@@ -26,6 +32,8 @@ type AuditEvent struct {
 	Ticket          string        `json:"ticket,omitempty"`
 	TenantID        string        `json:"tenantId,omitempty"`
 	ManagedDeviceID string        `json:"managedDeviceId,omitempty"`
+	AzureADDeviceID string        `json:"azureADDeviceId,omitempty"`
+	SerialNumber    string        `json:"serialNumber,omitempty"`
 	UserID          string        `json:"userId,omitempty"`
 	DetectedAppID   string        `json:"detectedAppId,omitempty"`
 	Form            string        `json:"form,omitempty"`
@@ -36,9 +44,13 @@ type AuditEvent struct {
 	Replayed        bool          `json:"replayed,omitempty"`
 	Uncertain       bool          `json:"uncertain,omitempty"`
 	Error           string        `json:"error,omitempty"`
-	Worker          string        `json:"worker"`
-	Traceparent     string        `json:"traceparent,omitempty"`
-	At              time.Time     `json:"at"`
+	// State is a confirmation's state (KindConfirmation).
+	State string `json:"state,omitempty"`
+	// Reason says why a job was held or released (KindHeld, KindReleased).
+	Reason      string    `json:"reason,omitempty"`
+	Worker      string    `json:"worker"`
+	Traceparent string    `json:"traceparent,omitempty"`
+	At          time.Time `json:"at"`
 }
 
 // NewAuditEvent describes res as an event of the given kind.
@@ -52,6 +64,8 @@ func NewAuditEvent(kind string, res *Result, at time.Time) AuditEvent {
 		Ticket:          res.Ticket,
 		TenantID:        res.TenantID,
 		ManagedDeviceID: res.ManagedDeviceID,
+		AzureADDeviceID: res.AzureADDeviceID,
+		SerialNumber:    res.SerialNumber,
 		UserID:          res.UserID,
 		DetectedAppID:   res.DetectedAppID,
 		Attempt:         res.Attempts,

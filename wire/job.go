@@ -30,8 +30,22 @@ type Job struct {
 	// TenantID is the Entra ID tenant of the device. Defaults to the
 	// worker's AZURE_TENANT_ID.
 	TenantID string `json:"tenantId,omitempty"`
-	// ManagedDeviceID is the Intune managed device. Required.
+	// ManagedDeviceID is the Intune managed device. Required, unless the
+	// job names the device by AzureADDeviceID or SerialNumber instead:
+	// exactly one of the three.
 	ManagedDeviceID string `json:"managedDeviceId"`
+	// AzureADDeviceID names the device by its Entra ID device id (a GUID),
+	// as Defender alerts and Entra ID events do; the worker resolves it to
+	// the managed device with one Graph read.
+	AzureADDeviceID string `json:"azureADDeviceId,omitempty"`
+	// SerialNumber names the device by its hardware serial number, resolved
+	// like AzureADDeviceID.
+	SerialNumber string `json:"serialNumber,omitempty"`
+	// Follow asks the fleet, after a succeeded call, to poll the device
+	// until the action is done on it (or has failed, or the follow deadline
+	// passes) and to publish a confirmation. A source may follow all its
+	// jobs by default (RECOVER_FOLLOW_SOURCES).
+	Follow bool `json:"follow,omitempty"`
 	// UserID (a GUID or UPN) selects the /users/{id}/managedDevices form.
 	UserID string `json:"userId,omitempty"`
 	// DetectedAppID selects the /deviceManagement/detectedApps/{id} form.
@@ -110,7 +124,7 @@ func decodeStrict(data []byte, j *Job) error {
 		return fmt.Errorf("job is %d bytes, more than the %d allowed", len(data), MaxSize)
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
-		return errors.New("job is empty: want a JSON object with at least managedDeviceId")
+		return errors.New("job is empty: want a JSON object with at least managedDeviceId (or azureADDeviceId or serialNumber)")
 	}
 	if !utf8.Valid(data) {
 		return errors.New("job is not valid UTF-8")
@@ -143,7 +157,7 @@ func describeJSONError(err error) string {
 	msg := err.Error()
 	msg = strings.TrimPrefix(msg, "json: ")
 	if strings.HasPrefix(msg, "unknown field ") {
-		return msg + " (job fields are id, idempotencyKey, tenantId, managedDeviceId, userId, detectedAppId, replyTo, requestedBy, ticket, notAfter)"
+		return msg + " (job fields are id, idempotencyKey, tenantId, managedDeviceId, azureADDeviceId, serialNumber, userId, detectedAppId, replyTo, requestedBy, ticket, notAfter, follow)"
 	}
 	return Truncate(msg, 200)
 }

@@ -83,7 +83,7 @@ func (p Policy) Validate(j *Job) error {
 	if j.TenantID == "" {
 		j.TenantID = p.DefaultTenant
 	}
-	if err := j.Target().Validate(); err != nil {
+	if err := j.ValidateDevice(); err != nil {
 		return err
 	}
 	if !p.allows(j.TenantID) {
@@ -155,4 +155,38 @@ func ValidSubject(s string) bool {
 		}
 	}
 	return true
+}
+
+// lookupPlaceholder stands in for the managed device id of a job that names
+// its device by a Lookup, so that the rest of its Target is validated
+// before the device is resolved.
+const lookupPlaceholder = "00000000-0000-0000-0000-000000000000"
+
+// ValidateDevice checks that j names its device exactly one way
+// (managedDeviceId, azureADDeviceId or serialNumber) and that every
+// identifier of its target is valid: the part of Policy.Validate a
+// submitter can check before it publishes.
+func (j *Job) ValidateDevice() error {
+	named := 0
+	for _, v := range []string{j.ManagedDeviceID, j.AzureADDeviceID, j.SerialNumber} {
+		if v != "" {
+			named++
+		}
+	}
+	if named > 1 {
+		return &FieldError{Field: "managedDeviceId", Reason: "name the device exactly one way: managedDeviceId, azureADDeviceId or serialNumber, not several"}
+	}
+	l, ok := j.Lookup()
+	if !ok {
+		if j.ManagedDeviceID == "" {
+			return fieldError("managedDeviceId", "", "is required (or name the device by azureADDeviceId or serialNumber)")
+		}
+		return j.Target().Validate()
+	}
+	if err := l.Validate(); err != nil {
+		return err
+	}
+	t := j.Target()
+	t.ManagedDeviceID = lookupPlaceholder
+	return t.Validate()
 }

@@ -28,11 +28,23 @@ type Result struct {
 	Source          string `json:"source"`
 	TenantID        string `json:"tenantId,omitempty"`
 	ManagedDeviceID string `json:"managedDeviceId,omitempty"`
-	UserID          string `json:"userId,omitempty"`
-	DetectedAppID   string `json:"detectedAppId,omitempty"`
-	RequestedBy     string `json:"requestedBy,omitempty"`
-	Ticket          string `json:"ticket,omitempty"`
-	Status          Status `json:"status"`
+	// AzureADDeviceID and SerialNumber are what a job that named its
+	// device by them asked for; ManagedDeviceID is then the device they
+	// resolved to (empty when they resolved to none or several).
+	AzureADDeviceID string `json:"azureADDeviceId,omitempty"`
+	SerialNumber    string `json:"serialNumber,omitempty"`
+	// DeviceMatches is how many managed devices the job's azureADDeviceId
+	// or serialNumber matched, when it was not exactly one (the job is then
+	// rejected).
+	DeviceMatches *int `json:"deviceMatches,omitempty"`
+	// Follow says a confirmation follows this result: the fleet polls the
+	// device until the action is done on it (see Confirmation).
+	Follow        bool   `json:"follow,omitempty"`
+	UserID        string `json:"userId,omitempty"`
+	DetectedAppID string `json:"detectedAppId,omitempty"`
+	RequestedBy   string `json:"requestedBy,omitempty"`
+	Ticket        string `json:"ticket,omitempty"`
+	Status        Status `json:"status"`
 	// Replayed is true when the result was served from the idempotency
 	// record of an earlier job with the same key: Graph was not called again.
 	Replayed bool `json:"replayed"`
@@ -45,6 +57,9 @@ type Result struct {
 	Attempts int `json:"attempts"`
 	// Graph is the last Graph response, when Graph was called.
 	Graph *GraphOutcome `json:"graph,omitempty"`
+	// CalledAt is when the call that succeeded was let go to Graph: the
+	// action a follow looks for on the device started at or after it.
+	CalledAt time.Time `json:"calledAt,omitzero"`
 	// Error explains, for a person, why the job did not succeed.
 	Error      string    `json:"error,omitempty"`
 	QueuedAt   time.Time `json:"queuedAt"`
@@ -72,6 +87,8 @@ func NewResult(j *Job, meta Meta, worker string, started time.Time) Result {
 		Source:          meta.Source,
 		TenantID:        j.TenantID,
 		ManagedDeviceID: j.ManagedDeviceID,
+		AzureADDeviceID: j.AzureADDeviceID,
+		SerialNumber:    j.SerialNumber,
 		UserID:          j.UserID,
 		DetectedAppID:   j.DetectedAppID,
 		RequestedBy:     j.RequestedBy,

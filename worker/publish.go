@@ -75,6 +75,15 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}
+	if out.Result.Follow && w.cfg.Follow != nil {
+		// After the result, before the ack: a crash in between follows the
+		// job on its redelivery, whose record is stored once.
+		if err := w.cfg.Follow(pctx, out.Result); err != nil {
+			log.Error().Err(err).Msg("could not start following the job; it will be redelivered")
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+	}
 	w.cfg.Telemetry.Finished(out.Result, out.DeadLetter != "")
 	if out.Disposition == job.Term {
 		err = msg.TermWithReason(out.DeadLetter)

@@ -46,6 +46,10 @@ func (t *Telemetry) RateLimited(_ string, waited time.Duration) { t.metrics.Rate
 // Paused records a pause set after Graph asked to slow down.
 func (t *Telemetry) Paused(tenantID string, until time.Time) { t.metrics.Paused(tenantID, until) }
 
+// Held publishes the audit event of a job held by its source's budget, or
+// going on after a hold; each happens once per job.
+func (t *Telemetry) Held(_ context.Context, e wire.AuditEvent) { t.audit(e, "once") }
+
 // InFlight adds delta to the jobs in flight.
 func (t *Telemetry) InFlight(delta int) { t.metrics.InFlight(float64(delta)) }
 

@@ -67,6 +67,10 @@ type Config struct {
 	// worker runs it while it runs and drains it when it stops. Nil means
 	// such events are not stored again.
 	Audit *AuditQueue
+	// Follow, when set, starts following a result that asks for it
+	// (Result.Follow), after the result is stored and before the job is
+	// acknowledged (follow.Start).
+	Follow func(ctx context.Context, res *wire.Result) error
 	// Probe checks that a token can be had; refresh asks for a new one
 	// rather than the cache's. Required.
 	Probe func(ctx context.Context, refresh bool) error

@@ -90,6 +90,12 @@
 //	  $JS.ACK.RECOVERPASSCODE_RESULTS.>
 //	  $JS.ACK.*.*.RECOVERPASSCODE_RESULTS.>
 //	  $JS.API.STREAM.MSG.GET.RECOVERPASSCODE_RESULTS
+//	  $JS.API.STREAM.INFO.RECOVERPASSCODE_CONFIRMATIONS
+//	  $JS.API.CONSUMER.CREATE.RECOVERPASSCODE_CONFIRMATIONS.*.recoverpasscode.confirmations.>
+//	  $JS.API.CONSUMER.INFO.RECOVERPASSCODE_CONFIRMATIONS.*
+//	  $JS.API.CONSUMER.MSG.NEXT.RECOVERPASSCODE_CONFIRMATIONS.*
+//	  $JS.ACK.RECOVERPASSCODE_CONFIRMATIONS.>
+//	  $JS.ACK.*.*.RECOVERPASSCODE_CONFIRMATIONS.>
 //	  $KV.recoverpasscode_deliveries.>
 //	  $JS.API.STREAM.INFO.KV_recoverpasscode_deliveries
 //	  $JS.API.DIRECT.GET.KV_recoverpasscode_deliveries.>
@@ -101,10 +107,13 @@
 //	  $JS.ACK.KV_recoverpasscode_deliveries.>
 //	  $JS.ACK.*.*.KV_recoverpasscode_deliveries.>
 //	publish deny:
-//	  recoverpasscode.results.>, recoverpasscode.dlq.>, recoverpasscode.audit.>
+//	  recoverpasscode.results.>, recoverpasscode.dlq.>, recoverpasscode.audit.>,
+//	  recoverpasscode.confirmations.>
 //	subscribe:
 //	  _INBOX.gateway.>
 //
+// The confirmations stream lines do the same for each webhook's consumer
+// of its source's confirmations of followed jobs (see confirmations.go).
 // The results stream lines create, read, pull from and acknowledge the
 // endpoints' consumers (their filter, in the create subject, limits them
 // to results) and read a result again by its sequence (a redelivery, the

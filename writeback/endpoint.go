@@ -27,6 +27,9 @@ type endpoint struct {
 	log     zerolog.Logger
 
 	results, redeliveries jetstream.Consumer
+	// confirmations is nil for an endpoint that takes none (see
+	// confirmations.go).
+	confirmations jetstream.Consumer
 
 	mu       sync.Mutex
 	disabled bool
@@ -79,6 +82,9 @@ func (e *endpoint) setUp(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("writeback: consumer %s on %s: %w", consumerName(e.spec.source, e.spec.name), bucketStream, err)
 	}
+	if err := e.setUpConfirmations(ctx); err != nil {
+		return err
+	}
 	_, err = e.d.store.kv.Get(ctx, disabledKey(e.spec.source, e.spec.name))
 	switch {
 	case err == nil:
@@ -101,6 +107,9 @@ func (e *endpoint) run(ctx context.Context) {
 	}
 	run(func() { e.watchState(ctx) })
 	run(func() { e.consume(ctx, e.redeliveries, min(e.d.cfg.Concurrency, 4), e.handleRedelivery) })
+	if e.confirmations != nil {
+		run(func() { e.consume(ctx, e.confirmations, min(e.d.cfg.Concurrency, 4), e.handleConfirmation) })
+	}
 	stop := timing.Every(ctx, e.d.cfg.SampleInterval, func(ctx context.Context) bool {
 		e.sample(ctx)
 		return true

@@ -40,8 +40,18 @@ func NATSPermissions(prefix, inboxPrefix string) Permissions {
 			"$JS.API.STREAM.MSG.GET." + results,
 		},
 		Subscribe:   []string{inbox(inboxPrefix)},
-		DenyPublish: []string{n.ResultsWildcard(), n.DLQWildcard(), n.AuditWildcard()},
+		DenyPublish: []string{n.ResultsWildcard(), n.DLQWildcard(), n.AuditWildcard(), n.ConfirmationsWildcard()},
 	}
+	// Each webhook's durable consumer on its source's confirmations.
+	confirmations := n.ConfirmationsStream()
+	p.Publish = append(p.Publish,
+		"$JS.API.STREAM.INFO."+confirmations,
+		"$JS.API.CONSUMER.CREATE."+confirmations+".*."+n.ConfirmationsWildcard(),
+		"$JS.API.CONSUMER.INFO."+confirmations+".*",
+		"$JS.API.CONSUMER.MSG.NEXT."+confirmations+".*",
+		"$JS.ACK."+confirmations+".>",
+		"$JS.ACK.*.*."+confirmations+".>",
+	)
 	// The deliveries bucket: failures kept and resolved, endpoints
 	// disabled, each endpoint's durable consumer of redelivery requests,
 	// and the watchers of its state and of its failures (for the metric).

@@ -18,6 +18,8 @@ func (o *submitOptions) checkFile() error {
 	j := o.job
 	for flag, set := range map[string]bool{
 		"--device": j.ManagedDeviceID != "", "--user": j.UserID != "", "--detected-app": j.DetectedAppID != "",
+		"--azure-ad-device": j.AzureADDeviceID != "", "--serial": j.SerialNumber != "",
+		"--follow (set RECOVER_FOLLOW_SOURCES on the workers to follow a source's jobs)": j.Follow,
 		"--key": j.IdempotencyKey != "", "--id": j.ID != "", "--reply-to": j.ReplyTo != "", "--json": o.json,
 	} {
 		if set {

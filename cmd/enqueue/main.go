@@ -1,7 +1,8 @@
 // Command enqueue submits recoverPasscode jobs to NATS JetStream: one job
 // from flags, or a batch from a CSV or JSON Lines file. It follows their
 // results, shows a batch's results later, inspects and replays dead
-// letters, and lists and redelivers failed write-back deliveries.
+// letters, lists and redelivers failed write-back deliveries, and lists and
+// releases jobs held by their source's budget.
 package main
 
 import (
@@ -44,6 +45,7 @@ Usage:
   enqueue results --batch NAME [flags]   show a batch's results (enqueue results --help)
   enqueue dlq list [flags]               list dead-lettered jobs (enqueue dlq list --help)
   enqueue dlq replay [flags]             submit dead-lettered jobs again (enqueue dlq replay --help)
+  enqueue held list|release [flags]      jobs held by their source's budget (enqueue held --help)
   enqueue deliveries list [flags]        list failed write-back deliveries (enqueue deliveries --help)
   enqueue deliveries redeliver [flags]   deliver failed write-back deliveries again
 
@@ -102,6 +104,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return results(ctx, args[1:], stdout, stderr)
 	case "dlq":
 		return dlq(ctx, args[1:], stdout, stderr)
+	case "held":
+		return held(ctx, args[1:], stdout, stderr)
 	case "deliveries":
 		return deliveries(ctx, args[1:], stdout, stderr)
 	case "help":

@@ -20,7 +20,7 @@ import (
 func submitOne(ctx context.Context, o *submitOptions, stdout, stderr io.Writer) error {
 	// The worker validates too; checking here gives the person the error
 	// before anything is published.
-	if err := o.job.Target().Validate(); err != nil {
+	if err := o.job.ValidateDevice(); err != nil {
 		return err
 	}
 	nc, js, err := o.conn.connect(stderr)
@@ -42,6 +42,16 @@ func submitOne(ctx context.Context, o *submitOptions, stdout, stderr io.Writer) 
 		}
 		defer sub.Unsubscribe()
 	}
+	var confirmations chan *nats.Msg
+	if o.wait && o.job.Follow {
+		confirmations = make(chan *nats.Msg, 1)
+		subject := names.Confirmation(o.source, o.job.ID)
+		sub, err := nc.ChanSubscribe(subject, confirmations)
+		if err != nil {
+			return fmt.Errorf("subscribe to %s: %w", subject, err)
+		}
+		defer sub.Unsubscribe()
+	}
 	ack, err := publishJob(ctx, js, names.Jobs(o.source), &o.job)
 	if err != nil {
 		return err
@@ -56,8 +66,30 @@ func submitOne(ctx context.Context, o *submitOptions, stdout, stderr io.Writer) 
 	if err != nil {
 		return fmt.Errorf("job %s submitted, but %w", o.job.ID, err)
 	}
-	printResult(stdout, res, o.json)
+	if o.json && o.job.Follow {
+		printJSONLine(stdout, res) // and the confirmation on the next line
+	} else {
+		printResult(stdout, res, o.json)
+	}
 	if res.Status != wire.Succeeded {
+		return errNotSucceeded
+	}
+	if !res.Follow {
+		return nil
+	}
+	if !o.json {
+		fmt.Fprintf(stdout, "following device %s until it reports the action done (a device does so when it next checks in)...\n", res.ManagedDeviceID)
+	}
+	c, err := awaitConfirmation(wctx, js, names, names.Confirmation(o.source, o.job.ID), confirmations)
+	if err != nil {
+		return fmt.Errorf("job %s succeeded, but %w", o.job.ID, err)
+	}
+	if o.json {
+		printJSONLine(stdout, c)
+	} else {
+		printConfirmation(stdout, c)
+	}
+	if c.State != wire.StateDone {
 		return errNotSucceeded
 	}
 	return nil

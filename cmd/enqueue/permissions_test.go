@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/recoverpasscode/recoverpasscode/follow"
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
 	"github.com/recoverpasscode/recoverpasscode/internal/testsystem"
 	"github.com/recoverpasscode/recoverpasscode/wire"
@@ -29,6 +30,7 @@ func TestBatchUserPermissions(t *testing.T) {
 	cfg := fastWorker(sys, "w1")
 	cfg.NATS.URL, cfg.NATS.User, cfg.NATS.Password = url, "worker", "worke-pw-0123456789"
 	cfg.NATS.InboxPrefix = "_INBOX.worker"
+	cfg.Follow.Schedule = follow.Schedule{First: 100 * time.Millisecond, Max: time.Second, For: 10 * time.Second}
 	sys.StartWorker(cfg)
 	waitForStreams(t, url, "worker", "worke-pw-0123456789")
 
@@ -50,6 +52,12 @@ func TestBatchUserPermissions(t *testing.T) {
 	}
 	if dlq := run("dlq", "list"); dlq.code != exitFailed || !strings.Contains(dlq.stderr, "permissions violation") {
 		t.Errorf("dlq list as user batch: %s", dlq)
+	}
+	// Following a job and reading its confirmation are within a source's
+	// rights, and a worker's.
+	followed := run("--device", testsystem.DeviceN(600), "--source", "batch", "--follow", "--wait", "--json")
+	if followed.code != exitOK || !strings.Contains(followed.stdout, `"state":"done"`) {
+		t.Errorf("--follow --wait as user batch: %s", followed)
 	}
 	other := run("--file", file, "--batch", "perm", "--source", "ticketing", "--wait", "--timeout", "10s")
 	if other.code != exitFailed || !strings.Contains(other.stderr, "permissions violation") {

@@ -17,9 +17,10 @@ const submitUsage = `enqueue submits one recoverPasscode job, or a batch of them
 with --wait reports the results.
 
 Usage:
-  enqueue --device GUID [--user ID | --detected-app ID] [--tenant GUID]
+  enqueue --device GUID | --azure-ad-device GUID | --serial S
+          [--user ID | --detected-app ID] [--tenant GUID]
           [--ticket T] [--requested-by P] [--key K] [--id ID] [--reply-to S]
-          [--not-after T] [--source S] [--wait] [--timeout D] [--json]
+          [--not-after T] [--source S] [--follow] [--wait] [--timeout D] [--json]
   enqueue --file devices.csv|devices.jsonl|- [--batch NAME] [--dry-run] [--skip-invalid]
           [--tenant GUID] [--ticket T] [--requested-by P] [--not-after T] [--source S]
           [--wait] [--timeout D] [--output results.csv|results.jsonl]
@@ -27,8 +28,8 @@ Usage:
   enqueue results --batch NAME ...   enqueue dlq list|replay ...   (each has --help)
 
 A batch file is CSV with a header row, or JSON Lines. Its columns (JSON fields) are
-managedDeviceId (required), userId, detectedAppId, tenantId, ticket, requestedBy; case does
-not matter, other columns are an error. --tenant, --ticket and --requested-by fill the
+managedDeviceId, azureADDeviceId, serialNumber (one of the three per row), userId,
+detectedAppId, tenantId, ticket, requestedBy; case does not matter, other columns are an error. --tenant, --ticket and --requested-by fill the
 values a row leaves empty. Each row's job id is <batch>-<hash of tenant and device> and its
 idempotency key batch/<batch>/<hash>, so running the same batch again submits nothing twice:
 rows that already have a result are not sent again, and their results are collected.
@@ -37,7 +38,14 @@ Rows naming a device an earlier row names are reported and submitted once.
 Every row is checked before anything is published. --dry-run lists the bad rows and
 publishes nothing; otherwise a file with bad rows is refused unless --skip-invalid is given.
 
-Exit status: 0 submitted (with --wait: every job succeeded), 2 a job ended otherwise,
+A device named by --azure-ad-device (its Entra ID device id) or --serial is resolved by the
+worker with one Graph read; none or several matches end the job rejected. --follow asks the
+workers to poll the device after Graph accepted the action until it reports it done (or
+failed, or RECOVER_FOLLOW_FOR passes): a confirmation; with --wait, it is waited for too and
+printed after the result (with --json, one JSON object per line: the result, then the
+confirmation). The --timeout then covers both.
+
+Exit status: 0 submitted (with --wait: every job succeeded; with --follow too: its device confirmed done), 2 a job ended otherwise,
 1 the command failed (bad rows, no connection, --timeout passed), 130 interrupted while
 waiting (the jobs go on; run the same command again to follow them).
 A flag with a variable in brackets can also be set by that variable; the flag wins.
@@ -76,6 +84,9 @@ func parseSubmit(args []string, stderr io.Writer) (*submitOptions, error) {
 	var rate string
 	s.StringVar(&o.source, "source", "RECOVER_SOURCE", "", `submitting system: jobs go to <prefix>.jobs.<source> (default "cli"; "batch" with --file)`)
 	fs.StringVar(&o.job.ManagedDeviceID, "device", "", "managed device id (GUID): submit one job")
+	fs.StringVar(&o.job.AzureADDeviceID, "azure-ad-device", "", "the device's Entra ID device id (GUID), instead of --device: the worker resolves it")
+	fs.StringVar(&o.job.SerialNumber, "serial", "", "the device's serial number, instead of --device: the worker resolves it")
+	fs.BoolVar(&o.job.Follow, "follow", false, "after Graph accepts the action, follow the device until it reports the action done; with --wait, wait for that confirmation too")
 	fs.StringVar(&o.job.UserID, "user", "", "user id or UPN: use the /users/{id}/managedDevices form")
 	fs.StringVar(&o.job.DetectedAppID, "detected-app", "", "detected app id: use the /deviceManagement/detectedApps/{id} form")
 	fs.StringVar(&o.job.TenantID, "tenant", "", "tenant of the device (defaults to the worker's AZURE_TENANT_ID); with --file, for rows without tenantId")
@@ -128,8 +139,8 @@ func parseSubmit(args []string, stderr io.Writer) (*submitOptions, error) {
 
 // checkOne refuses the flags of a batch without --file.
 func (o *submitOptions) checkOne() error {
-	if o.job.ManagedDeviceID == "" {
-		return errors.New("--device (one job) or --file (a batch) is required")
+	if o.job.ManagedDeviceID == "" && o.job.AzureADDeviceID == "" && o.job.SerialNumber == "" {
+		return errors.New("--device, --azure-ad-device or --serial (one job), or --file (a batch), is required")
 	}
 	f := o.file
 	for flag, set := range map[string]bool{"--batch": f.batch != "", "--dry-run": f.dryRun, "--skip-invalid": f.skipInvalid, "--output": f.output != ""} {
@@ -139,6 +150,10 @@ func (o *submitOptions) checkOne() error {
 	}
 	if o.timeout == 0 {
 		o.timeout = 2 * time.Minute
+		if o.job.Follow {
+			// A device checks in when it checks in: an hour covers most.
+			o.timeout = time.Hour
+		}
 	}
 	if o.job.ID == "" {
 		o.job.ID = uuid.NewString()

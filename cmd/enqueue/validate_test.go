@@ -79,7 +79,7 @@ func TestFileErrors(t *testing.T) {
 		want       string
 	}{
 		{"unknown column", "managedDeviceId,Device name\n" + dev + ",x\n", nil, `line 1: unknown column "Device name"`},
-		{"no device column", "userId\nuser@contoso.com\n", nil, "line 1: no managedDeviceId column"},
+		{"no device column", "userId\nuser@contoso.com\n", nil, "line 1: no managedDeviceId, azureADDeviceId or serialNumber column"},
 		{"empty file", "", nil, "file is empty"},
 		{"JSONL unknown field", `{"managedDeviceId":"` + dev + `","colour":"red"}` + "\n", []string{"--dry-run"}, `line 1: unknown field "colour"`},
 		{"bad batch name", "managedDeviceId\n" + dev + "\n", []string{"--batch", "a.b"}, `--batch "a.b"`},

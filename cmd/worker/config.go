@@ -7,8 +7,10 @@ import (
 	"os"
 	"strings"
 
+	"github.com/recoverpasscode/recoverpasscode/follow"
 	"github.com/recoverpasscode/recoverpasscode/gateway"
 	"github.com/recoverpasscode/recoverpasscode/internal/envflag"
+	"github.com/recoverpasscode/recoverpasscode/quota"
 	"github.com/recoverpasscode/recoverpasscode/ratelimit"
 	"github.com/recoverpasscode/recoverpasscode/service"
 )
@@ -52,7 +54,7 @@ func parseConfig(args []string) (*config, error) {
 	}
 	d := service.DefaultConfig()
 	var c config
-	var tenants, rate string
+	var tenants, rate, sourceLimits, readRate, followSources string
 	fs.BoolVar(&c.Dev, "dev", false, "start an embedded nats-server (on NATS_URL's host and port) and a Graph and Entra ID double, use them, and serve the HTTP gateway in front of them")
 	s.StringVar(&c.DevDir, "dev-dir", "RECOVER_DEV_DIR", service.DefaultDevDir(), "with --dev: where the embedded nats-server keeps its data")
 	s.StringVar(&c.GatewayAddr, "gateway-http-addr", "GATEWAY_HTTP_ADDR", gateway.DefaultAddr, "with --dev: address the HTTP gateway is served on, with a development API key for source ticketing (empty: no gateway)")
@@ -72,6 +74,14 @@ func parseConfig(args []string) (*config, error) {
 	s.StringVar(&tenants, "tenants", "RECOVER_TENANTS", "", "comma-separated tenants jobs may target (defaults to AZURE_TENANT_ID)")
 	s.BoolVar(&c.InboxPerSource, "inbox-per-source", "RECOVER_INBOX_PER_SOURCE", d.InboxPerSource, "reject a job whose replyTo is an _INBOX. subject other than its source's own _INBOX.<source>. (where each NATS user reads only its own inboxes)")
 	s.StringVar(&rate, "rate-limit", "RECOVER_RATE_LIMIT", d.Rate.String(), "Graph calls allowed per app per tenant across all workers, N/duration, or unlimited")
+	s.StringVar(&sourceLimits, "source-limits", "RECOVER_SOURCE_LIMITS", d.SourceLimits.String(), "each source's budget of jobs that reach Graph, source=N/duration,... (e.g. automation=100/1h,ticketing=unlimited); a job over it is held until the budget allows or enqueue held release (default: every source unlimited)")
+	s.IntVar(&c.RateBurst, "rate-burst", "RECOVER_RATE_BURST", d.RateBurst, "percent of the rate limit's N that may start at once for a tenant; the rest of a backlog's first window is paced at the learned rate (100: the whole window at once)")
+	s.StringVar(&readRate, "read-rate-limit", "RECOVER_READ_RATE_LIMIT", ratelimit.DefaultReadRate.String(), "Graph reads (resolving devices, following them) allowed per app per tenant across all workers, apart from the calls of --rate-limit")
+	s.StringVar(&followSources, "follow-sources", "RECOVER_FOLLOW_SOURCES", "", "comma-separated sources whose succeeded jobs are all followed, as if each said \"follow\": true")
+	s.DurationVar(&c.Follow.Schedule.First, "follow-first", "RECOVER_FOLLOW_FIRST", follow.DefaultFirst, "wait from the Graph call to a followed device's first poll")
+	s.DurationVar(&c.Follow.Schedule.Max, "follow-max", "RECOVER_FOLLOW_MAX", follow.DefaultMax, "longest interval between polls of a followed device (intervals double up to it)")
+	s.DurationVar(&c.Follow.Schedule.For, "follow-for", "RECOVER_FOLLOW_FOR", follow.DefaultFor, "how long after the call a device is followed before its confirmation says unknown")
+	s.IntVar(&c.Follow.Concurrency, "follow-concurrency", "RECOVER_FOLLOW_CONCURRENCY", 16, "polls of followed devices in flight in this process")
 	s.IntVar(&c.Concurrency, "concurrency", "RECOVER_CONCURRENCY", d.Concurrency, "jobs in flight in this process")
 	s.StringVar(&c.HTTPAddr, "http-addr", "RECOVER_HTTP_ADDR", d.HTTPAddr, "address of /healthz, /readyz and /metrics (empty: off)")
 	s.DurationVar(&c.KeysTTL, "keys-ttl", "RECOVER_KEYS_TTL", d.KeysTTL, "how long an idempotency record is kept after its last change")
@@ -101,6 +111,13 @@ func parseConfig(args []string) (*config, error) {
 		errs = append(errs, fmt.Errorf("RECOVER_RATE_LIMIT: %w", err))
 	}
 	c.Rate = r
+	if c.Follow.ReadRate, err = ratelimit.ParseRate(readRate); err != nil {
+		errs = append(errs, fmt.Errorf("RECOVER_READ_RATE_LIMIT: %w", err))
+	}
+	c.Follow.Sources = splitList(followSources)
+	if c.SourceLimits, err = quota.ParseLimits(sourceLimits); err != nil {
+		errs = append(errs, fmt.Errorf("RECOVER_SOURCE_LIMITS: %w", err))
+	}
 	c.Tenants = splitList(tenants)
 	c.Credential.GraphBaseURL = c.GraphURL
 	if !c.Dev { // --dev fills the credentials in later

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -20,6 +21,7 @@ import (
 type child struct {
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when the process has ended
+	logs   *testsystem.Buffer
 }
 
 // startChild runs a real worker process configured like cfg, entirely
@@ -44,7 +46,7 @@ func startChild(t *testing.T, s *testsystem.System, cfg service.Config) *child {
 		"AZURE_CLIENT_SECRET="+cfg.Credential.ClientSecret,
 		"AZURE_AUTHORITY_HOST="+cfg.Credential.AuthorityHost,
 		"GRAPH_BASE_URL="+cfg.GraphURL,
-		"RECOVER_TENANTS="+testsystem.Tenant,
+		"RECOVER_TENANTS="+strings.Join(cfg.Tenants, ","),
 		"RECOVER_CONCURRENCY="+fmt.Sprint(cfg.Concurrency),
 		"RECOVER_RATE_LIMIT="+cfg.Rate.String(),
 		"RECOVER_LEASE="+cfg.Lease.String(),
@@ -57,7 +59,7 @@ func startChild(t *testing.T, s *testsystem.System, cfg service.Config) *child {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	c := &child{cmd: cmd, exited: make(chan struct{})}
+	c := &child{cmd: cmd, exited: make(chan struct{}), logs: logs}
 	go func() { _ = cmd.Wait(); close(c.exited) }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()

@@ -41,6 +41,10 @@ type graphInnerError struct {
 // order and the limiter sees calls in that order), waits out the latency,
 // then answers.
 func (s *Server) serveGraph(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet && !strings.HasSuffix(strings.ToLower(r.URL.EscapedPath()), "/recoverpasscode") {
+		s.serveRead(w, r)
+		return
+	}
 	body, readErr := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	rt := parseRoute(r.URL.EscapedPath())
 	c := Call{
@@ -120,6 +124,7 @@ func (s *Server) decideLocked(c *Call, r *http.Request, body []byte, readErr err
 		return *notFound("The managed device '" + rt.deviceID + "' was not found.")
 	}
 	c.Performed = true
+	s.performLocked(rt.deviceID, now)
 	return graphResponse{status: http.StatusNoContent}
 }
 

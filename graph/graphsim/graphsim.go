@@ -73,6 +73,20 @@ type Config struct {
 	// AuthorityAddr is the loopback host:port the Entra ID listener binds.
 	// Defaults to "127.0.0.1:0" (a random port).
 	AuthorityAddr string
+	// ReadLimit is the number of reads (GETs of managed devices) one app
+	// may make in one tenant in any Window, separate from Limit: Intune
+	// allows 2,000 requests per 20 s per app per tenant. Defaults to 2000.
+	// A negative value disables the limit.
+	ReadLimit int
+	// CheckIn says, for a device sent a recoverPasscode action, how long
+	// after the action starts the device checks in and what state the
+	// action then ends in ("done", "failed", "canceled", "notSupported";
+	// "" for never: it stays pending). SetDeviceCheckIn overrides it per
+	// device. Defaults to CheckInDelay and "done".
+	CheckIn func(deviceID string) (time.Duration, string)
+	// CheckInDelay is the default CheckIn's delay. Defaults to 0: the
+	// device carries the action out at once.
+	CheckInDelay time.Duration
 	// Logf, when set, receives one line per Graph call and per token request.
 	// Lines never hold secrets, assertions or tokens.
 	Logf func(format string, args ...any)
@@ -90,6 +104,13 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Window <= 0 {
 		c.Window = 20 * time.Second
+	}
+	if c.ReadLimit == 0 {
+		c.ReadLimit = 2000
+	}
+	if c.CheckIn == nil {
+		delay := c.CheckInDelay
+		c.CheckIn = func(string) (time.Duration, string) { return delay, "done" }
 	}
 	if c.TokenLifetime <= 0 {
 		c.TokenLifetime = time.Hour
@@ -135,6 +156,7 @@ type Server struct {
 	tokenCalls []TokenCall
 	faults     faultState
 	limits     *limiter
+	devs       devices
 	log        callLog
 	changed    chan struct{} // closed and replaced on every change; see waitFor
 
@@ -166,6 +188,7 @@ func Start(cfg Config) (*Server, error) {
 		tokens:  newTokenStore(),
 		faults:  newFaultState(),
 		limits:  newLimiter(cfg.Limit, cfg.TenantLimit, cfg.Window),
+		devs:    newDevices(cfg),
 		log:     newCallLog(),
 		changed: make(chan struct{}),
 	}

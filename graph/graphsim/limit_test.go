@@ -167,3 +167,28 @@ func TestWaitCalls(t *testing.T) {
 		t.Errorf("WaitCalls across Close = %v, want ErrClosed", err)
 	}
 }
+
+// TestSetLimit lowers and raises the per-app limit while calls are in the
+// window.
+func TestSetLimit(t *testing.T) {
+	s := newServer(t, graphsim.Config{Limit: 4, Window: time.Hour})
+	token := appToken(t, s)
+	client := s.Client()
+	call := func() int {
+		resp, _ := mustDo(t, client, s, request{path: managedDevicePath(deviceID), token: token})
+		return resp.StatusCode
+	}
+	for range 2 {
+		if got := call(); got != http.StatusNoContent {
+			t.Fatalf("call under the limit: %d", got)
+		}
+	}
+	s.SetLimit(2)
+	if got := call(); got != http.StatusTooManyRequests {
+		t.Errorf("third call after lowering the limit to 2: %d, want 429", got)
+	}
+	s.SetLimit(3)
+	if got := call(); got != http.StatusNoContent {
+		t.Errorf("third call after raising the limit to 3: %d, want 204", got)
+	}
+}

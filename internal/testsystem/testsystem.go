@@ -150,7 +150,7 @@ func (s *System) Results(filter string, n int, timeout time.Duration) map[string
 	if filter == "" {
 		filter = s.Names.ResultsWildcard()
 	}
-	return readStream(s.t, s.JS, s.Names.ResultsStream(), filter, n, timeout, func(data []byte) (string, wire.Result) {
+	return ReadStream(s.t, s.JS, s.Names.ResultsStream(), filter, n, timeout, func(data []byte) (string, wire.Result) {
 		var r wire.Result
 		if err := json.Unmarshal(data, &r); err != nil {
 			s.t.Fatalf("result is not JSON: %v: %s", err, data)
@@ -162,7 +162,7 @@ func (s *System) Results(filter string, n int, timeout time.Duration) map[string
 // DeadLetters reads n dead letters, keyed by job id.
 func (s *System) DeadLetters(n int, timeout time.Duration) map[string]wire.DeadLetter {
 	s.t.Helper()
-	return readStream(s.t, s.JS, s.Names.DLQStream(), s.Names.DLQWildcard(), n, timeout, func(data []byte) (string, wire.DeadLetter) {
+	return ReadStream(s.t, s.JS, s.Names.DLQStream(), s.Names.DLQWildcard(), n, timeout, func(data []byte) (string, wire.DeadLetter) {
 		var d wire.DeadLetter
 		if err := json.Unmarshal(data, &d); err != nil {
 			s.t.Fatalf("dead letter is not JSON: %v", err)
@@ -171,8 +171,10 @@ func (s *System) DeadLetters(n int, timeout time.Duration) map[string]wire.DeadL
 	})
 }
 
-// readStream collects n messages of a stream through an ordered consumer.
-func readStream[T any](t testing.TB, js jetstream.JetStream, stream, filter string, n int, timeout time.Duration, decode func([]byte) (string, T)) map[string]T {
+// ReadStream collects n messages of a stream matching filter through an
+// ordered consumer, keyed by decode's id; it fails the test after timeout
+// or on a second message for one id.
+func ReadStream[T any](t testing.TB, js jetstream.JetStream, stream, filter string, n int, timeout time.Duration, decode func([]byte) (string, T)) map[string]T {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,8 +44,11 @@ type Delivery struct {
 	Timestamp time.Time
 	// Body is the request body, the result as stored.
 	Body []byte
-	// Result is Body decoded.
+	// Result is Body decoded, for a result (ID <jobId>/result).
 	Result wire.Result
+	// Confirmation is Body decoded, for the confirmation of a followed job
+	// (ID <jobId>/confirmation); nil for a result.
+	Confirmation *wire.Confirmation
 	// Received is when it arrived.
 	Received time.Time
 }
@@ -98,13 +102,23 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	var res wire.Result
-	if err := json.Unmarshal(body, &res); err != nil || res.JobID+"/result" != req.Header.Get(writeback.HeaderID) {
+	var conf *wire.Confirmation
+	id := req.Header.Get(writeback.HeaderID)
+	if strings.HasSuffix(id, "/confirmation") {
+		conf = &wire.Confirmation{}
+		if err := json.Unmarshal(body, conf); err != nil || conf.JobID+"/confirmation" != id {
+			r.refuse(errors.New("the body is not the confirmation webhook-id names"))
+			http.Error(w, "the body is not the confirmation webhook-id names", http.StatusBadRequest)
+			return
+		}
+		res = wire.Result{JobID: conf.JobID, Source: conf.Source, Ticket: conf.Ticket, ManagedDeviceID: conf.ManagedDeviceID}
+	} else if err := json.Unmarshal(body, &res); err != nil || res.JobID+"/result" != id {
 		r.refuse(errors.New("the body is not the result webhook-id names"))
 		http.Error(w, "the body is not the result webhook-id names", http.StatusBadRequest)
 		return
 	}
 	ts, _ := strconv.ParseInt(req.Header.Get(writeback.HeaderTimestamp), 10, 64) // Verify parsed it
-	d := Delivery{ID: req.Header.Get(writeback.HeaderID), Timestamp: time.Unix(ts, 0), Body: body, Result: res, Received: time.Now()}
+	d := Delivery{ID: id, Timestamp: time.Unix(ts, 0), Body: body, Result: res, Confirmation: conf, Received: time.Now()}
 	r.mu.Lock()
 	r.delivered = append(r.delivered, d)
 	r.notifyLocked()

@@ -1,0 +1,109 @@
+package ratelimit
+
+import (
+	"testing"
+	"time"
+)
+
+// A call written (or answered) long after its permit's stamp moves the
+// stamp in the shared log, so that another process grants the next permit
+// a full window after the write, not after the stamp.
+func TestLateCallsMoveTheirStamps(t *testing.T) {
+	rate := Rate{N: 1, Per: time.Second}
+	for _, tc := range []struct {
+		name string
+		// report tells the Limiter about the call, returning when it
+		// reached Graph at the latest.
+		report func(l *Limiter, p Permit) time.Time
+	}{
+		{"written late", func(l *Limiter, p Permit) time.Time {
+			sent := time.Now().Add(300 * time.Millisecond) // a TLS handshake on a starved host
+			l.Wrote(p, sent)
+			return sent
+		}},
+		{"answered late", func(l *Limiter, p Permit) time.Time {
+			sent := time.Now()
+			l.Wrote(p, sent)
+			// A stand-in that took 300 ms to read the call on a starved
+			// host; the move is at most a tenth of the window.
+			l.Answered(p, sent.Add(300*time.Millisecond))
+			return sent.Add(rate.Per / 10)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFleet(t, 2, Config{App: testApp, Rate: rate})
+			first, second := f.limiters[0], f.limiters[1]
+			p, err := first.Take(t.Context(), tenantA)
+			if err != nil {
+				t.Fatalf("Take: %v", err)
+			}
+			stamp := p.use.stamp
+			arrived := tc.report(first, p)
+			if m := first.Stats().Moved; m != 1 {
+				t.Fatalf("Moved = %d, want 1", m)
+			}
+			eventually(t, 5*time.Second, "the moved stamp to reach the log", func() bool {
+				entry, err := f.kv.Get(t.Context(), windowKey(keyToken(testApp), keyToken(tenantA)))
+				if err != nil {
+					return false
+				}
+				w, err := decodeWindow(entry.Value())
+				if err != nil {
+					return false
+				}
+				// A loaded host may have let an earlier grant expire
+				// before Take returned: it stays in the log, unmoved.
+				moved := false
+				for _, g := range w.Grants {
+					if g.Until == stamp {
+						return false
+					}
+					moved = moved || !time.UnixMilli(g.Until).Before(arrived)
+				}
+				return moved
+			})
+			if _, err := second.Wait(t.Context(), tenantA); err != nil {
+				t.Fatalf("Wait: %v", err)
+			}
+			if got := time.Since(arrived); got < rate.Per {
+				t.Errorf("the next permit came %s after the late call reached Graph, want at least %s", got, rate.Per)
+			}
+			// Reporting again changes nothing.
+			tc.report(first, p)
+			if m := first.Stats().Moved; m != 1 {
+				t.Errorf("Moved = %d after a second report, want 1", m)
+			}
+		})
+	}
+}
+
+// A tenant that has learned nothing starts its run of grants with at most
+// coldInFlight calls per answer time, doubling each window; one with a
+// learned budget, or a Limiter that has seen no answer yet, does not.
+func TestColdInterval(t *testing.T) {
+	rate := Rate{N: 40, Per: 2 * time.Second}
+	f := newFleet(t, 1, Config{App: testApp, Rate: rate})
+	l := f.limiters[0]
+	now := time.Now()
+	since := now.UnixMilli()
+	if got := l.coldInterval(keyToken(tenantA), now, since); got != 0 {
+		t.Errorf("before any answer: %s, want 0", got)
+	}
+	l.noteMean(300 * time.Millisecond)
+	for _, tc := range []struct {
+		after time.Duration
+		want  time.Duration
+	}{
+		{0, 100 * time.Millisecond},
+		{rate.Per + time.Millisecond, 50 * time.Millisecond},
+		{20 * rate.Per, 0},
+	} {
+		if got := l.coldInterval(keyToken(tenantA), now.Add(tc.after), since); got != tc.want {
+			t.Errorf("%s into the run: %s, want %s", tc.after, got, tc.want)
+		}
+	}
+	l.noteBudget(keyToken(tenantA), fullBudget(rate).cut(rate, now, 20, now), 1)
+	if got := l.coldInterval(keyToken(tenantA), now, since); got != 0 {
+		t.Errorf("with a learned budget: %s, want 0", got)
+	}
+}
