@@ -123,9 +123,15 @@ func (s *Server) mux() http.Handler {
 			writeProblem(w, r, newProblem(ProblemMethodNotAllowed, http.StatusMethodNotAllowed, "%s is not served on %s: use %s", r.Method, path, list).p)
 		})))
 	}
-	mux.Handle("/", s.observed("other", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	other := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, notFound("no such route: the API is described at /v1/openapi.json").p)
-	})))
+	}))
+	if s.cfg.Console == nil {
+		mux.Handle("/", s.observed("other", other))
+	} else {
+		mux.Handle("/v1/", s.observed("other", other))
+		mux.Handle("/", s.observed("console", s.cfg.Console))
+	}
 	return mux
 }
 

@@ -150,6 +150,17 @@ func startDevGateway(cfg *service.Config, dev *service.Dev, addr string, sources
 	if err != nil {
 		return fail(fmt.Errorf("--dev: GATEWAY_CONFIG: %w", err))
 	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		_, err = fail(fmt.Errorf("--dev: GATEWAY_HTTP_ADDR %s: %w (set GATEWAY_HTTP_ADDR to a free address, or to the empty string for no gateway)", addr, err))
+		return nil, err
+	}
+	g.nc, g.url = nc, "http://"+reachable(ln.Addr())
+	con, err := devConsole(gs, js, cfg.Prefix, g.url, nil, &log)
+	if err != nil {
+		_ = ln.Close()
+		return fail(fmt.Errorf("--dev: console: %w", err))
+	}
 	gw, err := gateway.New(gateway.Config{
 		NATS:          nc,
 		Prefix:        cfg.Prefix,
@@ -160,6 +171,7 @@ func startDevGateway(cfg *service.Config, dev *service.Dev, addr string, sources
 		HTTPClient:    gs.Client(),
 		Registry:      reg,
 		Log:           &log,
+		Console:       con,
 		Ready: func() error {
 			select {
 			case <-wb.Started():
@@ -170,14 +182,9 @@ func startDevGateway(cfg *service.Config, dev *service.Dev, addr string, sources
 		},
 	})
 	if err != nil {
+		_ = ln.Close()
 		return fail(fmt.Errorf("--dev: %w", err))
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		_, err = fail(fmt.Errorf("--dev: GATEWAY_HTTP_ADDR %s: %w (set GATEWAY_HTTP_ADDR to a free address, or to the empty string for no gateway)", addr, err))
-		return nil, err
-	}
-	g.nc, g.url = nc, "http://"+reachable(ln.Addr())
 	g.serve(gw, wb, ln)
 	return g, nil
 }
@@ -225,6 +232,7 @@ func reachable(addr net.Addr) string {
 func (g *devGateway) banner() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "HTTP gateway: %s   sources %s\n", g.url, strings.Join(g.sources, ", "))
+	fmt.Fprintf(&b, "Console: open %s and sign in with one click as %s (operator) or %s (reader)\n", g.url, devConsoleOperator, devConsoleReader)
 	fmt.Fprintf(&b, "Submit a job over HTTP, as a ticketing system does, as source %s (the API key is new at every start):\n", devSource)
 	fmt.Fprintf(&b, "  %s\n", devCurl(g.url, g.key, service.DevDevice))
 	fmt.Fprintf(&b, "Write-back: every result of source %s is delivered, signed, to the development webhook receiver at %s,\n", devSource, g.receiver.URL())
