@@ -109,7 +109,7 @@ func (f *floor) answer(msg jetstream.Msg) error {
 		if err != nil {
 			return err
 		}
-		a := nats.NewMsg(f.names.Audit(source))
+		a := nats.NewMsg(f.names.Audit(source, res.TenantID, res.ManagedDeviceID))
 		a.Data = e
 		a.Header.Set(jetstream.MsgIDHeader, j.ID+"/"+kind)
 		if _, err := f.js.PublishMsgAsync(a); err != nil {

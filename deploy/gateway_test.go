@@ -213,7 +213,7 @@ func gatewayDenials(gw *peer) []denial {
 		{name: "gateway forges a dead letter", who: gw, kind: "publish",
 			subject: "recoverpasscode.dlq.ticketing", do: publish("recoverpasscode.dlq.ticketing")},
 		{name: "gateway publishes an audit event", who: gw, kind: "publish",
-			subject: "recoverpasscode.audit.ticketing", do: publish("recoverpasscode.audit.ticketing")},
+			subject: "recoverpasscode.audit.ticketing.9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d.0f6a7a2c-3d1e-4a6b-9c1d-2b7e8f9a0b1c", do: publish("recoverpasscode.audit.ticketing.9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d.0f6a7a2c-3d1e-4a6b-9c1d-2b7e8f9a0b1c")},
 		{name: "gateway answers into ticketing's inbox", who: gw, kind: "publish",
 			subject: "_INBOX.ticketing.x", do: publish("_INBOX.ticketing.x")},
 		{name: "gateway answers into its own inbox", who: gw, kind: "publish",

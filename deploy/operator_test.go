@@ -209,7 +209,7 @@ func operatorDenials(op *peer) []denial {
 		{name: "operator forges a dead letter", who: op, kind: "publish",
 			subject: "recoverpasscode.dlq.batch", do: publish("recoverpasscode.dlq.batch")},
 		{name: "operator publishes an audit event", who: op, kind: "publish",
-			subject: "recoverpasscode.audit.batch", do: publish("recoverpasscode.audit.batch")},
+			subject: "recoverpasscode.audit.batch.9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d.0f6a7a2c-3d1e-4a6b-9c1d-2b7e8f9a0b1c", do: publish("recoverpasscode.audit.batch.9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d.0f6a7a2c-3d1e-4a6b-9c1d-2b7e8f9a0b1c")},
 		{name: "operator answers an inbox", who: op, kind: "publish",
 			subject: "_INBOX.someone", do: publish("_INBOX.someone")},
 		{name: "operator submits a job on a subject that is not a source's", who: op, kind: "publish",

@@ -260,9 +260,9 @@ func answer(ctx context.Context, t *testing.T, w *peer, msg jetstream.Msg) {
 	}
 	result := []byte(`{"jobId":"` + j.ID + `","status":"succeeded"}`)
 	for subject, stream := range map[string]string{
-		"recoverpasscode.results." + source + "." + j.ID: resultsStream,
-		"recoverpasscode.dlq." + source:                  dlqStream,
-		"recoverpasscode.audit." + source:                auditStream,
+		"recoverpasscode.results." + source + "." + j.ID:              resultsStream,
+		"recoverpasscode.dlq." + source:                               dlqStream,
+		"recoverpasscode.audit." + source + "._." + j.ManagedDeviceID: auditStream,
 	} {
 		if _, err := w.js.Publish(ctx, subject, result, jetstream.WithMsgID(j.ID+"/result"), jetstream.WithExpectStream(stream)); err != nil {
 			t.Fatalf("worker: publish to %s: %v", subject, err)

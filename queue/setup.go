@@ -113,6 +113,9 @@ func (s Setup) Streams() []jetstream.StreamConfig {
 			Replicas:    s.Replicas,
 			MaxAge:      s.AuditMaxAge,
 			Duplicates:  s.DuplicateWindow,
+			// history.Reader reads a device's events with direct gets by
+			// subject (answered by any replica), never through a consumer.
+			AllowDirect: true,
 		},
 	}
 }

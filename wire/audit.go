@@ -32,7 +32,7 @@ const (
 
 // AuditEvent is one entry of the audit trail: who asked for what, which
 // call was made, and what came of it. Events go to
-// <prefix>.audit.<source>.
+// <prefix>.audit.<source>.<tenantId>.<managedDeviceId> (Names.Audit).
 type AuditEvent struct {
 	Kind            string        `json:"kind"`
 	JobID           string        `json:"jobId"`

@@ -102,7 +102,7 @@ func TestReplyToStaysWithinTheSourcesResults(t *testing.T) {
 			t.Errorf("%q refused: %v", ok, err)
 		}
 	}
-	for _, bad := range []string{"recoverpasscode.results.batch.x", "recoverpasscode.jobs.ticketing", "recoverpasscode.dlq.ticketing", "recoverpasscode.audit.ticketing", "recoverpasscode", "recoverpasscode.results.ticketing"} {
+	for _, bad := range []string{"recoverpasscode.results.batch.x", "recoverpasscode.jobs.ticketing", "recoverpasscode.dlq.ticketing", "recoverpasscode.audit.ticketing", "recoverpasscode.audit.ticketing.9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d.0f6a7a2c-3d1e-4a6b-9c1d-2b7e8f9a0b1c", "recoverpasscode", "recoverpasscode.results.ticketing"} {
 		if err := p.CheckReplyTo(bad, "ticketing"); err == nil {
 			t.Errorf("%q accepted", bad)
 		}

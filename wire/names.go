@@ -85,8 +85,38 @@ func (n Names) DLQ(source string) string { return n.prefix() + ".dlq." + source 
 // DLQWildcard matches every dead letter.
 func (n Names) DLQWildcard() string { return n.prefix() + ".dlq.>" }
 
-// Audit is the audit subject of a source.
-func (n Names) Audit(source string) string { return n.prefix() + ".audit." + source }
+// NoToken stands in an audit subject for a tenant or device id that the
+// event lacks or that is not a GUID: only validated ids become tokens.
+const NoToken = "_"
+
+// Audit is the subject of an audit event of source about one device of one
+// tenant: <prefix>.audit.<source>.<tenantId>.<managedDeviceId>, so that a
+// device's history is read by subject (AuditOfDevice) rather than by
+// scanning the stream. The ids pass through AuditToken; a source that is
+// not a token (ValidToken) becomes NoToken.
+func (n Names) Audit(source, tenantID, deviceID string) string {
+	if !ValidToken(source) {
+		source = NoToken
+	}
+	return n.prefix() + ".audit." + source + "." + AuditToken(tenantID) + "." + AuditToken(deviceID)
+}
+
+// AuditOfDevice matches every audit event about one device of one tenant,
+// from every source. Callers validate both ids first (IsGUID): an invalid
+// one becomes NoToken, which matches the events that lack it.
+func (n Names) AuditOfDevice(tenantID, deviceID string) string {
+	return n.prefix() + ".audit.*." + AuditToken(tenantID) + "." + AuditToken(deviceID)
+}
+
+// AuditToken is id as a token of an audit subject: a GUID in lower case
+// (Graph's ids are case-insensitive, so both spellings of one device share
+// a subject), anything else NoToken.
+func AuditToken(id string) string {
+	if !IsGUID(id) {
+		return NoToken
+	}
+	return strings.ToLower(id)
+}
 
 // AuditWildcard matches every audit event.
 func (n Names) AuditWildcard() string { return n.prefix() + ".audit.>" }

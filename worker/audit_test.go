@@ -16,7 +16,7 @@ const lostMetric = "recoverpasscode_audit_lost_total"
 
 // auditMsg is an audit event as Telemetry publishes it, with message id id.
 func (r *rig) auditMsg(id string) *nats.Msg {
-	m := nats.NewMsg(r.names.Audit("test"))
+	m := nats.NewMsg(r.names.Audit("test", "", ""))
 	m.Data = []byte(fmt.Sprintf(`{"jobId":%q}`, id))
 	m.Header.Set(jetstream.MsgIDHeader, id)
 	return m
@@ -166,7 +166,7 @@ func TestAuditEventFieldsOnRetry(t *testing.T) {
 		t.Fatalf("%d audit events stored, want 1", len(msgs))
 	}
 	got := msgs[0]
-	if got.Subject != r.names.Audit("test") || string(got.Data) != `{"jobId":"kept/graphCall/crid"}` ||
+	if got.Subject != r.names.Audit("test", "", "") || string(got.Data) != `{"jobId":"kept/graphCall/crid"}` ||
 		got.Header.Get(jetstream.MsgIDHeader) != "kept/graphCall/crid" ||
 		got.Header.Get("traceparent") != "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" {
 		t.Errorf("stored %s %s %v", got.Subject, got.Data, got.Header)

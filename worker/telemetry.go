@@ -75,7 +75,10 @@ func (t *Telemetry) audit(e wire.AuditEvent, discriminator string) {
 	if source == "" {
 		source = "unknown"
 	}
-	m := nats.NewMsg(t.names.Audit(source))
+	// The subject carries the tenant and the device (validated GUIDs, else
+	// a placeholder), so that history.Reader reads one device's events
+	// by subject.
+	m := nats.NewMsg(t.names.Audit(source, e.TenantID, e.ManagedDeviceID))
 	m.Data = data
 	m.Header.Set(jetstream.MsgIDHeader, e.JobID+"/"+e.Kind+"/"+discriminator)
 	if e.Traceparent != "" {
