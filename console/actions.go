@@ -46,10 +46,10 @@ func (s *Server) audit(ctx context.Context, sess *session, e wire.AuditEvent) {
 	ev.Str("kind", e.Kind).Str("operator", e.Operator).Str("job_id", e.JobID).Str("tenant_id", e.TenantID).Str("reason", e.Reason).Msg("operator action")
 }
 
-// auditSubject is where an event is published: the subject the workers
-// publish a job's events to.
+// auditSubject is where an event is published: the subject of the
+// workers' events of the same job, so the device's history holds it.
 func (s *Server) auditSubject(e wire.AuditEvent) string {
-	return s.names.Audit(e.Source)
+	return s.names.Audit(e.Source, e.TenantID, e.ManagedDeviceID)
 }
 
 // heldPage lists the held jobs, oldest first.
@@ -172,4 +172,3 @@ func (s *Server) forgetOverview() {
 	s.overviewCache = nil
 	s.mu.Unlock()
 }
-

@@ -217,7 +217,7 @@ func (s *Server) result(ctx context.Context, id string) (*wire.Result, error) {
 }
 
 // jobEvents are a job's audit events, oldest first: from the device index
-// when there is one, else from the source's audit subjects since the job
+// when there is one, else from the device's audit subjects since the job
 // was queued.
 func (s *Server) jobEvents(ctx context.Context, res *wire.Result) ([]wire.AuditEvent, bool, error) {
 	var out []wire.AuditEvent
@@ -237,7 +237,7 @@ func (s *Server) jobEvents(ctx context.Context, res *wire.Result) ([]wire.AuditE
 	if res.QueuedAt.IsZero() {
 		since = res.FinishedAt.Add(-time.Hour)
 	}
-	err := s.read(ctx, scan{stream: s.names.AuditStream(), filter: s.names.Audit(res.Source), also: []string{s.names.Audit(res.Source) + ".>"}, startTime: since, max: maxAuditScan}, func(m jetstream.Msg) bool {
+	err := s.read(ctx, scan{stream: s.names.AuditStream(), filter: s.names.AuditOfDevice(res.TenantID, res.ManagedDeviceID), startTime: since, max: maxAuditScan}, func(m jetstream.Msg) bool {
 		var e wire.AuditEvent
 		if json.Unmarshal(m.Data(), &e) == nil && e.JobID == res.JobID {
 			out = append(out, e)

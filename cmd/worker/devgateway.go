@@ -17,6 +17,7 @@ import (
 
 	"github.com/recoverpasscode/recoverpasscode/gateway"
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
+	"github.com/recoverpasscode/recoverpasscode/history"
 	"github.com/recoverpasscode/recoverpasscode/queue"
 	"github.com/recoverpasscode/recoverpasscode/service"
 	"github.com/recoverpasscode/recoverpasscode/wire"
@@ -156,7 +157,7 @@ func startDevGateway(cfg *service.Config, dev *service.Dev, addr string, sources
 		return nil, err
 	}
 	g.nc, g.url = nc, "http://"+reachable(ln.Addr())
-	con, err := devConsole(gs, js, cfg.Prefix, g.url, nil, &log)
+	con, err := devConsole(gs, js, cfg.Prefix, g.url, history.New(js, wire.Names{Prefix: cfg.Prefix}), &log)
 	if err != nil {
 		_ = ln.Close()
 		return fail(fmt.Errorf("--dev: console: %w", err))
