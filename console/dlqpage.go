@@ -2,6 +2,7 @@ package console
 
 import (
 	"fmt"
+	"html/template"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -57,6 +58,18 @@ func (q dlqQuery) Values() url.Values {
 		v.Set("rejected", "include")
 	}
 	return v
+}
+
+// Links to the confirmation with one choice changed, and back to the list.
+func (q dlqQuery) NewKeyLink() template.URL   { q.NewKey = true; return q.link("/dlq/replay") }
+func (q dlqQuery) KeepKeyLink() template.URL  { q.NewKey = false; return q.link("/dlq/replay") }
+func (q dlqQuery) RejectedLink() template.URL { q.IncludeRejected = true; return q.link("/dlq/replay") }
+func (q dlqQuery) ListLink() template.URL     { return q.link("/dlq") }
+
+// link is path with the query; the values are encoded here, so the
+// template must not encode them again.
+func (q dlqQuery) link(path string) template.URL {
+	return template.URL(path + "?" + q.Values().Encode())
 }
 
 // Describe says in words what the filter chooses.
