@@ -143,12 +143,16 @@ func (c *Config) defaults() {
 	}
 }
 
+// ErrNoJetStream is reported by Validate when Config.JetStream is nil; a
+// caller that checks the settings before connecting may skip it.
+var ErrNoJetStream = errors.New("console: a JetStream connection is required")
+
 // Validate reports every setting that cannot work.
 func (c Config) Validate() error {
 	c.defaults()
 	var errs []error
 	if c.JetStream == nil {
-		errs = append(errs, errors.New("console: a JetStream connection is required"))
+		errs = append(errs, ErrNoJetStream)
 	}
 	if !wire.IsGUID(c.TenantID) {
 		errs = append(errs, fmt.Errorf("AZURE_TENANT_ID %q: want the tenant's GUID, whose people sign in to the console", wire.Truncate(c.TenantID, 64)))
