@@ -14,7 +14,7 @@ import (
 // The --dev console's app registration and test users in the Entra ID
 // double: each signs in with one click on the double's sign-in page.
 const (
-	devConsoleApp      = "77777777-7777-4777-8777-777777777777"
+	devConsoleApp      = "c0c0c0c0-0000-4000-8000-00000000c0de"
 	devConsoleOperator = "operator@dev.recoverpasscode.test"
 	devConsoleReader   = "reader@dev.recoverpasscode.test"
 )
