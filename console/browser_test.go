@@ -331,7 +331,14 @@ func TestConsoleInABrowser(t *testing.T) {
 	if status := postStatus(t, ctx, "/tenants/resume", "app=x&tenant=y"); status != http.StatusForbidden {
 		t.Fatalf("an action without its CSRF token answered %d, want 403", status)
 	}
-	do(t, ctx, "overview", chromedp.Navigate(s.base+"/"), chromedp.WaitVisible(chromedp.ID("tenants")))
+	do(t, ctx, "the overview refreshes itself",
+		chromedp.Navigate(s.base+"/"),
+		chromedp.WaitVisible(chromedp.ID("tenants")),
+		chromedp.Poll[chromedp.Void](`document.querySelector("#live-overview").dataset.updated && document.querySelector("#tenants")`, chromedp.WithPollingTimeout(10*time.Second)),
+	)
+	if dlqSize := text(t, ctx, "dlq-size"); dlqSize != "1" {
+		t.Fatalf("the overview counts %s dead letters, want 1 (a replayed letter is kept; its replay succeeded)", dlqSize)
+	}
 	screenshot(t, ctx, "overview")
 	do(t, ctx, "held", chromedp.Navigate(s.base+"/held"), chromedp.WaitVisible(chromedp.ID("no-held")))
 	screenshot(t, ctx, "held")
