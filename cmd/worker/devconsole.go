@@ -22,7 +22,7 @@ const (
 // devConsole registers the console's app, its redirect URI and the test
 // users with the double, and returns the console for the gateway at
 // baseURL.
-func devConsole(gs *graphsim.Server, js jetstream.JetStream, prefix, baseURL string, history console.DeviceHistory, log *zerolog.Logger) (*console.Server, error) {
+func devConsole(gs *graphsim.Server, js jetstream.JetStream, prefix, baseURL string, readOnly bool, history console.DeviceHistory, log *zerolog.Logger) (*console.Server, error) {
 	secret := rand.Text()
 	gs.AddApp(devConsoleApp, secret)
 	gs.AddRedirectURI(devConsoleApp, baseURL+console.CallbackPath)
@@ -38,6 +38,7 @@ func devConsole(gs *graphsim.Server, js jetstream.JetStream, prefix, baseURL str
 		ClientSecret:  secret,
 		AuthorityHost: gs.AuthorityHost(),
 		BaseURL:       baseURL,
+		ReadOnly:      readOnly,
 		HTTPClient:    gs.Client(),
 		History:       history,
 		Name:          "console (worker --dev)",

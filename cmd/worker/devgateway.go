@@ -71,7 +71,7 @@ func serveDevGateway(cfg *config, dev *service.Dev, out io.Writer) (stop func(),
 		fmt.Fprint(out, "HTTP gateway: off (GATEWAY_HTTP_ADDR is empty)\n\n")
 		return func() {}, nil
 	}
-	g, err := startDevGateway(&cfg.Config, dev, cfg.GatewayAddr, cfg.GatewaySources, out)
+	g, err := startDevGateway(&cfg.Config, dev, cfg.GatewayAddr, cfg.GatewaySources, cfg.ConsoleReadOnly, out)
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +83,7 @@ func serveDevGateway(cfg *config, dev *service.Dev, out io.Writer) (stop func(),
 // development API key for source ticketing added to sources (those of
 // GATEWAY_CONFIG). cfg is the worker's, pointed at dev by StartDev; the
 // gateway logs to out as the worker does.
-func startDevGateway(cfg *service.Config, dev *service.Dev, addr string, sources []gateway.Source, out io.Writer) (*devGateway, error) {
+func startDevGateway(cfg *service.Config, dev *service.Dev, addr string, sources []gateway.Source, readOnly bool, out io.Writer) (*devGateway, error) {
 	key, hash, err := gateway.NewAPIKey()
 	if err != nil {
 		return nil, err
@@ -157,7 +157,7 @@ func startDevGateway(cfg *service.Config, dev *service.Dev, addr string, sources
 		return nil, err
 	}
 	g.nc, g.url = nc, "http://"+reachable(ln.Addr())
-	con, err := devConsole(gs, js, cfg.Prefix, g.url, history.New(js, wire.Names{Prefix: cfg.Prefix}), &log)
+	con, err := devConsole(gs, js, cfg.Prefix, g.url, readOnly, history.New(js, wire.Names{Prefix: cfg.Prefix}), &log)
 	if err != nil {
 		_ = ln.Close()
 		return fail(fmt.Errorf("--dev: console: %w", err))
