@@ -20,7 +20,7 @@ const (
 	maxBatchResults = 200_000
 	// maxQueuedScan bounds the jobs waiting in the queue that a batch's
 	// page looks through to count its rows not done yet.
-	maxQueuedScan = 20_000
+	maxQueuedScan = 5_000
 	maxFailures   = 200
 )
 
