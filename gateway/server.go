@@ -70,7 +70,7 @@ func New(cfg Config) (*Server, error) {
 	if usesEntra(cfg.Sources) {
 		s.entra = newEntra(cfg)
 	}
-	s.handler = s.mux()
+	s.handler = s.withConsole(s.mux())
 	return s, nil
 }
 
@@ -123,15 +123,9 @@ func (s *Server) mux() http.Handler {
 			writeProblem(w, r, newProblem(ProblemMethodNotAllowed, http.StatusMethodNotAllowed, "%s is not served on %s: use %s", r.Method, path, list).p)
 		})))
 	}
-	other := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("/", s.observed("other", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, notFound("no such route: the API is described at /v1/openapi.json").p)
-	}))
-	if s.cfg.Console == nil {
-		mux.Handle("/", s.observed("other", other))
-	} else {
-		mux.Handle("/v1/", s.observed("other", other))
-		mux.Handle("/", s.observed("console", s.cfg.Console))
-	}
+	})))
 	return mux
 }
 
