@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/recoverpasscode/recoverpasscode/devserver"
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
@@ -28,11 +27,6 @@ const (
 	// The double knows every device it is not told is missing, this one
 	// included.
 	DevDevice = "2d6a3d0e-8f5c-4d7a-9b1e-0b2f3c4d5e6f"
-	// DevLateDevice is a device Intune does not know at the first call
-	// (enrolled moments ago): that call answers 404, so its first job fails
-	// and is dead-lettered; replaying it with a new key (from the console,
-	// or enqueue dlq replay --new-key) succeeds.
-	DevLateDevice = "2d6a3d0e-8f5c-4d7a-9b1e-0000000fa11e"
 )
 
 // Dev is what --dev starts: an embedded nats-server and a Graph and Entra
@@ -75,7 +69,6 @@ func StartDev(cfg *Config, dir string, out io.Writer) (*Dev, error) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("--dev: graph double: %w", err)
 	}
-	gs.SetFaultFunc(firstCallNotFound(DevLateDevice))
 	secret := randomSecret()
 	gs.AddTenant(DevTenant)
 	gs.AddApp(devClient, secret)
@@ -107,10 +100,7 @@ Submit a job from another shell:
 or with any NATS client:
   nats pub recoverpasscode.jobs.ticketing '{"managedDeviceId":"%s"}'
 
-A device Intune does not know at the first call (404), to see a dead letter and replay it:
-  go run ./cmd/enqueue --device %s --wait
-
-`, ns.URL(), storeDir, gs.GraphURL(), gs.AuthorityHost(), DevTenant, devClient, caFile, cfg.Rate, DevDevice, DevDevice, DevLateDevice)
+`, ns.URL(), storeDir, gs.GraphURL(), gs.AuthorityHost(), DevTenant, devClient, caFile, cfg.Rate, DevDevice, DevDevice)
 	return &Dev{NATS: ns, Graph: gs}, nil
 }
 
@@ -137,18 +127,4 @@ func randomSecret() string {
 	b := make([]byte, 24)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// firstCallNotFound answers the first Graph call for device with 404
-// ResourceNotFound, as Graph does for a device it does not know yet.
-func firstCallNotFound(device string) func(graphsim.Call) *graphsim.Fault {
-	var once sync.Once
-	return func(c graphsim.Call) *graphsim.Fault {
-		if !strings.EqualFold(c.DeviceID, device) {
-			return nil
-		}
-		var f *graphsim.Fault
-		once.Do(func() { f = &graphsim.Fault{Status: 404, Code: "ResourceNotFound"} })
-		return f
-	}
 }

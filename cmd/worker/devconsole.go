@@ -2,6 +2,8 @@ package main
 
 import (
 	"crypto/rand"
+	"strings"
+	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -17,6 +19,11 @@ const (
 	devConsoleApp      = "c0c0c0c0-0000-4000-8000-00000000c0de"
 	devConsoleOperator = "operator@dev.recoverpasscode.test"
 	devConsoleReader   = "reader@dev.recoverpasscode.test"
+	// devLateDevice is a device Intune does not know at the first call
+	// (enrolled moments ago): that call answers 404, so its first job fails
+	// and is dead-lettered; replaying it with a new key (from the console,
+	// or enqueue dlq replay --new-key) succeeds.
+	devLateDevice = "2d6a3d0e-8f5c-4d7a-9b1e-0000000fa11e"
 )
 
 // devConsole registers the console's app, its redirect URI and the test
@@ -24,6 +31,7 @@ const (
 // baseURL.
 func devConsole(gs *graphsim.Server, js jetstream.JetStream, prefix, baseURL string, readOnly bool, history console.DeviceHistory, log *zerolog.Logger) (*console.Server, error) {
 	secret := rand.Text()
+	gs.SetFaultFunc(firstCallNotFound(devLateDevice))
 	gs.AddApp(devConsoleApp, secret)
 	gs.AddRedirectURI(devConsoleApp, baseURL+console.CallbackPath)
 	gs.AddUser(devConsoleOperator, "")
@@ -44,4 +52,18 @@ func devConsole(gs *graphsim.Server, js jetstream.JetStream, prefix, baseURL str
 		Name:          "console (worker --dev)",
 		Log:           log,
 	})
+}
+
+// firstCallNotFound answers the first Graph call for device with 404
+// ResourceNotFound, as Graph does for a device it does not know yet.
+func firstCallNotFound(device string) func(graphsim.Call) *graphsim.Fault {
+	var once sync.Once
+	return func(c graphsim.Call) *graphsim.Fault {
+		if !strings.EqualFold(c.DeviceID, device) {
+			return nil
+		}
+		var f *graphsim.Fault
+		once.Do(func() { f = &graphsim.Fault{Status: 404, Code: "ResourceNotFound"} })
+		return f
+	}
 }

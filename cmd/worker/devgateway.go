@@ -234,6 +234,8 @@ func (g *devGateway) banner() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "HTTP gateway: %s   sources %s\n", g.url, strings.Join(g.sources, ", "))
 	fmt.Fprintf(&b, "Console: open %s and sign in with one click as %s (operator) or %s (reader)\n", g.url, devConsoleOperator, devConsoleReader)
+	fmt.Fprintf(&b, "  Device %s is unknown to Intune at its first call (404): to see a dead letter and replay it there,\n", devLateDevice)
+	fmt.Fprintf(&b, "  go run ./cmd/enqueue --device %s --wait\n", devLateDevice)
 	fmt.Fprintf(&b, "Submit a job over HTTP, as a ticketing system does, as source %s (the API key is new at every start):\n", devSource)
 	fmt.Fprintf(&b, "  %s\n", devCurl(g.url, g.key, service.DevDevice))
 	fmt.Fprintf(&b, "Write-back: every result of source %s is delivered, signed, to the development webhook receiver at %s,\n", devSource, g.receiver.URL())
