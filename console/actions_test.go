@@ -25,13 +25,14 @@ func TestOperatorActionsAreAudited(t *testing.T) {
 	const tenant, app, device = "33333333-3333-4333-8333-333333333333", "55555555-5555-4555-8555-555555555555", "2d6a3d0e-8f5c-4d7a-9b1e-000000000001"
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	ns := devservertest.Start(t)
-	nc, err := nats.Connect(ns.URL())
+	ns := devservertest.StartConfig(t, LeastPrivilege())
+	nc, err := nats.Connect(ns.URL()) // the test's, with every right
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
 	js, _ := jetstream.New(nc)
+	_, consoleJS := ConnectAsConsole(t, ns.URL())
 	names := wire.Names{}
 	if _, err := (queue.Setup{}).Ensure(ctx, js); err != nil {
 		t.Fatal(err)
@@ -40,7 +41,7 @@ func TestOperatorActionsAreAudited(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Config{JetStream: js, TenantID: tenant, ClientID: "77777777-7777-4777-8777-777777777777", BaseURL: "http://127.0.0.1:8080"})
+	s, err := New(Config{JetStream: consoleJS, TenantID: tenant, ClientID: "77777777-7777-4777-8777-777777777777", BaseURL: "http://127.0.0.1:8080"})
 	if err != nil {
 		t.Fatal(err)
 	}

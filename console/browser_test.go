@@ -37,7 +37,8 @@ const (
 )
 
 // stack is a system with a worker, and the gateway serving the console on
-// loopback, as `worker --dev` serves them.
+// loopback, as `worker --dev` serves them; the gateway and the console
+// connect as the NATS user "console", with console.NATSPermissions alone.
 type stack struct {
 	*testsystem.System
 	base string
@@ -45,8 +46,9 @@ type stack struct {
 
 func startStack(t *testing.T) *stack {
 	t.Helper()
-	sys := testsystem.Start(t, graphsim.Config{})
+	sys := testsystem.StartConfig(t, graphsim.Config{}, console.LeastPrivilege())
 	sys.StartWorker(sys.Config("worker-1"))
+	nc, js := console.ConnectAsConsole(t, sys.NS.URL()) // the gateway's and the console's
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -60,8 +62,8 @@ func startStack(t *testing.T) *stack {
 	gs.AddUser(readerUPN, "")
 	gs.AssignUserAppRole(readerUPN, consoleApp, console.RoleRead)
 	con, err := console.New(console.Config{
-		JetStream: sys.JS, TenantID: testsystem.Tenant, ClientID: consoleApp, ClientSecret: consoleSecret,
-		AuthorityHost: gs.AuthorityHost(), BaseURL: base, HTTPClient: gs.Client(), History: history.New(sys.JS, sys.Names),
+		JetStream: js, TenantID: testsystem.Tenant, ClientID: consoleApp, ClientSecret: consoleSecret,
+		AuthorityHost: gs.AuthorityHost(), BaseURL: base, HTTPClient: gs.Client(), History: history.New(js, sys.Names),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +72,7 @@ func startStack(t *testing.T) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw, err := gateway.New(gateway.Config{NATS: sys.NC, TenantID: testsystem.Tenant, Tenants: []string{testsystem.Tenant, testsystem.OtherTenant},
+	gw, err := gateway.New(gateway.Config{NATS: nc, TenantID: testsystem.Tenant, Tenants: []string{testsystem.Tenant, testsystem.OtherTenant},
 		Sources: []gateway.Source{{Name: "ticketing", APIKeys: []string{hash}}}, Console: con})
 	if err != nil {
 		t.Fatal(err)
