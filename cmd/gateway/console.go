@@ -23,7 +23,7 @@ type consoleFlags struct {
 }
 
 func (c *consoleFlags) define(s *envflag.Set) {
-	s.StringVar(&c.ClientID, "console-client-id", "GATEWAY_CONSOLE_CLIENT_ID", "", "the console's app registration (application id); serves the web console at / when set")
+	s.StringVar(&c.ClientID, "console-client-id", "GATEWAY_CONSOLE_CLIENT_ID", "", "the console's app registration (application id); serves the web console at / when set (its NATS user needs console.NATSPermissions: user console of deploy/nats/accounts.conf, NATS_INBOX_PREFIX=_INBOX.console)")
 	s.SecretVar(&c.ClientSecret, "console-client-secret", "GATEWAY_CONSOLE_CLIENT_SECRET", "client secret of the console's app registration (without it the sign-in code is redeemed with PKCE alone)")
 	s.StringVar(&c.URL, "console-url", "GATEWAY_CONSOLE_URL", "", "the console's origin as browsers reach it, e.g. https://recoverpasscode.example.com; its redirect URI is this plus "+console.CallbackPath)
 	s.SecretVar(&c.SessionKey, "console-session-key", "GATEWAY_CONSOLE_SESSION_KEY", "base64 of 32 random bytes sealing the console's cookies, the same on every replica (default: random at start, so sessions end with the process)")
