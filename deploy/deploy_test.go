@@ -35,6 +35,7 @@ var natsUsers = []natsUser{
 	{name: "automation", account: "RECOVER", env: "NATS_AUTOMATION_PASSWORD", hashed: true},
 	{name: "operator", account: "RECOVER", env: "NATS_OPERATOR_PASSWORD", hashed: true},
 	{name: "gateway", account: "RECOVER", env: "NATS_GATEWAY_PASSWORD"},
+	{name: "console", account: "RECOVER", env: "NATS_CONSOLE_PASSWORD", hashed: true},
 	{name: "sys", account: "SYS", env: "NATS_SYS_PASSWORD"},
 }
 

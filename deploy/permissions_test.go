@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -48,6 +49,7 @@ func testPermissions(t *testing.T, url string, passwords map[string]string) {
 	}
 	operator := connect(t, url, "operator", passwords["operator"])
 	gw := connect(t, url, "gateway", passwords["gateway"])
+	con := connect(t, url, "console", passwords["console"])
 	plain := connectWith(t, queue.Conn{URL: url, User: "ticketing", Password: passwords["ticketing"]})
 
 	var jobs jetstream.Consumer
@@ -71,7 +73,7 @@ func testPermissions(t *testing.T, url string, passwords map[string]string) {
 			p.expectNoDenials(t)
 		}
 	})
-	all := append(append(denials(worker, src), operatorDenials(operator)...), gatewayDenials(gw)...)
+	all := slices.Concat(denials(worker, src), operatorDenials(operator), gatewayDenials(gw), consoleDenials(con))
 	for _, d := range append(all, inboxDenials(worker, src, operator, plain)...) {
 		t.Run("refused: "+d.name, func(t *testing.T) { d.run(ctx, t) })
 	}

@@ -35,6 +35,12 @@ type Config struct {
 	// Cluster, when its Name is set, makes the server one node of a
 	// JetStream cluster.
 	Cluster Cluster
+	// Users, when set, are the only users the server accepts, with their
+	// permissions, so that a test can run a component as a user with
+	// least privilege; a client without credentials is NoAuthUser (one of
+	// Users, or none).
+	Users      []*server.User
+	NoAuthUser string
 }
 
 // Cluster places a server in a JetStream cluster.
@@ -104,6 +110,8 @@ func Start(cfg Config) (*Server, error) {
 		SyncAlways:   always,
 		NoLog:        true,
 		NoSigs:       true,
+		Users:        cfg.Users,
+		NoAuthUser:   cfg.NoAuthUser,
 	}
 	if cfg.Cluster.Name != "" {
 		opts.Cluster.Name = cfg.Cluster.Name

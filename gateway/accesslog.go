@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -107,7 +108,7 @@ func (s *Server) observed(route string, h http.Handler) http.Handler {
 // but ticket numbers are the callers' business), the path is in.
 func (s *Server) accessLog(r *http.Request, ri *requestInfo, sw *statusWriter, d time.Duration) {
 	level := zerolog.InfoLevel
-	if ri.route == "/healthz" || ri.route == "/readyz" || ri.route == "/metrics" {
+	if ri.route == "/healthz" || ri.route == "/readyz" || ri.route == "/metrics" || (ri.route == "console" && strings.HasPrefix(r.URL.Path, "/live/")) {
 		level = zerolog.DebugLevel
 	}
 	ev := s.log.WithLevel(level).

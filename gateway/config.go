@@ -80,6 +80,10 @@ type Config struct {
 	// Timeout bounds each NATS operation of a request (a publish, a read).
 	// Defaults to 5s.
 	Timeout time.Duration
+	// Console, when set, serves every path the API does not (the web
+	// console, package console): "/" and below but /v1/, /healthz, /readyz
+	// and /metrics. Without it those paths answer 404.
+	Console http.Handler
 	// Ready, when set, is asked by /readyz besides NATS: an error (say,
 	// write-back has not started yet) makes it answer 503 saying so.
 	Ready func() error

@@ -73,7 +73,7 @@ func New(cfg Config) (*Server, error) {
 	if usesEntra(cfg.Sources) {
 		s.entra = newEntra(cfg)
 	}
-	s.handler = s.mux()
+	s.handler = s.withConsole(s.mux())
 	return s, nil
 }
 

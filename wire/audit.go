@@ -17,6 +17,17 @@ const (
 	// KindReleased is a held job going on: its source's budget allowed it
 	// again, or an operator released it (Reason says which).
 	KindReleased = "released"
+
+	// Operator actions taken in the console, each naming the person
+	// (Operator). Replay: a dead letter was submitted again (JobID is the
+	// replay's, Reason says from which dead letter and with which key).
+	// Release: a held job was released. Pause and Resume: a tenant's
+	// Graph calls were stopped or let go again (TenantID; Reason says
+	// until when and for which app).
+	KindOperatorReplay  = "operator_replay"
+	KindOperatorRelease = "operator_release"
+	KindOperatorPause   = "operator_pause"
+	KindOperatorResume  = "operator_resume"
 )
 
 // AuditEvent is one entry of the audit trail: who asked for what, which
@@ -47,7 +58,10 @@ type AuditEvent struct {
 	// State is a confirmation's state (KindConfirmation).
 	State string `json:"state,omitempty"`
 	// Reason says why a job was held or released (KindHeld, KindReleased).
-	Reason      string    `json:"reason,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	// Operator names the person who took an operator action (the
+	// KindOperator* kinds): their user principal name and object id.
+	Operator    string    `json:"operator,omitempty"`
 	Worker      string    `json:"worker"`
 	Traceparent string    `json:"traceparent,omitempty"`
 	At          time.Time `json:"at"`

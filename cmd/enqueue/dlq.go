@@ -7,13 +7,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/recoverpasscode/recoverpasscode/batch"
+	"github.com/recoverpasscode/recoverpasscode/dlq"
 	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
@@ -31,14 +31,7 @@ sources replayed): in deploy/nats/accounts.conf that is the user "operator"; the
 per-source users may not.
 `
 
-// deadLetter is one DLQ entry and its sequence in the DLQ stream, which
-// names it in lists and in the ids of its replays.
-type deadLetter struct {
-	Seq uint64 `json:"dlqSequence"`
-	wire.DeadLetter
-}
-
-// selector chooses dead letters.
+// selector chooses dead letters from the flags.
 type selector struct {
 	source, batch, id string
 }
@@ -47,6 +40,10 @@ func (s *selector) define(fs *flag.FlagSet) {
 	fs.StringVar(&s.source, "source", "", "only the dead letters of this source")
 	fs.StringVar(&s.batch, "batch", "", "only the dead letters of this batch (idempotency key batch/NAME/...)")
 	fs.StringVar(&s.id, "id", "", "only the dead letters of this job id")
+}
+
+func (s *selector) sel() dlq.Selector {
+	return dlq.Selector{Source: s.source, Batch: s.batch, ID: s.id}
 }
 
 func (s *selector) check() error {
@@ -59,27 +56,9 @@ func (s *selector) check() error {
 	return nil
 }
 
-func (s *selector) empty() bool { return s.source == "" && s.batch == "" && s.id == "" }
+func (s *selector) empty() bool { return s.sel().Empty() }
 
-func (s *selector) match(d deadLetter) bool {
-	if s.id != "" && d.JobID != s.id {
-		return false
-	}
-	if s.batch != "" && (d.Result == nil || !strings.HasPrefix(d.Result.IdempotencyKey, batch.KeyPrefix(s.batch))) {
-		return false
-	}
-	return true
-}
-
-// filter is the DLQ subject filter of the selection.
-func (s *selector) filter(names wire.Names) string {
-	if s.source != "" {
-		return names.DLQ(s.source)
-	}
-	return names.DLQWildcard()
-}
-
-func dlq(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func dlqCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, dlqUsage)
 		return errors.New("dlq: want list or replay")
@@ -146,7 +125,7 @@ func dlqList(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return nil
 }
 
-func printDeadLetters(w io.Writer, letters []deadLetter) {
+func printDeadLetters(w io.Writer, letters []dlq.Letter) {
 	if len(letters) == 0 {
 		fmt.Fprintln(w, "no dead letters match")
 		return
@@ -176,29 +155,6 @@ func orDash(s string) string {
 
 // readDeadLetters reads the dead letters stored now that the selector
 // matches, oldest first.
-func readDeadLetters(ctx context.Context, js jetstream.JetStream, names wire.Names, sel *selector) ([]deadLetter, error) {
-	r, err := batch.OpenStream(ctx, js, names.DLQStream(), sel.filter(names))
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	var out []deadLetter
-	for !r.CaughtUp() {
-		msg, err := r.NextStored(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("read dead letters: %w", err)
-		}
-		meta, err := msg.Metadata()
-		if err != nil {
-			return nil, fmt.Errorf("read dead letters: %w", err)
-		}
-		d := deadLetter{Seq: meta.Sequence.Stream}
-		if json.Unmarshal(msg.Data(), &d.DeadLetter) != nil {
-			continue // not a dead letter; nothing to list or replay
-		}
-		if sel.match(d) {
-			out = append(out, d)
-		}
-	}
-	return out, nil
+func readDeadLetters(ctx context.Context, js jetstream.JetStream, names wire.Names, sel *selector) ([]dlq.Letter, error) {
+	return dlq.Read(ctx, js, names, sel.sel())
 }

@@ -2,17 +2,12 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/recoverpasscode/recoverpasscode/batch"
-	"github.com/recoverpasscode/recoverpasscode/wire"
+	"github.com/recoverpasscode/recoverpasscode/dlq"
 )
 
 const dlqReplayUsage = `enqueue dlq replay submits dead-lettered jobs again, to the subject of their source.
@@ -75,13 +70,6 @@ func parseReplay(args []string, stderr io.Writer) (*replayOptions, error) {
 	return o, nil
 }
 
-// replay is the job a dead letter is replayed as.
-type replay struct {
-	from    deadLetter
-	job     wire.Job
-	subject string
-}
-
 func dlqReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o, err := parseReplay(args, stderr)
 	if err != nil {
@@ -97,135 +85,39 @@ func dlqReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	letters, superseded := latestPerJob(letters)
-	if superseded > 0 {
-		fmt.Fprintf(stdout, "%d dead letter(s) left out: a later dead letter of the same job (an earlier replay that failed again) is replayed instead\n", superseded)
+	plan := dlq.PlanReplays(names, letters, dlq.Options{NewKey: o.newKey, IncludeRejected: o.includeRejected})
+	if plan.Superseded > 0 {
+		fmt.Fprintf(stdout, "%d dead letter(s) left out: a later dead letter of the same job (an earlier replay that failed again) is replayed instead\n", plan.Superseded)
 	}
-	var replays []replay
-	skipped := 0
-	for _, d := range letters {
-		r, why := o.plan(names, d)
-		if why != "" {
-			skipped++
-			fmt.Fprintf(stdout, "skipped #%d job %s: %s\n", d.Seq, d.JobID, why)
-			continue
-		}
-		replays = append(replays, r)
+	for _, s := range plan.Skipped {
+		why := strings.Replace(s.Why, "include rejected jobs once", "pass --include-rejected once", 1)
+		fmt.Fprintf(stdout, "skipped #%d job %s: %s\n", s.From.Seq, s.From.JobID, why)
 	}
-	sameKeyStored := 0
-	for _, r := range replays {
+	for _, r := range plan.Replays {
 		verb := "replayed"
 		if o.dryRun {
 			verb = "would replay"
-		} else if err := publishReplay(ctx, js, r); err != nil {
+		} else if err := dlq.Publish(ctx, js, r); err != nil {
 			return err
 		}
-		keyNote := "same key " + r.job.IdempotencyKey
+		keyNote := "same key " + r.Job.IdempotencyKey
 		if o.newKey {
-			keyNote = "new key " + r.job.IdempotencyKey
-		} else if storedFailure(r.from) {
-			sameKeyStored++
+			keyNote = "new key " + r.Job.IdempotencyKey
+		} else if r.SameKeyStored {
 			keyNote += ", whose record holds the failure"
 		}
-		fmt.Fprintf(stdout, "%s #%d job %s as %s on %s (%s)\n", verb, r.from.Seq, r.from.JobID, r.job.ID, r.subject, keyNote)
+		fmt.Fprintf(stdout, "%s #%d job %s as %s on %s (%s)\n", verb, r.From.Seq, r.From.JobID, r.Job.ID, r.Subject, keyNote)
 	}
-	if sameKeyStored > 0 {
-		fmt.Fprintf(stdout, "note: %d of these will be answered from their key's record with the same failure, without calling Graph; use --new-key to call Graph again\n", sameKeyStored)
+	if n := plan.SameKeyStored(); n > 0 {
+		fmt.Fprintf(stdout, "note: %d of these will be answered from their key's record with the same failure, without calling Graph; use --new-key to call Graph again\n", n)
 	}
 	done := "replayed"
 	if o.dryRun {
 		done = "would be replayed; nothing was published"
 	}
-	fmt.Fprintf(stdout, "%d dead letter(s) matched: %d %s, %d skipped\n", len(letters)+superseded, len(replays), done, skipped)
-	if skipped > 0 {
+	fmt.Fprintf(stdout, "%d dead letter(s) matched: %d %s, %d skipped\n", plan.Matched(), len(plan.Replays), done, len(plan.Skipped))
+	if len(plan.Skipped) > 0 {
 		return errNotSucceeded
-	}
-	return nil
-}
-
-// latestPerJob keeps the latest dead letter of each job, a replay's
-// counting for the job it replays (see batch.RowID): replaying an older one
-// as well would act twice for one job.
-func latestPerJob(letters []deadLetter) (latest []deadLetter, superseded int) {
-	last := map[string]int{}
-	for i, d := range letters {
-		last[d.Source+"/"+batch.RowID(d.JobID)] = i // letters are oldest first
-	}
-	for i, d := range letters {
-		if last[d.Source+"/"+batch.RowID(d.JobID)] == i {
-			latest = append(latest, d)
-		}
-	}
-	return latest, len(letters) - len(latest)
-}
-
-// plan makes the replay of a dead letter, or says why it is skipped.
-func (o *replayOptions) plan(names wire.Names, d deadLetter) (replay, string) {
-	if d.Result != nil && d.Result.Status == wire.Rejected && !o.includeRejected {
-		return replay{}, "rejected (" + batch.Message(*d.Result) + "); pass --include-rejected once the cause is fixed"
-	}
-	if !wire.ValidToken(d.Source) || d.Source == "unknown" {
-		return replay{}, fmt.Sprintf("no source to submit it to (%q)", d.Source)
-	}
-	data := []byte(d.Job)
-	if d.Job == "" {
-		var err error
-		if data, err = base64.StdEncoding.DecodeString(d.JobBase64); err != nil || len(data) == 0 {
-			return replay{}, "the dead letter holds no original message"
-		}
-	}
-	j, err := wire.Decode(data, wire.Meta{MsgID: nats.Header(d.Headers).Get(jetstream.MsgIDHeader)})
-	if err != nil {
-		return replay{}, "the original message is not a valid job: " + err.Error()
-	}
-	key := j.IdempotencyKey
-	if d.Result != nil && d.Result.IdempotencyKey != "" {
-		key = d.Result.IdempotencyKey // the key the worker used, whatever filled it
-	}
-	if o.newKey {
-		key = batch.ReplayKey(key, d.Seq)
-	}
-	j.ID = batch.ReplayID(d.JobID, d.Seq)
-	j.IdempotencyKey = key
-	j.ReplyTo = replayReplyTo(names, j.ReplyTo, d.JobID, j.ID)
-	return replay{from: d, job: j, subject: names.Jobs(d.Source)}, ""
-}
-
-// replayReplyTo moves a reply subject in the results stream that ends with
-// the old job id (a batch's, or an explicit default) to the new id; other
-// reply subjects (an inbox) are kept.
-func replayReplyTo(names wire.Names, replyTo, oldID, newID string) string {
-	if replyTo == "" || !names.IsResult(replyTo) {
-		return replyTo
-	}
-	if base, ok := strings.CutSuffix(replyTo, "."+oldID); ok {
-		return base + "." + newID
-	}
-	return replyTo
-}
-
-// storedFailure reports whether a dead letter's failure is kept in its
-// key's record, so a replay with the same key is answered with it: Graph
-// refused the call for good (a 4xx other than 408 and 429, a 501 or 505),
-// or the job was itself answered from the record.
-func storedFailure(d deadLetter) bool {
-	r := d.Result
-	if r == nil || r.Status != wire.Failed {
-		return false
-	}
-	if r.Replayed {
-		return true
-	}
-	if r.Graph == nil {
-		return false
-	}
-	s := r.Graph.Status
-	return (s >= 400 && s < 500 && s != 401 && s != 408 && s != 429) || s == 501 || s == 505
-}
-
-func publishReplay(ctx context.Context, js jetstream.JetStream, r replay) error {
-	if _, err := publishJob(ctx, js, r.subject, &r.job); err != nil {
-		return fmt.Errorf("replay #%d: %w", r.from.Seq, err)
 	}
 	return nil
 }

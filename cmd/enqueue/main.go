@@ -103,7 +103,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "results":
 		return results(ctx, args[1:], stdout, stderr)
 	case "dlq":
-		return dlq(ctx, args[1:], stdout, stderr)
+		return dlqCommand(ctx, args[1:], stdout, stderr)
 	case "held":
 		return held(ctx, args[1:], stdout, stderr)
 	case "deliveries":

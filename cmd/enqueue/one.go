@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/recoverpasscode/recoverpasscode/batch"
+	"github.com/recoverpasscode/recoverpasscode/dlq"
 	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
@@ -103,25 +104,9 @@ func dupNote(ack *jetstream.PubAck) string {
 }
 
 // publishJob publishes j with Nats-Msg-Id set to its id, so a re-sent job is
-// stored once.
+// stored once (dlq.PublishJob).
 func publishJob(ctx context.Context, js jetstream.JetStream, subject string, j *wire.Job) (*jetstream.PubAck, error) {
-	data, err := json.Marshal(j)
-	if err != nil {
-		return nil, err
-	}
-	m := nats.NewMsg(subject)
-	m.Data = data
-	m.Header.Set(jetstream.MsgIDHeader, j.ID)
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	ack, err := js.PublishMsg(pctx, m)
-	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
-		return nil, fmt.Errorf("publish to %s: no stream answered: is a worker running? (it creates the streams): %w", subject, err)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("publish to %s: %w", subject, err)
-	}
-	return ack, nil
+	return dlq.PublishJob(ctx, js, subject, j)
 }
 
 // awaitResult waits for the result on the subscription, or finds it already

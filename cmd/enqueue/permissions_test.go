@@ -22,7 +22,7 @@ import (
 // file, follow it, and read its results later; the DLQ is not the source's
 // to read.
 func TestBatchUserPermissions(t *testing.T) {
-	for _, env := range []string{"NATS_WORKER_PASSWORD", "NATS_TICKETING_PASSWORD", "NATS_BATCH_PASSWORD", "NATS_AUTOMATION_PASSWORD", "NATS_OPERATOR_PASSWORD", "NATS_GATEWAY_PASSWORD", "NATS_SYS_PASSWORD"} {
+	for _, env := range []string{"NATS_WORKER_PASSWORD", "NATS_TICKETING_PASSWORD", "NATS_BATCH_PASSWORD", "NATS_AUTOMATION_PASSWORD", "NATS_OPERATOR_PASSWORD", "NATS_GATEWAY_PASSWORD", "NATS_CONSOLE_PASSWORD", "NATS_SYS_PASSWORD"} {
 		t.Setenv(env, strings.ToLower(env[5:10])+"-pw-0123456789")
 	}
 	url := startDeployServer(t)

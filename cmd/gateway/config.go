@@ -26,6 +26,7 @@ type config struct {
 	LogFormat    string
 	LogLevel     string
 	NATS         queue.Conn
+	Console      consoleFlags
 	// Gateway is the configuration of the server but its connection.
 	Gateway gateway.Config
 }
@@ -62,6 +63,10 @@ a v2.0 token of AZURE_TENANT_ID for the scope <GATEWAY_AUDIENCE's application ID
 whose roles hold GATEWAY_ROLE. Trust for a private CA (of NATS or AZURE_AUTHORITY_HOST) comes
 from the standard SSL_CERT_FILE.
 
+With GATEWAY_CONSOLE_CLIENT_ID set, the gateway also serves the web console at / (see the README,
+"The console"): people sign in with Entra ID (an app registration with the web redirect URI
+GATEWAY_CONSOLE_URL/auth/callback and the app roles Console.Read and Console.Operate).
+
 Every flag can also be set by the environment variable in brackets; a flag wins.
 
 Flags:
@@ -92,6 +97,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	s.StringVar(&c.LogLevel, "log-level", "RECOVER_LOG_LEVEL", "info", "debug, info, warn or error")
 	s.BoolVar(&g.Pprof, "pprof", "RECOVER_PPROF", false, "also serve Go's profiler under /debug/pprof/ on the HTTP address, unauthenticated (for measurements; keep that address private)")
 	c.NATS.Flags(s)
+	c.Console.define(s)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -113,6 +119,9 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 		errs = append(errs, err)
 	}
 	if err := validateWithoutNATS(*g); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Console.check(*g); err != nil {
 		errs = append(errs, err)
 	}
 	if c.DrainTimeout <= 0 {

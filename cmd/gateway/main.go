@@ -102,6 +102,14 @@ func run(ctx, hard context.Context, cfg *config, out io.Writer, ready func(addr 
 		return err
 	}
 	g.Ready = func() error { return writeBackReady(wb) }
+	con, err := cfg.Console.newConsole(g, js, &log)
+	if err != nil {
+		return err
+	}
+	if con != nil {
+		g.Console = con
+		log.Info().Str("redirect_uri", con.RedirectURI()).Bool("readonly", cfg.Console.ReadOnly).Msg("console enabled")
+	}
 	gw, err := gateway.New(g)
 	if err != nil {
 		return err

@@ -25,7 +25,9 @@ type config struct {
 	// --dev only.
 	GatewayAddr    string
 	GatewaySources []gateway.Source
-	gatewayConfig  string
+	// ConsoleReadOnly serves the --dev console without actions.
+	ConsoleReadOnly bool
+	gatewayConfig   string
 	service.Config
 	// logFormatSet says whether --log-format or RECOVER_LOG_FORMAT chose
 	// the log format, which then holds with --dev too.
@@ -57,6 +59,7 @@ func parseConfig(args []string) (*config, error) {
 	var tenants, rate, sourceLimits, readRate, followSources string
 	fs.BoolVar(&c.Dev, "dev", false, "start an embedded nats-server (on NATS_URL's host and port) and a Graph and Entra ID double, use them, and serve the HTTP gateway in front of them")
 	s.StringVar(&c.DevDir, "dev-dir", "RECOVER_DEV_DIR", service.DefaultDevDir(), "with --dev: where the embedded nats-server keeps its data")
+	s.BoolVar(&c.ConsoleReadOnly, "console-readonly", "GATEWAY_CONSOLE_READONLY", false, "with --dev: serve the console without any action (no replay, release, pause or resume)")
 	s.StringVar(&c.GatewayAddr, "gateway-http-addr", "GATEWAY_HTTP_ADDR", gateway.DefaultAddr, "with --dev: address the HTTP gateway is served on, with a development API key for source ticketing (empty: no gateway)")
 	s.StringVar(&c.gatewayConfig, "gateway-config", "GATEWAY_CONFIG", "", "with --dev: YAML file of the gateway's sources, as cmd/gateway reads it; the development key is added to source ticketing")
 	c.NATS.Flags(s)

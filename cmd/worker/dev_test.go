@@ -237,7 +237,7 @@ func TestDevDeliversToItsReceiver(t *testing.T) {
 	c, dev := startDevStack(t)
 	c.GatewayAddr = "127.0.0.1:0"
 	var banner testsystem.Buffer
-	g, err := startDevGateway(&c.Config, dev, c.GatewayAddr, nil, &banner)
+	g, err := startDevGateway(&c.Config, dev, c.GatewayAddr, nil, false, &banner)
 	if err != nil {
 		t.Fatal(err)
 	}

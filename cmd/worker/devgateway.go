@@ -17,6 +17,7 @@ import (
 
 	"github.com/recoverpasscode/recoverpasscode/gateway"
 	"github.com/recoverpasscode/recoverpasscode/graph/graphsim"
+	"github.com/recoverpasscode/recoverpasscode/history"
 	"github.com/recoverpasscode/recoverpasscode/queue"
 	"github.com/recoverpasscode/recoverpasscode/service"
 	"github.com/recoverpasscode/recoverpasscode/wire"
@@ -70,7 +71,7 @@ func serveDevGateway(cfg *config, dev *service.Dev, out io.Writer) (stop func(),
 		fmt.Fprint(out, "HTTP gateway: off (GATEWAY_HTTP_ADDR is empty)\n\n")
 		return func() {}, nil
 	}
-	g, err := startDevGateway(&cfg.Config, dev, cfg.GatewayAddr, cfg.GatewaySources, out)
+	g, err := startDevGateway(&cfg.Config, dev, cfg.GatewayAddr, cfg.GatewaySources, cfg.ConsoleReadOnly, out)
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +83,7 @@ func serveDevGateway(cfg *config, dev *service.Dev, out io.Writer) (stop func(),
 // development API key for source ticketing added to sources (those of
 // GATEWAY_CONFIG). cfg is the worker's, pointed at dev by StartDev; the
 // gateway logs to out as the worker does.
-func startDevGateway(cfg *service.Config, dev *service.Dev, addr string, sources []gateway.Source, out io.Writer) (*devGateway, error) {
+func startDevGateway(cfg *service.Config, dev *service.Dev, addr string, sources []gateway.Source, readOnly bool, out io.Writer) (*devGateway, error) {
 	key, hash, err := gateway.NewAPIKey()
 	if err != nil {
 		return nil, err
@@ -150,6 +151,17 @@ func startDevGateway(cfg *service.Config, dev *service.Dev, addr string, sources
 	if err != nil {
 		return fail(fmt.Errorf("--dev: GATEWAY_CONFIG: %w", err))
 	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		_, err = fail(fmt.Errorf("--dev: GATEWAY_HTTP_ADDR %s: %w (set GATEWAY_HTTP_ADDR to a free address, or to the empty string for no gateway)", addr, err))
+		return nil, err
+	}
+	g.nc, g.url = nc, "http://"+reachable(ln.Addr())
+	con, err := devConsole(gs, js, cfg.Prefix, g.url, readOnly, history.New(js, wire.Names{Prefix: cfg.Prefix}), &log)
+	if err != nil {
+		_ = ln.Close()
+		return fail(fmt.Errorf("--dev: console: %w", err))
+	}
 	gw, err := gateway.New(gateway.Config{
 		NATS:          nc,
 		Prefix:        cfg.Prefix,
@@ -160,6 +172,7 @@ func startDevGateway(cfg *service.Config, dev *service.Dev, addr string, sources
 		HTTPClient:    gs.Client(),
 		Registry:      reg,
 		Log:           &log,
+		Console:       con,
 		Ready: func() error {
 			select {
 			case <-wb.Started():
@@ -170,14 +183,9 @@ func startDevGateway(cfg *service.Config, dev *service.Dev, addr string, sources
 		},
 	})
 	if err != nil {
+		_ = ln.Close()
 		return fail(fmt.Errorf("--dev: %w", err))
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		_, err = fail(fmt.Errorf("--dev: GATEWAY_HTTP_ADDR %s: %w (set GATEWAY_HTTP_ADDR to a free address, or to the empty string for no gateway)", addr, err))
-		return nil, err
-	}
-	g.nc, g.url = nc, "http://"+reachable(ln.Addr())
 	g.serve(gw, wb, ln)
 	return g, nil
 }
@@ -225,6 +233,9 @@ func reachable(addr net.Addr) string {
 func (g *devGateway) banner() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "HTTP gateway: %s   sources %s\n", g.url, strings.Join(g.sources, ", "))
+	fmt.Fprintf(&b, "Console: open %s and sign in with one click as %s (operator) or %s (reader)\n", g.url, devConsoleOperator, devConsoleReader)
+	fmt.Fprintf(&b, "  Device %s is unknown to Intune at its first call (404): to see a dead letter and replay it there,\n", devLateDevice)
+	fmt.Fprintf(&b, "  go run ./cmd/enqueue --device %s --wait\n", devLateDevice)
 	fmt.Fprintf(&b, "Submit a job over HTTP, as a ticketing system does, as source %s (the API key is new at every start):\n", devSource)
 	fmt.Fprintf(&b, "  %s\n", devCurl(g.url, g.key, service.DevDevice))
 	fmt.Fprintf(&b, "Write-back: every result of source %s is delivered, signed, to the development webhook receiver at %s,\n", devSource, g.receiver.URL())

@@ -15,7 +15,17 @@ import (
 // temporary directory, and shuts it down when the test ends.
 func Start(tb testing.TB) *devserver.Server {
 	tb.Helper()
-	s, err := devserver.Start(devserver.Config{StoreDir: tb.TempDir()})
+	return StartConfig(tb, devserver.Config{})
+}
+
+// StartConfig starts a server as Start does, with cfg (its StoreDir, when
+// empty, a temporary directory).
+func StartConfig(tb testing.TB, cfg devserver.Config) *devserver.Server {
+	tb.Helper()
+	if cfg.StoreDir == "" {
+		cfg.StoreDir = tb.TempDir()
+	}
+	s, err := devserver.Start(cfg)
 	if err != nil {
 		tb.Fatalf("start embedded nats-server: %v", err)
 	}

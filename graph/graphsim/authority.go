@@ -38,6 +38,8 @@ func (s *Server) serveAuthority(w http.ResponseWriter, r *http.Request) {
 		s.serveJWKS(w, r, strings.ToLower(segs[0]))
 	case matchSegs(segs, "*", "oauth2", "v2.0", "token"):
 		s.serveToken(w, r, strings.ToLower(segs[0]))
+	case matchSegs(segs, "*", "oauth2", "v2.0", "authorize"):
+		s.serveAuthorize(w, r, strings.ToLower(segs[0]))
 	case matchSegs(segs, "*", "oauth2", "v2.0", "devicecode"):
 		s.serveDeviceCode(w, r, strings.ToLower(segs[0]))
 	case matchSegs(segs, "devicelogin"):

@@ -9,7 +9,11 @@
 //     disabled and an authority of AuthorityHost()+"/"+tenantID. Apps
 //     authenticate with a client secret, a certificate-signed client
 //     assertion or a federated (workload identity) assertion; users sign in
-//     with the device code grant and stay signed in with refresh tokens.
+//     with the device code grant, or in a browser with the OpenID Connect
+//     authorization code flow and PKCE (AddRedirectURI; a user registered
+//     with an empty password signs in with one click, and app roles
+//     assigned with AssignUserAppRole come in its signed ID token), and
+//     stay signed in with refresh tokens.
 //     Failures answer with Entra's error shape and AADSTS codes. For an API
 //     registered with AddAPI the token is an RS256-signed JWT, verifiable
 //     against the published keys (JWKSURL), with the app roles assigned to
@@ -152,6 +156,7 @@ type Server struct {
 	mu         sync.Mutex
 	dir        directory
 	tokens     tokenStore
+	web        webSignIn
 	tokenDown  bool
 	tokenCalls []TokenCall
 	faults     faultState
@@ -186,6 +191,7 @@ func Start(cfg Config) (*Server, error) {
 		closing: make(chan struct{}),
 		dir:     newDirectory(),
 		tokens:  newTokenStore(),
+		web:     newWebSignIn(),
 		faults:  newFaultState(),
 		limits:  newLimiter(cfg.Limit, cfg.TenantLimit, cfg.Window),
 		devs:    newDevices(cfg),

@@ -184,6 +184,8 @@ func (s *Server) token(r *http.Request, tenant string, call *TokenCall) (any, *o
 		return s.clientCredentialsLocked(form, basicSecret, tenant, a, call, now)
 	case grantDeviceCode, grantDeviceCodeURN:
 		return s.deviceCodeGrantLocked(form, tenant, call, now)
+	case grantAuthorizationCode:
+		return s.authorizationCodeGrantLocked(form, basicSecret, tenant, a, call, now)
 	case grantRefreshToken:
 		return s.refreshGrantLocked(form, basicSecret, tenant, a, call, now)
 	case "":

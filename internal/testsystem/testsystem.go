@@ -55,7 +55,16 @@ type System struct {
 // Start starts a system that ends with the test.
 func Start(t testing.TB, simCfg graphsim.Config) *System {
 	t.Helper()
-	ns := devservertest.Start(t)
+	return StartConfig(t, simCfg, devserver.Config{})
+}
+
+// StartConfig starts a system as Start does, on a server configured by
+// dev (e.g. its users, for a component run with least privilege); the
+// system's own connection and its workers connect without credentials, as
+// dev.NoAuthUser.
+func StartConfig(t testing.TB, simCfg graphsim.Config, dev devserver.Config) *System {
+	t.Helper()
+	ns := devservertest.StartConfig(t, dev)
 	gs := graphsim.New(simCfg)
 	t.Cleanup(gs.Close)
 	gs.AddTenant(Tenant)
