@@ -49,7 +49,7 @@ func (s *Server) audit(ctx context.Context, sess *session, e wire.AuditEvent) {
 // auditSubject is where an event is published: the subject of the
 // workers' events of the same job, so the device's history holds it.
 func (s *Server) auditSubject(e wire.AuditEvent) string {
-	return s.names.Audit(e.Source, e.TenantID, e.ManagedDeviceID)
+	return s.names.Audit(e.Source, e.TenantID, e.ManagedDeviceID, e.At)
 }
 
 // heldPage lists the held jobs, oldest first.

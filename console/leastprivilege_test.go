@@ -120,7 +120,8 @@ func TestPagesReadAsTheConsoleUser(t *testing.T) {
 	}
 	publish(names.Result("batch", "lp.lp-0002"), wire.Result{JobID: "lp-0002", Source: "batch", ManagedDeviceID: device, Status: wire.Succeeded, Attempts: 1})
 	publish(names.Result("ticketing", "t-1"), wire.Result{JobID: "t-1", Source: "ticketing", ManagedDeviceID: device, Status: wire.Succeeded, Attempts: 1})
-	publish(names.Audit("ticketing", "", device), wire.AuditEvent{Kind: wire.KindGraphCall, JobID: "t-1", Source: "ticketing", ManagedDeviceID: device, Worker: "worker-lp", At: time.Now().UTC()})
+	at := time.Now().UTC()
+	publish(names.Audit("ticketing", "", device, at), wire.AuditEvent{Kind: wire.KindGraphCall, JobID: "t-1", Source: "ticketing", ManagedDeviceID: device, Worker: "worker-lp", At: at})
 
 	_, consoleJS := ConnectAsConsole(t, ns.URL())
 	s, err := New(Config{JetStream: consoleJS, TenantID: "33333333-3333-4333-8333-333333333333", ClientID: "77777777-7777-4777-8777-777777777777", BaseURL: "http://127.0.0.1:8080"})
