@@ -46,10 +46,10 @@ func (l *Limiter) Wrote(p Permit, sent time.Time) {
 // beyond the least such time seen recently bounds how much later than it
 // was written it may have reached Graph: a Graph (or a network, or a
 // stand-in on a loaded host) that is slow to read a call is also slow to
-// answer it. A call answered that much late, by more than Config.Margin
-// allows for, has its stamp moved by the excess, up to a tenth of the
-// window. Call it from the GotFirstResponseByte trace hook; it does not
-// block. It is safe for concurrent use.
+// answer it. A call answered later than that by more than half the Margin
+// has its stamp moved by the rest of the excess (up to a tenth of the
+// window less half the Margin). Call it from the GotFirstResponseByte
+// trace hook; it does not block. It is safe for concurrent use.
 func (l *Limiter) Answered(p Permit, at time.Time) {
 	u := p.use
 	if u == nil || at.IsZero() {
@@ -64,8 +64,10 @@ func (l *Limiter) Answered(p Permit, at time.Time) {
 	rtt := at.Sub(u.sent)
 	least := l.noteAnswer(rtt)
 	l.noteMean(rtt)
-	excess := min(rtt-least, l.cfg.Rate.Per/10)
-	if excess <= l.cfg.Margin/2 {
+	// Half the Margin is left for the least answer's own way in; the
+	// other half is what any call may be late by without a move.
+	excess := min(rtt-least, l.cfg.Rate.Per/10) - l.cfg.Margin/2
+	if excess <= 0 {
 		return
 	}
 	l.move(u, l.clock.ToServer(u.sent).Add(excess))
@@ -73,19 +75,19 @@ func (l *Limiter) Answered(p Permit, at time.Time) {
 
 // noteAnswer folds one write-to-answer time into answerRTT, the least
 // recently seen: a faster answer counts at once, slower ones raise it by
-// an eighth of the difference, so that it follows a Graph whose latency
+// a quarter of the difference, so that it follows a Graph whose latency
 // grew. It starts from zero, not from the first answer: the first calls of
 // a process (new connections, every worker starting at once) are the
 // slowest, and taking one of them as the least would let the others pass
-// for prompt. From zero, the first twenty or so answers of a process count
-// as late, and move their stamps, by at most a tenth of the window each.
+// for prompt. From zero, the first ten or so answers of a process count as
+// late, and move their stamps, by at most a tenth of the window each.
 // It returns the new value.
 func (l *Limiter) noteAnswer(d time.Duration) time.Duration {
 	for {
 		old := l.answerRTT.Load()
 		next := int64(max(d, 0))
 		if next > old {
-			next = old + (next-old)/8
+			next = old + (next-old)/4
 		}
 		if l.answerRTT.CompareAndSwap(old, next) {
 			return time.Duration(next)
