@@ -12,11 +12,14 @@ import (
 )
 
 // Confirmations of followed jobs (package follow) go to a source's
-// webhooks too: each webhook endpoint has a second durable consumer, on
+// endpoints too: each endpoint has a second durable consumer, on
 // the confirmations stream, filtered to
 // <prefix>.confirmations.<source>.>, with the same name as its results
-// consumer. A confirmation is POSTed as stored, signed like a result, with
-// webhook-id <jobId>/confirmation, and retried by the same policy; a
+// consumer. A webhook gets a confirmation POSTed as stored, signed like a
+// result, with webhook-id <jobId>/confirmation; ServiceNow a second work
+// note and Jira a second comment on the ticket, the ConfirmationNote
+// ("the device did it", failed, unknown, with the device's name and last
+// check-in). Each is retried by the same policy as results; a
 // confirmation whose delivery finally fails is kept in the deliveries
 // bucket like a result's (key failed.<source>.<endpoint>.<jobId>/confirmation),
 // listed and redelivered alike: the redelivery reads it again from the
@@ -37,15 +40,8 @@ func (d *Deliverer) confirmationsConsumer(s endpointSpec) jetstream.ConsumerConf
 	}
 }
 
-// deliversConfirmations reports whether the endpoint takes confirmations:
-// webhooks do; the ticket adapters write the result alone.
-func (e *endpoint) deliversConfirmations() bool { return e.spec.kind == KindWebhook }
-
 // setUpConfirmations creates the endpoint's confirmations consumer.
 func (e *endpoint) setUpConfirmations(ctx context.Context) error {
-	if !e.deliversConfirmations() {
-		return nil
-	}
 	var err error
 	e.confirmations, err = e.d.js.CreateOrUpdateConsumer(ctx, e.d.names().ConfirmationsStream(), e.d.confirmationsConsumer(e.spec))
 	if err != nil {

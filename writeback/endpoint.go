@@ -27,7 +27,7 @@ type endpoint struct {
 	log     zerolog.Logger
 
 	results, redeliveries jetstream.Consumer
-	// confirmations is nil for an endpoint that takes none (see
+	// confirmations is the consumer of its source's confirmations (see
 	// confirmations.go).
 	confirmations jetstream.Consumer
 
@@ -313,7 +313,12 @@ func (e *endpoint) delivered(ctx context.Context, msg jetstream.Msg, d delivery,
 	}
 	if r.redelivery {
 		e.metrics.ended(OutcomeDelivered)
-		e.log.Info().Str("job_id", d.result.JobID).Msg("redelivered")
+		e.log.Info().Str("job_id", d.result.JobID).Str("webhook_id", d.id).Msg("redelivered")
+		return
+	}
+	if d.confirmation != nil {
+		// Counted, but not in the latency of results.
+		e.metrics.ended(OutcomeDelivered)
 		return
 	}
 	e.metrics.delivered(time.Since(r.stored))
