@@ -47,8 +47,8 @@ func union(a, b []string) []string {
 	return out
 }
 
-// doorPermissions are the HTTP door's own: jobs in, results and request
-// records read.
+// doorPermissions are the HTTP door's own: jobs in, results, confirmations
+// and request records read.
 func doorPermissions(prefix, inboxPrefix string) Permissions {
 	n := wire.Names{Prefix: prefix}
 	p := prefix
@@ -60,7 +60,7 @@ func doorPermissions(prefix, inboxPrefix string) Permissions {
 	}
 	kvStream := "KV_" + n.RequestsBucket()
 	kvSubjects := "$KV." + n.RequestsBucket()
-	results := n.ResultsStream()
+	results, confirmations := n.ResultsStream(), n.ConfirmationsStream()
 	return Permissions{
 		Publish: []string{
 			n.JobsWildcard(),
@@ -75,6 +75,9 @@ func doorPermissions(prefix, inboxPrefix string) Permissions {
 			"$JS.API.CONSUMER.CREATE." + kvStream + ".*." + kvSubjects + ".>",
 			"$JS.API.CONSUMER.MSG.NEXT." + kvStream + ".*",
 			"$JS.API.CONSUMER.DELETE." + kvStream + ".*",
+			// A followed job's confirmation, read by subject.
+			"$JS.API.STREAM.INFO." + confirmations,
+			"$JS.API.STREAM.MSG.GET." + confirmations,
 		},
 		Subscribe: []string{
 			p + ".results.*.*",

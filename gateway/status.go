@@ -6,9 +6,10 @@ import (
 	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
-// getJob serves GET /v1/jobs/{id}: the job's result once it exists, else
-// "queued" while the gateway's record of it lives. The subjects read hold
-// the caller's source, so another source's job is simply not found.
+// getJob serves GET /v1/jobs/{id}: the job's result once it exists (with
+// its confirmation, for a followed job that has one), else "queued" while
+// the gateway's record of it lives. The subjects read hold the caller's
+// source, so another source's job is simply not found.
 func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 	ri := infoOf(r.Context())
 	id := r.PathValue("id")
@@ -23,7 +24,15 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if found {
-		writeJSON(w, http.StatusOK, res)
+		view := jobView{Result: res}
+		if res.Follow {
+			view.Confirmation, err = s.store.confirmation(r.Context(), ri.source, res.JobID)
+			if err != nil {
+				writeProblem(w, r, unavailable(err).p)
+				return
+			}
+		}
+		writeJSON(w, http.StatusOK, view)
 		return
 	}
 	rec, found, err := s.store.lookup(r.Context(), ri.source, id)
@@ -37,6 +46,13 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Retry-After", s.retryAfter())
 	writeJSON(w, http.StatusOK, queuedOf(rec))
+}
+
+// jobView is a job's result with, for a followed job, its confirmation
+// once the follow has ended (package follow).
+type jobView struct {
+	wire.Result
+	Confirmation *wire.Confirmation `json:"confirmation,omitempty"`
 }
 
 // findResult looks for a job's latest result under the caller's source:

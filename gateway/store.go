@@ -28,9 +28,10 @@ type store struct {
 	names   wire.Names
 	timeout time.Duration
 
-	mu       sync.Mutex
-	requests jetstream.KeyValue
-	results  jetstream.Stream
+	mu            sync.Mutex
+	requests      jetstream.KeyValue
+	results       jetstream.Stream
+	confirmations jetstream.Stream
 }
 
 func newStore(nc *nats.Conn, names wire.Names, timeout time.Duration) (*store, error) {
@@ -150,6 +151,46 @@ func (st *store) lastResult(ctx context.Context, subject string) (res wire.Resul
 		return res, false, fmt.Errorf("gateway: the message on %s is not a result", msg.Subject)
 	}
 	return res, true, nil
+}
+
+// confirmation reads a followed job's confirmation,
+// <prefix>.confirmations.<source>.<jobId>; none while it is being followed
+// (and none when the confirmations stream does not exist: no worker that
+// follows has started).
+func (st *store) confirmation(ctx context.Context, source, jobID string) (c *wire.Confirmation, err error) {
+	if err := st.connected(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, st.timeout)
+	defer cancel()
+	st.mu.Lock()
+	stream := st.confirmations
+	st.mu.Unlock()
+	if stream == nil {
+		stream, err = st.js.Stream(ctx, st.names.ConfirmationsStream())
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, st.wrap(err)
+		}
+		st.mu.Lock()
+		st.confirmations = stream
+		st.mu.Unlock()
+	}
+	subject := st.names.Confirmation(source, jobID)
+	msg, err := stream.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, st.wrap(err)
+	}
+	c = new(wire.Confirmation)
+	if err := json.Unmarshal(msg.Data, c); err != nil || c.JobID != jobID {
+		return nil, fmt.Errorf("gateway: the message on %s is not a confirmation", subject)
+	}
+	return c, nil
 }
 
 // publishJob publishes a job with its id as Nats-Msg-Id, so that JetStream

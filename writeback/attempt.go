@@ -54,6 +54,10 @@ type delivery struct {
 	body []byte
 	// id is the webhook-id, <jobId>/result: the same on every attempt.
 	id string
+	// confirmation is set when the delivery is a followed job's
+	// confirmation (body is then the confirmation as stored, id
+	// <jobId>/confirmation); result then holds its job, ticket and device.
+	confirmation *wire.Confirmation
 }
 
 // attempt is what one try at a delivery gave.

@@ -12,13 +12,18 @@ import (
 )
 
 // Confirmations of followed jobs (package follow) go to a source's
-// webhooks too: each webhook endpoint has a second durable consumer, on
+// endpoints too: each endpoint has a second durable consumer, on
 // the confirmations stream, filtered to
 // <prefix>.confirmations.<source>.>, with the same name as its results
-// consumer. A confirmation is POSTed as stored, signed like a result, with
-// webhook-id <jobId>/confirmation, and retried by the same policy; a
-// confirmation whose delivery finally fails is logged and counted, not
-// kept for redelivery (the confirmation stays readable in its stream).
+// consumer. A webhook gets a confirmation POSTed as stored, signed like a
+// result, with webhook-id <jobId>/confirmation; ServiceNow a second work
+// note and Jira a second comment on the ticket, the ConfirmationNote
+// ("the device did it", failed, unknown, with the device's name and last
+// check-in). Each is retried by the same policy as results; a
+// confirmation whose delivery finally fails is kept in the deliveries
+// bucket like a result's (key failed.<source>.<endpoint>.<jobId>/confirmation),
+// listed and redelivered alike: the redelivery reads it again from the
+// confirmations stream.
 
 // confirmationsConsumer is the endpoint's durable consumer of its source's
 // confirmations.
@@ -35,15 +40,8 @@ func (d *Deliverer) confirmationsConsumer(s endpointSpec) jetstream.ConsumerConf
 	}
 }
 
-// deliversConfirmations reports whether the endpoint takes confirmations:
-// webhooks do; the ticket adapters write the result alone.
-func (e *endpoint) deliversConfirmations() bool { return e.spec.kind == KindWebhook }
-
 // setUpConfirmations creates the endpoint's confirmations consumer.
 func (e *endpoint) setUpConfirmations(ctx context.Context) error {
-	if !e.deliversConfirmations() {
-		return nil
-	}
 	var err error
 	e.confirmations, err = e.d.js.CreateOrUpdateConsumer(ctx, e.d.names().ConfirmationsStream(), e.d.confirmationsConsumer(e.spec))
 	if err != nil {
@@ -59,18 +57,25 @@ func (e *endpoint) handleConfirmation(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Nak()
 		return
 	}
+	r := round{start: meta.Timestamp, attempt: int(meta.NumDelivered), seq: meta.Sequence.Stream, stored: meta.Timestamp}
+	e.deliverConfirmation(ctx, msg, msg.Subject(), msg.Data(), r)
+}
+
+// deliverConfirmation decodes a stored confirmation and delivers it; one
+// whose delivery finally fails is kept like a result's.
+func (e *endpoint) deliverConfirmation(ctx context.Context, msg jetstream.Msg, subject string, body []byte, r round) {
 	if e.isDisabled() {
 		_ = msg.Nak()
 		return
 	}
 	var c wire.Confirmation
-	if json.Unmarshal(msg.Data(), &c) != nil || !wire.ValidID(c.JobID) || msg.Subject() != e.d.names().Confirmation(e.spec.source, c.JobID) {
-		e.log.Warn().Str("subject", wire.Truncate(msg.Subject(), 200)).Msg("not a confirmation of this source: dropped")
-		_ = msg.TermWithReason("not a confirmation")
+	if json.Unmarshal(body, &c) != nil || !wire.ValidID(c.JobID) || subject != e.d.names().Confirmation(e.spec.source, c.JobID) {
+		jobID := "seq-" + fmt.Sprint(r.seq)
+		d := delivery{result: wire.Result{JobID: jobID}, confirmation: &wire.Confirmation{JobID: jobID}, id: confirmationItem(jobID)}
+		e.end(ctx, msg, d, attempt{final: OutcomeNotResult, err: fmt.Errorf("the message on %s is not a confirmation of source %s with a valid jobId", wire.Truncate(subject, 200), e.spec.source)}, OutcomeNotResult, r)
 		return
 	}
-	d := delivery{result: wire.Result{JobID: c.JobID, Ticket: c.Ticket, ManagedDeviceID: c.ManagedDeviceID}, body: msg.Data(), id: c.JobID + "/confirmation"}
-	r := round{start: meta.Timestamp, attempt: int(meta.NumDelivered), seq: meta.Sequence.Stream, stored: meta.Timestamp}
+	d := delivery{result: wire.Result{JobID: c.JobID, Ticket: c.Ticket, ManagedDeviceID: c.ManagedDeviceID}, confirmation: &c, body: body, id: confirmationItem(c.JobID)}
 	a := e.try(ctx, d, r)
 	if ctx.Err() != nil {
 		_ = msg.Nak()
@@ -79,16 +84,9 @@ func (e *endpoint) handleConfirmation(ctx context.Context, msg jetstream.Msg) {
 	dec := e.d.policy.decide(a, r.attempt, r.start, time.Now())
 	switch {
 	case dec.outcome == OutcomeDelivered:
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		if err := msg.DoubleAck(actx); err != nil {
-			e.log.Warn().Err(err).Str("job_id", c.JobID).Msg("confirmation delivered, but the acknowledgement was not confirmed: it may be delivered again")
-		}
+		e.delivered(ctx, msg, d, r)
 	case dec.outcome != "":
-		e.metrics.ended(dec.outcome)
-		e.log.Warn().Str("job_id", c.JobID).Str("outcome", string(dec.outcome)).Int("status", a.status).AnErr("reason", a.err).
-			Msg("confirmation delivery failed; the confirmation stays in its stream")
-		_ = msg.TermWithReason(string(dec.outcome))
+		e.end(ctx, msg, d, a, dec.outcome, r)
 	default:
 		_ = msg.NakWithDelay(dec.delay)
 	}

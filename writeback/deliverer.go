@@ -28,8 +28,9 @@ type Deliverer struct {
 	started   chan struct{}
 
 	// Set up by Run before any endpoint starts.
-	store   *Store
-	results jetstream.Stream
+	store         *Store
+	results       jetstream.Stream
+	confirmations jetstream.Stream
 }
 
 // Endpoint describes a configured endpoint, for logs and --dev.
@@ -145,7 +146,11 @@ func (d *Deliverer) trySetUp(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("writeback: results stream %s: %w", d.cfg.Names.ResultsStream(), err)
 	}
-	d.store, d.results = store, results
+	confirmations, err := d.js.Stream(ctx, d.cfg.Names.ConfirmationsStream())
+	if err != nil {
+		return fmt.Errorf("writeback: confirmations stream %s: %w", d.cfg.Names.ConfirmationsStream(), err)
+	}
+	d.store, d.results, d.confirmations = store, results, confirmations
 	for _, e := range d.endpoints {
 		if err := e.setUp(ctx); err != nil {
 			return err

@@ -94,6 +94,7 @@
 //	  $JS.API.CONSUMER.CREATE.RECOVERPASSCODE_CONFIRMATIONS.*.recoverpasscode.confirmations.>
 //	  $JS.API.CONSUMER.INFO.RECOVERPASSCODE_CONFIRMATIONS.*
 //	  $JS.API.CONSUMER.MSG.NEXT.RECOVERPASSCODE_CONFIRMATIONS.*
+//	  $JS.API.STREAM.MSG.GET.RECOVERPASSCODE_CONFIRMATIONS
 //	  $JS.ACK.RECOVERPASSCODE_CONFIRMATIONS.>
 //	  $JS.ACK.*.*.RECOVERPASSCODE_CONFIRMATIONS.>
 //	  $KV.recoverpasscode_deliveries.>
@@ -112,8 +113,9 @@
 //	subscribe:
 //	  _INBOX.gateway.>
 //
-// The confirmations stream lines do the same for each webhook's consumer
-// of its source's confirmations of followed jobs (see confirmations.go).
+// The confirmations stream lines do the same for each endpoint's consumer
+// of its source's confirmations of followed jobs (see confirmations.go),
+// and read a confirmation again by its sequence (a redelivery).
 // The results stream lines create, read, pull from and acknowledge the
 // endpoints' consumers (their filter, in the create subject, limits them
 // to results) and read a result again by its sequence (a redelivery, the

@@ -27,7 +27,7 @@ type endpoint struct {
 	log     zerolog.Logger
 
 	results, redeliveries jetstream.Consumer
-	// confirmations is nil for an endpoint that takes none (see
+	// confirmations is the consumer of its source's confirmations (see
 	// confirmations.go).
 	confirmations jetstream.Consumer
 
@@ -209,7 +209,7 @@ func (e *endpoint) handleRedelivery(ctx context.Context, msg jetstream.Msg) {
 	}
 	// Only the latest version of the key counts: a later failure or
 	// request supersedes this one.
-	key := failureKey(e.spec.source, e.spec.name, f.JobID)
+	key := Failure{Source: e.spec.source, Endpoint: e.spec.name, JobID: f.JobID, Confirmation: f.Confirmation}.key()
 	entry, err := e.d.store.kv.Get(ctx, key)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
@@ -223,14 +223,26 @@ func (e *endpoint) handleRedelivery(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	r := round{start: meta.Timestamp, attempt: int(meta.NumDelivered), seq: f.ResultSequence, redeliveries: f.Redeliveries + 1, redelivery: true}
-	stored, err := e.d.results.GetMsg(ctx, f.ResultSequence)
+	stream, what := e.d.results, "result"
+	if f.Confirmation {
+		r.seq, stream, what = f.ConfirmationSequence, e.d.confirmations, "confirmation"
+	}
+	stored, err := stream.GetMsg(ctx, r.seq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		d := delivery{result: wire.Result{JobID: f.JobID, Ticket: f.Ticket, ManagedDeviceID: f.ManagedDeviceID, Status: f.ResultStatus}, id: f.WebhookID}
-		e.end(ctx, msg, d, attempt{final: OutcomeResultExpired, err: fmt.Errorf("result %d is no longer stored in %s", f.ResultSequence, e.d.names().ResultsStream())}, OutcomeResultExpired, r)
+		if f.Confirmation {
+			d.confirmation = &wire.Confirmation{JobID: f.JobID, Ticket: f.Ticket, ManagedDeviceID: f.ManagedDeviceID, State: f.ConfirmationState}
+		}
+		e.end(ctx, msg, d, attempt{final: OutcomeResultExpired, err: fmt.Errorf("%s %d is no longer stored in %s", what, r.seq, stream.CachedInfo().Config.Name)}, OutcomeResultExpired, r)
 		return
 	}
 	if err != nil {
 		e.retryLater(msg, err)
+		return
+	}
+	r.stored = stored.Time
+	if f.Confirmation {
+		e.deliverConfirmation(ctx, msg, stored.Subject, stored.Data, r)
 		return
 	}
 	r.stored = stored.Time
@@ -289,7 +301,7 @@ func (e *endpoint) delivered(ctx context.Context, msg jetstream.Msg, d delivery,
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if r.redelivery {
-		if err := e.d.store.resolve(actx, e.spec.source, e.spec.name, d.result.JobID); err != nil {
+		if err := e.d.store.resolve(actx, Failure{Source: e.spec.source, Endpoint: e.spec.name, JobID: d.result.JobID, Confirmation: d.confirmation != nil}); err != nil {
 			e.retryLater(msg, err)
 			return
 		}
@@ -301,7 +313,12 @@ func (e *endpoint) delivered(ctx context.Context, msg jetstream.Msg, d delivery,
 	}
 	if r.redelivery {
 		e.metrics.ended(OutcomeDelivered)
-		e.log.Info().Str("job_id", d.result.JobID).Msg("redelivered")
+		e.log.Info().Str("job_id", d.result.JobID).Str("webhook_id", d.id).Msg("redelivered")
+		return
+	}
+	if d.confirmation != nil {
+		// Counted, but not in the latency of results.
+		e.metrics.ended(OutcomeDelivered)
 		return
 	}
 	e.metrics.delivered(time.Since(r.stored))
@@ -320,6 +337,9 @@ func (e *endpoint) end(ctx context.Context, msg jetstream.Msg, d delivery, a att
 		Outcome: outcome, Reason: reason, Status: a.status, Body: a.excerpt,
 		Attempts: r.attempt, Redeliveries: r.redeliveries, StoredAt: r.stored, FailedAt: time.Now().UTC(),
 	}
+	if c := d.confirmation; c != nil {
+		f.Confirmation, f.ConfirmationSequence, f.ConfirmationState, f.ResultSequence = true, r.seq, c.State, 0
+	}
 	if err := e.d.store.keep(actx, f); err != nil {
 		e.retryLater(msg, fmt.Errorf("keep the failed delivery: %w", err))
 		return
@@ -337,7 +357,7 @@ func (e *endpoint) end(ctx context.Context, msg jetstream.Msg, d delivery, a att
 		_ = msg.TermWithReason(string(outcome))
 	}
 	e.metrics.ended(outcome)
-	e.log.Warn().Str("job_id", d.result.JobID).Str("outcome", string(outcome)).Int("status", a.status).Int("attempt", r.attempt).Str("reason", reason).
+	e.log.Warn().Str("job_id", d.result.JobID).Str("webhook_id", d.id).Str("outcome", string(outcome)).Int("status", a.status).Int("attempt", r.attempt).Str("reason", reason).
 		Msg("delivery failed: kept for `enqueue deliveries list` and `redeliver`")
 }
 

@@ -81,6 +81,22 @@ func (h *harness) publish(r wire.Result) {
 	}
 }
 
+// publishConfirmation stores c as the follower does: on
+// <prefix>.confirmations.<source>.<jobId> with Nats-Msg-Id
+// <jobId>/confirmation.
+func (h *harness) publishConfirmation(c wire.Confirmation) {
+	h.t.Helper()
+	body, err := json.Marshal(c)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(h.t.Context(), 10*time.Second)
+	defer cancel()
+	if _, err := h.js.Publish(ctx, h.names.Confirmation(c.Source, c.JobID), body, jetstream.WithMsgID(c.JobID+"/confirmation")); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
 // testConfig is a configuration with short timeouts and backoffs.
 func testConfig(sources ...writeback.Source) writeback.Config {
 	return writeback.Config{

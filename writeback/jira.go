@@ -32,7 +32,7 @@ func (t *jiraTarget) deliver(ctx context.Context, d delivery) attempt {
 	if len(key) > 255 || !issueKey.MatchString(key) {
 		return attempt{final: OutcomeInvalidTicket, err: fmt.Errorf("ticket %q is not a Jira issue key such as ITSM-42", wire.Truncate(key, 64))}
 	}
-	body, err := json.Marshal(commentBody(d.result, t.spec.public))
+	body, err := json.Marshal(commentBody(d.lines(), t.spec.public))
 	if err != nil {
 		return attempt{err: err}
 	}
@@ -84,11 +84,12 @@ type commentProperty struct {
 	Value any    `json:"value"`
 }
 
-// commentBody is the comment a result becomes: a document of one paragraph
-// per line of its Note, internal unless public.
-func commentBody(r wire.Result, public bool) comment {
+// commentBody is the comment a result or confirmation becomes: a document
+// of one paragraph per line of its Note (or ConfirmationNote), internal
+// unless public.
+func commentBody(lines []string, public bool) comment {
 	doc := adf{Type: "doc", Version: 1}
-	for _, line := range Note(r) {
+	for _, line := range lines {
 		doc.Content = append(doc.Content, adf{Type: "paragraph", Content: []adf{{Type: "text", Text: line}}})
 	}
 	c := comment{Body: doc}

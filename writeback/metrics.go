@@ -33,7 +33,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "recoverpasscode_deliveries_total",
-			Help: "Deliveries of results to write-back endpoints that ended, by source, endpoint and outcome (delivered, or why it was kept as failed: rejected, gone, exhausted, no-ticket, invalid-ticket, not-found, ambiguous, not-a-result, result-expired).",
+			Help: "Deliveries of results (and confirmations of followed jobs) to write-back endpoints that ended, by source, endpoint and outcome (delivered, or why it was kept as failed: rejected, gone, exhausted, no-ticket, invalid-ticket, not-found, ambiguous, not-a-result, result-expired).",
 		}, append(labels, "outcome")),
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "recoverpasscode_delivery_attempts_total",

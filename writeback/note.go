@@ -56,6 +56,50 @@ func Note(r wire.Result) []string {
 	return lines
 }
 
+// ConfirmationNote is what a ticket is told about a followed job's
+// confirmation (package follow), in a second work note or comment after
+// the result's: whether the device did it, the device's name and last
+// check-in as Intune reported them, and the job.
+func ConfirmationNote(c wire.Confirmation) []string {
+	device := orDash(c.ManagedDeviceID)
+	if c.DeviceName != "" {
+		device = fmt.Sprintf("%s (%s)", c.DeviceName, device)
+	}
+	var lines []string
+	switch c.State {
+	case wire.StateDone:
+		lines = append(lines, fmt.Sprintf("Confirmed: the device did it. Device %s carried out recoverPasscode (Intune reports done, %s).", device, stamp(c.LastUpdated)))
+	case wire.StateFailed:
+		lines = append(lines, fmt.Sprintf("Failed on the device: device %s tried recoverPasscode and failed (Intune reports failed, %s).", device, stamp(c.LastUpdated)))
+	case wire.StateCanceled:
+		lines = append(lines, fmt.Sprintf("Canceled: recoverPasscode was canceled before device %s carried it out (Intune reports canceled, %s).", device, stamp(c.LastUpdated)))
+	case wire.StateNotSupported:
+		lines = append(lines, fmt.Sprintf("Not supported: device %s cannot recover its passcode (Intune reports notSupported, %s).", device, stamp(c.LastUpdated)))
+	default:
+		lines = append(lines, fmt.Sprintf("Unknown: whether device %s carried out recoverPasscode is not known: %s", device, orDash(c.Error)))
+	}
+	lines = append(lines, fmt.Sprintf("Device %s last checked in %s; Graph accepted the call %s, followed until %s (%d read(s)).",
+		device, stamp(c.LastSyncDateTime), stamp(c.CalledAt), stamp(c.ConfirmedAt), c.Polls))
+	job := fmt.Sprintf("Job %s", c.JobID)
+	if c.TenantID != "" {
+		job += ", tenant " + c.TenantID
+	}
+	if c.Worker != "" {
+		job += ", worker " + c.Worker
+	}
+	lines = append(lines, job+".")
+	return lines
+}
+
+// lines is the text a ticket gets for a delivery: the result's Note, or
+// the confirmation's.
+func (d delivery) lines() []string {
+	if d.confirmation != nil {
+		return ConfirmationNote(*d.confirmation)
+	}
+	return Note(d.result)
+}
+
 func stamp(t time.Time) string {
 	if t.IsZero() {
 		return "-"

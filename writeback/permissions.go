@@ -49,6 +49,8 @@ func NATSPermissions(prefix, inboxPrefix string) Permissions {
 		"$JS.API.CONSUMER.CREATE."+confirmations+".*."+n.ConfirmationsWildcard(),
 		"$JS.API.CONSUMER.INFO."+confirmations+".*",
 		"$JS.API.CONSUMER.MSG.NEXT."+confirmations+".*",
+		// A redelivery reads the confirmation again by sequence.
+		"$JS.API.STREAM.MSG.GET."+confirmations,
 		"$JS.ACK."+confirmations+".>",
 		"$JS.ACK.*.*."+confirmations+".>",
 	)

@@ -78,7 +78,7 @@ func (t *servicenowTarget) deliver(ctx context.Context, d delivery) attempt {
 	if id == "" {
 		return a
 	}
-	return t.addNote(ctx, id, d.result)
+	return t.addNote(ctx, id, d)
 }
 
 // find returns the sys_id of the one record numbered ticket.
@@ -125,8 +125,8 @@ func (t *servicenowTarget) find(ctx context.Context, ticket string) (string, att
 }
 
 // addNote PATCHes the record's work_notes, which appends to its journal.
-func (t *servicenowTarget) addNote(ctx context.Context, id string, r wire.Result) attempt {
-	note := codeTag.ReplaceAllString(strings.Join(Note(r), "\n"), "")
+func (t *servicenowTarget) addNote(ctx context.Context, id string, d delivery) attempt {
+	note := codeTag.ReplaceAllString(strings.Join(d.lines(), "\n"), "")
 	body, err := json.Marshal(map[string]string{"work_notes": note})
 	if err != nil {
 		return attempt{err: err}
@@ -139,7 +139,7 @@ func (t *servicenowTarget) addNote(ctx context.Context, id string, r wire.Result
 	req.Header.Set("Content-Type", "application/json")
 	_, a := t.send(req)
 	if !a.ok() {
-		a.err = fmt.Errorf("adding the work note to %s %s: %w", t.spec.table, r.Ticket, a.err)
+		a.err = fmt.Errorf("adding the work note to %s %s: %w", t.spec.table, d.result.Ticket, a.err)
 	}
 	return a
 }

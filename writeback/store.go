@@ -16,15 +16,24 @@ import (
 // Failure is a delivery that finally failed, kept with its reason in the
 // deliveries bucket until it is redelivered (or, like results, for 30
 // days). Its key is failed.<source>.<endpoint>.<jobId>: a result's latest
-// failure at an endpoint.
+// failure at an endpoint; a confirmation's (package follow) is
+// failed.<source>.<endpoint>.<jobId>/confirmation.
 type Failure struct {
 	Source   string `json:"source"`
 	Endpoint string `json:"endpoint"`
 	// Kind is webhook, servicenow or jira.
 	Kind  string `json:"kind"`
 	JobID string `json:"jobId"`
-	// WebhookID is the webhook-id every attempt carried, <jobId>/result.
+	// WebhookID is the webhook-id every attempt carried, <jobId>/result
+	// or <jobId>/confirmation.
 	WebhookID string `json:"webhookId"`
+	// Confirmation is set on the failed delivery of a followed job's
+	// confirmation, ConfirmationSequence its sequence in the confirmations
+	// stream, where a redelivery reads it again, and ConfirmationState its
+	// state.
+	Confirmation         bool   `json:"confirmation,omitempty"`
+	ConfirmationSequence uint64 `json:"confirmationSequence,omitempty"`
+	ConfirmationState    string `json:"confirmationState,omitempty"`
 	// ResultSequence is the result's sequence in the results stream, where
 	// a redelivery reads it again.
 	ResultSequence  uint64      `json:"resultSequence"`
@@ -104,17 +113,32 @@ func failureKey(source, endpoint, jobID string) string {
 	return "failed." + source + "." + endpoint + "." + jobID
 }
 
+// confirmationItem is the last token of a confirmation's failure key.
+func confirmationItem(jobID string) string { return jobID + "/confirmation" }
+
+// key is the failure's key in the bucket.
+func (f Failure) key() string {
+	if f.Confirmation {
+		return failureKey(f.Source, f.Endpoint, confirmationItem(f.JobID))
+	}
+	return failureKey(f.Source, f.Endpoint, f.JobID)
+}
+
 func disabledKey(source, endpoint string) string { return "endpoint." + source + "." + endpoint }
 
-// filterKey is the key filter of f: a token per field, "*" for any.
-func (f Filter) key() string {
+// keys are the key filters of f: a token per field, "*" for any; a job's
+// result and its confirmation.
+func (f Filter) keys() []string {
 	tok := func(s string) string {
 		if s == "" {
 			return "*"
 		}
 		return s
 	}
-	return failureKey(tok(f.Source), tok(f.Endpoint), tok(f.JobID))
+	if f.JobID == "" {
+		return []string{failureKey(tok(f.Source), tok(f.Endpoint), "*")}
+	}
+	return []string{failureKey(tok(f.Source), tok(f.Endpoint), f.JobID), failureKey(tok(f.Source), tok(f.Endpoint), confirmationItem(f.JobID))}
 }
 
 func (f Filter) check() error {
@@ -132,7 +156,7 @@ func (s *Store) Failures(ctx context.Context, f Filter) ([]Failure, error) {
 		return nil, err
 	}
 	var out []Failure
-	err := s.each(ctx, f.key(), func(e jetstream.KeyValueEntry) {
+	err := s.each(ctx, f.keys(), func(e jetstream.KeyValueEntry) {
 		var fl Failure
 		if json.Unmarshal(e.Value(), &fl) == nil {
 			fl.revision = e.Revision()
@@ -146,7 +170,7 @@ func (s *Store) Failures(ctx context.Context, f Filter) ([]Failure, error) {
 // Disabled lists the disabled endpoints.
 func (s *Store) Disabled(ctx context.Context) ([]Disabled, error) {
 	var out []Disabled
-	err := s.each(ctx, "endpoint.>", func(e jetstream.KeyValueEntry) {
+	err := s.each(ctx, []string{"endpoint.>"}, func(e jetstream.KeyValueEntry) {
 		var d Disabled
 		if json.Unmarshal(e.Value(), &d) == nil {
 			out = append(out, d)
@@ -155,9 +179,9 @@ func (s *Store) Disabled(ctx context.Context) ([]Disabled, error) {
 	return out, err
 }
 
-// each passes every live entry under filter to f.
-func (s *Store) each(ctx context.Context, filter string, f func(jetstream.KeyValueEntry)) error {
-	w, err := s.kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
+// each passes every live entry under filters to f.
+func (s *Store) each(ctx context.Context, filters []string, f func(jetstream.KeyValueEntry)) error {
+	w, err := s.kv.WatchFiltered(ctx, filters, jetstream.IgnoreDeletes())
 	if err != nil {
 		return fmt.Errorf("writeback: read deliveries: %w", err)
 	}
@@ -197,7 +221,7 @@ func (s *Store) Redeliver(ctx context.Context, f Failure, by string) (reenabled 
 	if err != nil {
 		return reenabled, err
 	}
-	if _, err := s.kv.Update(ctx, failureKey(f.Source, f.Endpoint, f.JobID), raw, f.revision); err != nil {
+	if _, err := s.kv.Update(ctx, f.key(), raw, f.revision); err != nil {
 		return reenabled, fmt.Errorf("writeback: redeliver %s to %s/%s: %w", f.JobID, f.Source, f.Endpoint, err)
 	}
 	return reenabled, nil
@@ -209,13 +233,13 @@ func (s *Store) keep(ctx context.Context, f Failure) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.kv.Put(ctx, failureKey(f.Source, f.Endpoint, f.JobID), raw)
+	_, err = s.kv.Put(ctx, f.key(), raw)
 	return err
 }
 
 // resolve forgets a failure that was redelivered.
-func (s *Store) resolve(ctx context.Context, source, endpoint, jobID string) error {
-	return s.kv.Delete(ctx, failureKey(source, endpoint, jobID))
+func (s *Store) resolve(ctx context.Context, f Failure) error {
+	return s.kv.Delete(ctx, f.key())
 }
 
 // disable records that an endpoint answered 410 Gone.
@@ -231,6 +255,6 @@ func (s *Store) disable(ctx context.Context, d Disabled) error {
 // count is the number of failed deliveries kept for an endpoint.
 func (s *Store) count(ctx context.Context, source, endpoint string) (int, error) {
 	n := 0
-	err := s.each(ctx, failureKey(source, endpoint, "*"), func(jetstream.KeyValueEntry) { n++ })
+	err := s.each(ctx, []string{failureKey(source, endpoint, "*")}, func(jetstream.KeyValueEntry) { n++ })
 	return n, err
 }

@@ -3,7 +3,9 @@ package writeback_test
 import (
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/recoverpasscode/recoverpasscode/wire"
 	"github.com/recoverpasscode/recoverpasscode/writeback"
 	"github.com/recoverpasscode/recoverpasscode/writeback/jirasim"
 	"github.com/recoverpasscode/recoverpasscode/writeback/servicenowsim"
@@ -203,5 +205,85 @@ func TestWrongCredentials(t *testing.T) {
 	}
 	if n := len(snow.Notes()) + len(jira.Comments()); n != 0 {
 		t.Errorf("%d notes or comments written with wrong credentials", n)
+	}
+}
+
+// TestTicketsGetTheConfirmation: a followed job's confirmation becomes a
+// second work note (ServiceNow) or comment (Jira) on the ticket after the
+// result's: the device did it, failed, or it is not known, with the
+// device's name and last check-in.
+func TestTicketsGetTheConfirmation(t *testing.T) {
+	h := newHarness(t)
+	snow := servicenowsim.New(servicenowsim.Config{User: "u", Password: "password-0123"})
+	t.Cleanup(snow.Close)
+	snow.AddRecord("incident", "INC0012345")
+	jira := jirasim.New(jirasim.Config{Email: "svc@example.com", APIToken: "api-token-0123"})
+	t.Cleanup(jira.Close)
+	jira.AddIssue("ITSM-1")
+	jira.AddIssue("ITSM-2")
+	cfg := testConfig(
+		writeback.Source{Name: "ticketing", ServiceNow: &writeback.ServiceNow{Instance: snow.URL(), User: "u", Password: "password-0123"}},
+		writeback.Source{Name: "jiraops", Jira: &writeback.Jira{Site: jira.URL(), Email: "svc@example.com", APIToken: "api-token-0123"}},
+	)
+	cfg.TLS = trusting(snow.Certificate(), jira.Certificate())
+	h.start(h.js, cfg)
+
+	synced := time.Date(2026, 5, 1, 10, 3, 4, 0, time.UTC)
+	jobs := []struct {
+		source, id, ticket string
+		c                  wire.Confirmation
+	}{
+		{"ticketing", "job-c-done", "INC0012345", wire.Confirmation{State: wire.StateDone, DeviceName: "LAPTOP-42", LastSyncDateTime: synced, LastUpdated: synced}},
+		{"jiraops", "job-c-failed", "ITSM-1", wire.Confirmation{State: wire.StateFailed, DeviceName: "LAPTOP-43", LastSyncDateTime: synced}},
+		{"jiraops", "job-c-unknown", "ITSM-2", wire.Confirmation{State: wire.StateUnknown, DeviceName: "LAPTOP-44", Error: "the device did not check in within 24h"}},
+	}
+	for _, j := range jobs {
+		r := sampleResult(j.id, j.ticket)
+		r.Source, r.Follow = j.source, true
+		h.publish(r)
+	}
+	ctx := waitCtx(t)
+	must(t, snow.WaitNotes(ctx, func(n []servicenowsim.Note) bool { return len(n) >= 1 }), "the result's work note")
+	must(t, jira.WaitComments(ctx, func(c []jirasim.Comment) bool { return len(c) >= 2 }), "the results' comments")
+	for _, j := range jobs {
+		c := j.c
+		c.JobID, c.Source, c.Ticket, c.ManagedDeviceID = j.id, j.source, j.ticket, "2d6a3d0e-8f5c-4d7a-9b1e-0b2f3c4d5e6f"
+		h.publishConfirmation(c)
+	}
+	must(t, snow.WaitNotes(ctx, func(n []servicenowsim.Note) bool { return len(n) >= 2 }), "the confirmation's work note")
+	must(t, jira.WaitComments(ctx, func(c []jirasim.Comment) bool { return len(c) >= 4 }), "the confirmations' comments")
+	h.settled("ticketing", "servicenow")
+	h.settled("jiraops", "jira")
+
+	notes := snow.Notes()
+	if len(notes) != 2 || !strings.Contains(notes[0].Text, "succeeded") {
+		t.Fatalf("work notes %+v; want the result's, then the confirmation's", notes)
+	}
+	for _, want := range []string{"the device did it", "LAPTOP-42", "last checked in 2026-05-01T10:03:04Z", "Job job-c-done"} {
+		if !strings.Contains(notes[1].Text, want) {
+			t.Errorf("the confirmation's work note lacks %q:\n%s", want, notes[1].Text)
+		}
+	}
+	byKey := map[string][]jirasim.Comment{}
+	for _, c := range jira.Comments() {
+		byKey[c.Key] = append(byKey[c.Key], c)
+	}
+	for key, wants := range map[string][]string{
+		"ITSM-1": {"Failed on the device", "LAPTOP-43", "last checked in 2026-05-01T10:03:04Z"},
+		"ITSM-2": {"Unknown", "LAPTOP-44", "did not check in within 24h"},
+	} {
+		cs := byKey[key]
+		if len(cs) != 2 || !strings.Contains(cs[0].Text, "succeeded") || !cs[1].Internal {
+			t.Errorf("comments on %s: %+v; want the result's, then the confirmation's (internal)", key, cs)
+			continue
+		}
+		for _, want := range wants {
+			if !strings.Contains(cs[1].Text, want) {
+				t.Errorf("the confirmation's comment on %s lacks %q:\n%s", key, want, cs[1].Text)
+			}
+		}
+	}
+	if strings.Contains(jira.Comments()[3].Text, "the device did it") {
+		t.Error("a failed or unknown confirmation says the device did it")
 	}
 }

@@ -19,8 +19,9 @@ import (
 )
 
 const deliveriesUsage = `enqueue deliveries lists and redelivers write-back deliveries that finally failed: results
-a webhook, a ServiceNow instance or a Jira site did not take, kept with the reason in the
-bucket <prefix>_deliveries (for as long as results are kept, 30 days by default).
+(and confirmations of followed jobs) a webhook, a ServiceNow instance or a Jira site did
+not take, kept with the reason in the bucket <prefix>_deliveries (for as long as results
+are kept, 30 days by default).
 
 Usage:
   enqueue deliveries list      [--source S] [--endpoint E] [--id JOB] [--json]
@@ -79,7 +80,7 @@ func deliveries(ctx context.Context, args []string, stdout, stderr io.Writer) er
 }
 
 const deliveriesListUsage = `enqueue deliveries list lists the failed deliveries, oldest failure first: the source and
-endpoint, the job and its ticket, how the delivery ended (rejected: the endpoint kept
+endpoint, the job (JOB/confirmation for a followed job's confirmation) and its ticket, how the delivery ended (rejected: the endpoint kept
 refusing it, e.g. a wrong secret or credentials; gone: it answered 410 and is disabled;
 exhausted: no 2xx within the retry period; no-ticket, invalid-ticket, not-found,
 ambiguous: the ticket names no one record or issue), the last HTTP status, the attempts,
@@ -160,11 +161,20 @@ func printFailures(w io.Writer, failures []writeback.Failure) {
 		if f.Body != "" {
 			reason += ": " + f.Body
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", f.FailedAt.UTC().Format(time.RFC3339), f.Source, f.Endpoint, f.JobID,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", f.FailedAt.UTC().Format(time.RFC3339), f.Source, f.Endpoint, failureJob(f),
 			orDash(f.Ticket), outcome, status, f.Attempts, wire.Truncate(reason, 300))
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "%d failed deliver%s\n", len(failures), plural(len(failures), "y", "ies"))
+}
+
+// failureJob names what failed: the job (its result), or
+// <jobId>/confirmation.
+func failureJob(f writeback.Failure) string {
+	if f.Confirmation {
+		return f.JobID + "/confirmation"
+	}
+	return f.JobID
 }
 
 func plural(n int, one, many string) string {
@@ -227,7 +237,7 @@ func deliveriesRedeliver(ctx context.Context, args []string, stdout, stderr io.W
 	}
 	var failed []string
 	for _, f := range failures {
-		what := fmt.Sprintf("job %s to %s/%s (%s)", f.JobID, f.Source, f.Endpoint, f.Outcome)
+		what := fmt.Sprintf("job %s to %s/%s (%s)", failureJob(f), f.Source, f.Endpoint, f.Outcome)
 		if dryRun {
 			fmt.Fprintf(stdout, "would redeliver %s\n", what)
 			continue

@@ -167,6 +167,84 @@ func (s *swappable) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func trust(hook *httptest.Server, snow *servicenowsim.Server) *tls.Config {
 	pool := x509.NewCertPool()
 	pool.AddCert(hook.Certificate())
-	pool.AddCert(snow.Certificate())
+	if snow != nil {
+		pool.AddCert(snow.Certificate())
+	}
 	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+}
+
+// TestDeliveriesOfConfirmations: a followed job's confirmation that a
+// webhook does not take is kept next to its result's failure, listed as
+// JOB/confirmation, and redelivered by the job's id with the result.
+func TestDeliveriesOfConfirmations(t *testing.T) {
+	sys := testsystem.Start(t, graphsim.Config{})
+	sent, _ := writeback.NewSecret()
+	held, _ := writeback.NewSecret()
+	hook := &swappable{}
+	hook.set(mustReceiver(t, held))
+	hookSrv := httptest.NewTLSServer(hook)
+	t.Cleanup(hookSrv.Close)
+	d, err := writeback.New(sys.JS, writeback.Config{
+		Sources: []writeback.Source{{Name: "ticketing", Webhooks: []writeback.Webhook{{Name: "hook", URL: hookSrv.URL, Secret: sent}}}},
+		Timeout: 2 * time.Second, ClientErrorAttempts: 2, MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second,
+		FetchWait: 200 * time.Millisecond, TLS: trust(hookSrv, nil), Logger: zerolog.Nop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	<-d.Started()
+
+	publishResult(t, sys, "job-conf-1", "INC0000042")
+	c := wire.Confirmation{JobID: "job-conf-1", Source: "ticketing", ManagedDeviceID: testsystem.Device, Ticket: "INC0000042", State: wire.StateDone}
+	body, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sys.JS.Publish(t.Context(), sys.Names.Confirmation("ticketing", c.JobID), body, jetstream.WithMsgID(c.JobID+"/confirmation")); err != nil {
+		t.Fatal(err)
+	}
+	store, err := writeback.OpenStore(t.Context(), sys.JS, sys.Names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !testsystem.Eventually(30*time.Second, func() bool {
+		f, err := store.Failures(t.Context(), writeback.Filter{})
+		return err == nil && len(f) == 2
+	}) {
+		t.Fatal("no two failed deliveries within 30s")
+	}
+	list := enqueue(t.Context(), t, sys, "deliveries", "list", "--id", "job-conf-1")
+	if list.code != exitOK || !strings.Contains(list.stdout, "2 failed deliveries") ||
+		!strings.Contains(list.stdout, "ticketing  hook      job-conf-1/confirmation  INC0000042  rejected  401") ||
+		!strings.Contains(list.stdout, "ticketing  hook      job-conf-1               INC0000042  rejected  401") {
+		t.Fatalf("deliveries list: %s", list)
+	}
+	fixed := mustReceiver(t, held, sent)
+	hook.set(fixed)
+	again := enqueue(t.Context(), t, sys, "deliveries", "redeliver", "--id", "job-conf-1")
+	if again.code != exitOK || !strings.Contains(again.stdout, "redelivering job job-conf-1/confirmation to ticketing/hook (rejected)") {
+		t.Fatalf("redeliver: %s", again)
+	}
+	wait, stop := context.WithTimeout(t.Context(), 30*time.Second)
+	defer stop()
+	if err := fixed.Wait(wait, func(d []receiver.Delivery, _ int) bool { return len(d) == 2 }); err != nil {
+		t.Fatalf("the redeliveries: %v", err)
+	}
+	ids := map[string]bool{}
+	for _, dl := range fixed.Deliveries() {
+		ids[dl.ID] = true
+	}
+	if !ids["job-conf-1/result"] || !ids["job-conf-1/confirmation"] {
+		t.Errorf("redelivered %v", ids)
+	}
+	if !testsystem.Eventually(30*time.Second, func() bool {
+		f, err := store.Failures(t.Context(), writeback.Filter{})
+		return err == nil && len(f) == 0
+	}) {
+		t.Error("failed deliveries are left after the redeliveries")
+	}
 }
