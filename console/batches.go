@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/recoverpasscode/recoverpasscode/batch"
+	"github.com/recoverpasscode/recoverpasscode/scan"
 	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
@@ -104,7 +105,7 @@ func (s *Server) readBatch(ctx context.Context, source, name string) (batchData,
 	d := batchData{Source: source, Name: name}
 	out := batch.NewOutcomes()
 	read := 0
-	err := s.read(ctx, scan{stream: s.names.ResultsStream(), filter: batch.ResultsFilter(s.names, source, name), max: maxBatchResults}, func(m jetstream.Msg) bool {
+	err := s.streams().Forward(ctx, scan.Range{Stream: s.names.ResultsStream(), Filter: batch.ResultsFilter(s.names, source, name), Max: maxBatchResults}, func(m jetstream.Msg) bool {
 		var res wire.Result
 		if json.Unmarshal(m.Data(), &res) == nil && res.JobID != "" {
 			out.Add(res)
