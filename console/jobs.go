@@ -146,7 +146,9 @@ func (s *Server) jobs(w http.ResponseWriter, r *http.Request, sess *session) {
 		return
 	}
 	if more && next > 0 {
-		d.Next = q.Next(next)
+		// next is the result the page had no room for: the next page
+		// reads up to and including it.
+		d.Next = q.Next(next + 1)
 	}
 	s.render(w, r, sess, http.StatusOK, "jobs", "Jobs", d)
 }
