@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/recoverpasscode/recoverpasscode/quota"
 	"github.com/recoverpasscode/recoverpasscode/ratelimit"
@@ -56,9 +57,8 @@ func (s *Server) auditSubject(e wire.AuditEvent) string {
 func (s *Server) heldPage(w http.ResponseWriter, r *http.Request, sess *session) {
 	ctx, cancel := s.ctx(r)
 	defer cancel()
-	kv, err := s.limits(ctx)
-	if err != nil {
-		s.unavailable(w, r, sess, "limits bucket", err)
+	kv, ok := s.limitsBucket(ctx, w, r, sess)
+	if !ok {
 		return
 	}
 	source := strings.TrimSpace(r.URL.Query().Get("source"))
@@ -86,9 +86,8 @@ func (s *Server) release(w http.ResponseWriter, r *http.Request, sess *session) 
 	}
 	ctx, cancel := s.ctx(r)
 	defer cancel()
-	kv, err := s.limits(ctx)
-	if err != nil {
-		s.unavailable(w, r, sess, "limits bucket", err)
+	kv, ok := s.limitsBucket(ctx, w, r, sess)
+	if !ok {
 		return
 	}
 	store := quota.New(s.js, kv, nil)
@@ -127,9 +126,8 @@ func (s *Server) pause(w http.ResponseWriter, r *http.Request, sess *session) {
 	}
 	ctx, cancel := s.ctx(r)
 	defer cancel()
-	kv, err := s.limits(ctx)
-	if err != nil {
-		s.unavailable(w, r, sess, "limits bucket", err)
+	kv, ok := s.limitsBucket(ctx, w, r, sess)
+	if !ok {
 		return
 	}
 	until := time.Now().Add(d)
@@ -152,9 +150,8 @@ func (s *Server) resume(w http.ResponseWriter, r *http.Request, sess *session) {
 	}
 	ctx, cancel := s.ctx(r)
 	defer cancel()
-	kv, err := s.limits(ctx)
-	if err != nil {
-		s.unavailable(w, r, sess, "limits bucket", err)
+	kv, ok := s.limitsBucket(ctx, w, r, sess)
+	if !ok {
 		return
 	}
 	if err := ratelimit.ResumeTenant(ctx, kv, app, tenant); err != nil {
@@ -171,4 +168,15 @@ func (s *Server) forgetOverview() {
 	s.mu.Lock()
 	s.overviewCache = nil
 	s.mu.Unlock()
+}
+
+// limitsBucket is the limits bucket; when NATS cannot give it, it answers
+// 503 and returns false.
+func (s *Server) limitsBucket(ctx context.Context, w http.ResponseWriter, r *http.Request, sess *session) (jetstream.KeyValue, bool) {
+	kv, err := s.limits(ctx)
+	if err != nil {
+		s.unavailable(w, r, sess, "limits bucket", err)
+		return nil, false
+	}
+	return kv, true
 }

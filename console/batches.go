@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/recoverpasscode/recoverpasscode/batch"
+	"github.com/recoverpasscode/recoverpasscode/scan"
 	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
@@ -104,7 +105,7 @@ func (s *Server) readBatch(ctx context.Context, source, name string) (batchData,
 	d := batchData{Source: source, Name: name}
 	out := batch.NewOutcomes()
 	read := 0
-	err := s.read(ctx, scan{stream: s.names.ResultsStream(), filter: batch.ResultsFilter(s.names, source, name), max: maxBatchResults}, func(m jetstream.Msg) bool {
+	err := s.streams().Forward(ctx, scan.Range{Stream: s.names.ResultsStream(), Filter: batch.ResultsFilter(s.names, source, name), Max: maxBatchResults}, func(m jetstream.Msg) bool {
 		var res wire.Result
 		if json.Unmarshal(m.Data(), &res) == nil && res.JobID != "" {
 			out.Add(res)
@@ -176,20 +177,30 @@ func (s *Server) queuedRows(ctx context.Context, source, name string, done *batc
 	return len(rows), true, nil
 }
 
-func (s *Server) batchPage(w http.ResponseWriter, r *http.Request, sess *session) {
+// batchOf reads the batch the path names; when it cannot, it answers 404
+// or 503 and returns false.
+func (s *Server) batchOf(ctx context.Context, w http.ResponseWriter, r *http.Request, sess *session) (batchData, *batch.Outcomes, bool) {
 	source, name, ok := batchRefOf(r)
 	if !ok {
 		s.renderError(w, r, sess, http.StatusNotFound, "That is not a batch.")
-		return
+		return batchData{}, nil, false
 	}
-	ctx, cancel := s.ctx(r)
-	defer cancel()
-	d, _, err := s.readBatch(ctx, source, name)
+	d, out, err := s.readBatch(ctx, source, name)
 	if err != nil {
 		s.unavailable(w, r, sess, "batch", err)
+		return batchData{}, nil, false
+	}
+	return d, out, true
+}
+
+func (s *Server) batchPage(w http.ResponseWriter, r *http.Request, sess *session) {
+	ctx, cancel := s.ctx(r)
+	defer cancel()
+	d, _, ok := s.batchOf(ctx, w, r, sess)
+	if !ok {
 		return
 	}
-	s.render(w, r, sess, http.StatusOK, "batch", "Batch "+name, d)
+	s.render(w, r, sess, http.StatusOK, "batch", "Batch "+d.Name, d)
 }
 
 func (s *Server) batchFragment(w http.ResponseWriter, r *http.Request, sess *session) {
@@ -211,16 +222,10 @@ func (s *Server) batchFragment(w http.ResponseWriter, r *http.Request, sess *ses
 // batchCSV downloads the latest result of every row, as
 // `enqueue results --batch NAME --output results.csv` writes it.
 func (s *Server) batchCSV(w http.ResponseWriter, r *http.Request, sess *session) {
-	source, name, ok := batchRefOf(r)
-	if !ok {
-		s.renderError(w, r, sess, http.StatusNotFound, "That is not a batch.")
-		return
-	}
 	ctx, cancel := s.ctx(r)
 	defer cancel()
-	_, out, err := s.readBatch(ctx, source, name)
-	if err != nil {
-		s.unavailable(w, r, sess, "batch", err)
+	d, out, ok := s.batchOf(ctx, w, r, sess)
+	if !ok {
 		return
 	}
 	results := out.Results(nil)
@@ -229,7 +234,7 @@ func (s *Server) batchCSV(w http.ResponseWriter, r *http.Request, sess *session)
 		entries[i] = batch.Entry{Result: res}
 	}
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
-	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s-%s-results.csv"`, source, name))
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s-%s-results.csv"`, d.Source, d.Name))
 	w.Header().Set("Cache-Control", "no-store")
 	if err := batch.WriteResults(w, batch.OutputCSV, entries); err != nil {
 		s.log.Warn().Err(err).Msg("console: write a batch's CSV")

@@ -47,6 +47,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/oauth2"
 
+	"github.com/recoverpasscode/recoverpasscode/scan"
 	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
@@ -353,4 +354,9 @@ func (s *Server) sessionOf(r *http.Request) *session {
 // ctx bounds a page's NATS work.
 func (s *Server) ctx(r *http.Request) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(r.Context(), 4*s.cfg.Timeout)
+}
+
+// streams reads the streams for the pages.
+func (s *Server) streams() scan.Reader {
+	return scan.Reader{JS: s.js, Timeout: s.cfg.Timeout}
 }

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -24,6 +25,11 @@ type dlqQuery struct {
 	UpTo            uint64
 	NewKey          bool
 	IncludeRejected bool
+}
+
+// plan is what replaying letters with the query's options does.
+func (q dlqQuery) plan(names wire.Names, letters []dlq.Letter) dlq.Plan {
+	return dlq.PlanReplays(names, letters, dlq.Options{NewKey: q.NewKey, IncludeRejected: q.IncludeRejected})
 }
 
 func parseDLQQuery(v url.Values) (dlqQuery, string) {
@@ -100,9 +106,8 @@ func (s *Server) dlqPage(w http.ResponseWriter, r *http.Request, sess *session) 
 	if problem == "" {
 		ctx, cancel := s.ctx(r)
 		defer cancel()
-		letters, err := dlq.Read(ctx, s.js, s.names, q.Selector)
-		if err != nil {
-			s.unavailable(w, r, sess, "DLQ", err)
+		letters, ok := s.deadLetters(ctx, w, r, sess, q.Selector)
+		if !ok {
 			return
 		}
 		d.Total = len(letters)
@@ -134,12 +139,11 @@ func (s *Server) replayConfirm(w http.ResponseWriter, r *http.Request, sess *ses
 	}
 	ctx, cancel := s.ctx(r)
 	defer cancel()
-	letters, err := dlq.Read(ctx, s.js, s.names, q.Selector)
-	if err != nil {
-		s.unavailable(w, r, sess, "DLQ", err)
+	letters, ok := s.deadLetters(ctx, w, r, sess, q.Selector)
+	if !ok {
 		return
 	}
-	d := confirmData{Query: q, Plan: dlq.PlanReplays(s.names, letters, dlq.Options{NewKey: q.NewKey, IncludeRejected: q.IncludeRejected})}
+	d := confirmData{Query: q, Plan: q.plan(s.names, letters)}
 	for _, l := range letters {
 		d.UpTo = max(d.UpTo, l.Seq)
 	}
@@ -156,9 +160,8 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request, sess *session) {
 	}
 	ctx, cancel := s.ctx(r)
 	defer cancel()
-	letters, err := dlq.Read(ctx, s.js, s.names, q.Selector)
-	if err != nil {
-		s.unavailable(w, r, sess, "DLQ", err)
+	letters, ok := s.deadLetters(ctx, w, r, sess, q.Selector)
+	if !ok {
 		return
 	}
 	kept := letters[:0]
@@ -167,7 +170,7 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request, sess *session) {
 			kept = append(kept, l)
 		}
 	}
-	d := confirmData{Query: q, UpTo: q.UpTo, Done: true, Plan: dlq.PlanReplays(s.names, kept, dlq.Options{NewKey: q.NewKey, IncludeRejected: q.IncludeRejected})}
+	d := confirmData{Query: q, UpTo: q.UpTo, Done: true, Plan: q.plan(s.names, kept)}
 	for _, rp := range d.Plan.Replays {
 		if err := dlq.Publish(ctx, s.js, rp); err != nil {
 			d.Failed = err.Error()
@@ -188,4 +191,15 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request, sess *session) {
 		status = http.StatusServiceUnavailable
 	}
 	s.render(w, r, sess, status, "replayed", "Replayed", d)
+}
+
+// deadLetters reads the dead letters sel matches; when NATS cannot give
+// them, it answers 503 and returns false.
+func (s *Server) deadLetters(ctx context.Context, w http.ResponseWriter, r *http.Request, sess *session, sel dlq.Selector) ([]dlq.Letter, bool) {
+	letters, err := dlq.Read(ctx, s.js, s.names, sel)
+	if err != nil {
+		s.unavailable(w, r, sess, "DLQ", err)
+		return nil, false
+	}
+	return letters, true
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/recoverpasscode/recoverpasscode/batch"
+	"github.com/recoverpasscode/recoverpasscode/scan"
 	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
@@ -123,7 +124,7 @@ func (s *Server) jobs(w http.ResponseWriter, r *http.Request, sess *session) {
 	defer cancel()
 	seen := map[string]bool{}
 	more := false
-	next, err := s.readBackward(ctx, s.names.ResultsStream(), q.filter(s.names), q.Before, maxSearchScan, func(m jetstream.Msg) bool {
+	next, err := s.streams().Backward(ctx, s.names.ResultsStream(), q.filter(s.names), q.Before, maxSearchScan, func(m jetstream.Msg) bool {
 		meta, err := m.Metadata()
 		if err == nil && meta.Timestamp.Before(since) {
 			return false
@@ -145,7 +146,9 @@ func (s *Server) jobs(w http.ResponseWriter, r *http.Request, sess *session) {
 		return
 	}
 	if more && next > 0 {
-		d.Next = q.Next(next)
+		// next is the result the page had no room for: the next page
+		// reads up to and including it.
+		d.Next = q.Next(next + 1)
 	}
 	s.render(w, r, sess, http.StatusOK, "jobs", "Jobs", d)
 }
@@ -237,7 +240,7 @@ func (s *Server) jobEvents(ctx context.Context, res *wire.Result) ([]wire.AuditE
 	if res.QueuedAt.IsZero() {
 		since = res.FinishedAt.Add(-time.Hour)
 	}
-	err := s.read(ctx, scan{stream: s.names.AuditStream(), filter: s.names.AuditOfDevice(res.TenantID, res.ManagedDeviceID), startTime: since, max: maxAuditScan}, func(m jetstream.Msg) bool {
+	err := s.streams().Forward(ctx, scan.Range{Stream: s.names.AuditStream(), Filter: s.names.AuditOfDevice(res.TenantID, res.ManagedDeviceID), StartTime: since, Max: maxAuditScan}, func(m jetstream.Msg) bool {
 		var e wire.AuditEvent
 		if json.Unmarshal(m.Data(), &e) == nil && e.JobID == res.JobID {
 			out = append(out, e)

@@ -12,6 +12,7 @@ import (
 	"github.com/recoverpasscode/recoverpasscode/queue"
 	"github.com/recoverpasscode/recoverpasscode/quota"
 	"github.com/recoverpasscode/recoverpasscode/ratelimit"
+	"github.com/recoverpasscode/recoverpasscode/scan"
 	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
@@ -123,7 +124,7 @@ func (s *Server) throughput(ctx context.Context, o *overviewData) error {
 	for i := range o.Minutes {
 		o.Minutes[i].At = start.Add(time.Duration(i) * time.Minute)
 	}
-	err := s.read(ctx, scan{stream: s.names.ResultsStream(), filter: s.names.ResultsWildcard(), startTime: start, max: maxThroughputScan}, func(m jetstream.Msg) bool {
+	err := s.streams().Forward(ctx, scan.Range{Stream: s.names.ResultsStream(), Filter: s.names.ResultsWildcard(), StartTime: start, Max: maxThroughputScan}, func(m jetstream.Msg) bool {
 		meta, err := m.Metadata()
 		if err != nil {
 			return true

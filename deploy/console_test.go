@@ -2,10 +2,7 @@ package deploy
 
 import (
 	"context"
-	"slices"
 	"testing"
-
-	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/recoverpasscode/recoverpasscode/console"
 )
@@ -17,47 +14,7 @@ import (
 // the console gains must be added to both.
 func TestConsolePermissionsAreNATSPermissions(t *testing.T) {
 	setPasswords(t)
-	want := console.NATSPermissions("", inboxPrefix("console"))
-	for _, path := range natsConfigs(t) {
-		opts, err := server.ProcessConfigFile(path)
-		if err != nil {
-			t.Fatalf("load %s: %v", path, err)
-		}
-		if opts.ServerName == "" {
-			continue // an include, not a server
-		}
-		t.Run(path, func(t *testing.T) {
-			i := slices.IndexFunc(opts.Users, func(u *server.User) bool { return u.Username == "console" })
-			if i < 0 || opts.Users[i].Permissions == nil {
-				t.Fatal("no user console with permissions")
-			}
-			p := opts.Users[i].Permissions
-			if p.Publish == nil || p.Subscribe == nil {
-				t.Fatal("the console user lacks publish or subscribe permissions")
-			}
-			same := func(what string, got, want []string) {
-				for _, s := range got {
-					if !slices.Contains(want, s) {
-						t.Errorf("%s: accounts.conf grants %s, which console.NATSPermissions does not list", what, s)
-					}
-				}
-				for _, s := range want {
-					if !slices.Contains(got, s) {
-						t.Errorf("%s: console.NATSPermissions lists %s, which accounts.conf does not grant", what, s)
-					}
-				}
-			}
-			same("publish allow", p.Publish.Allow, want.Publish)
-			same("publish deny", p.Publish.Deny, want.DenyPublish)
-			same("subscribe allow", p.Subscribe.Allow, want.Subscribe)
-			if len(p.Subscribe.Deny) > 0 {
-				t.Errorf("subscribe deny %v: console.NATSPermissions denies no subscription", p.Subscribe.Deny)
-			}
-			if p.Response != nil {
-				t.Errorf("allow_responses is set: the console answers no request")
-			}
-		})
-	}
+	grantsExactly(t, "console", "console.NATSPermissions", console.NATSPermissions("", inboxPrefix("console")))
 }
 
 // consoleDenials lists what the console's user must not be able to do,

@@ -48,7 +48,14 @@ func durableOn(stream, name, filter string) func(context.Context, *peer) error {
 // A permission the gateway gains (write-back) must be added to both.
 func TestGatewayPermissionsAreNATSPermissions(t *testing.T) {
 	setPasswords(t)
-	want := gateway.NATSPermissions("", inboxPrefix("gateway"))
+	grantsExactly(t, "gateway", "gateway.NATSPermissions", gateway.NATSPermissions("", inboxPrefix("gateway")))
+}
+
+// grantsExactly checks that user of accounts.conf is allowed and denied
+// exactly what want (the list named list) holds, in every server config:
+// no subscription denied, no allow_responses.
+func grantsExactly(t *testing.T, user, list string, want gateway.Permissions) {
+	t.Helper()
 	for _, path := range natsConfigs(t) {
 		opts, err := server.ProcessConfigFile(path)
 		if err != nil {
@@ -58,38 +65,38 @@ func TestGatewayPermissionsAreNATSPermissions(t *testing.T) {
 			continue // an include, not a server
 		}
 		t.Run(path, func(t *testing.T) {
-			i := slices.IndexFunc(opts.Users, func(u *server.User) bool { return u.Username == "gateway" })
+			i := slices.IndexFunc(opts.Users, func(u *server.User) bool { return u.Username == user })
 			if i < 0 || opts.Users[i].Permissions == nil {
-				t.Fatal("no user gateway with permissions")
+				t.Fatalf("no user %s with permissions", user)
 			}
 			p := opts.Users[i].Permissions
 			if p.Publish == nil || p.Subscribe == nil {
-				t.Fatal("the gateway user lacks publish or subscribe permissions")
+				t.Fatalf("the %s user lacks publish or subscribe permissions", user)
 			}
-			sameSubjects(t, "publish allow", p.Publish.Allow, want.Publish)
-			sameSubjects(t, "publish deny", p.Publish.Deny, want.DenyPublish)
-			sameSubjects(t, "subscribe allow", p.Subscribe.Allow, want.Subscribe)
+			sameSubjects(t, list, "publish allow", p.Publish.Allow, want.Publish)
+			sameSubjects(t, list, "publish deny", p.Publish.Deny, want.DenyPublish)
+			sameSubjects(t, list, "subscribe allow", p.Subscribe.Allow, want.Subscribe)
 			if len(p.Subscribe.Deny) > 0 {
-				t.Errorf("subscribe deny %v: gateway.NATSPermissions denies no subscription", p.Subscribe.Deny)
+				t.Errorf("subscribe deny %v: %s denies no subscription", p.Subscribe.Deny, list)
 			}
 			if p.Response != nil {
-				t.Errorf("allow_responses is set: the gateway answers no request")
+				t.Errorf("allow_responses is set: the %s answers no request", user)
 			}
 		})
 	}
 }
 
 // sameSubjects reports every subject in one list and not the other.
-func sameSubjects(t *testing.T, what string, got, want []string) {
+func sameSubjects(t *testing.T, list, what string, got, want []string) {
 	t.Helper()
 	for _, s := range got {
 		if !slices.Contains(want, s) {
-			t.Errorf("%s: accounts.conf grants %s, which gateway.NATSPermissions does not list", what, s)
+			t.Errorf("%s: accounts.conf grants %s, which %s does not list", what, s, list)
 		}
 	}
 	for _, s := range want {
 		if !slices.Contains(got, s) {
-			t.Errorf("%s: gateway.NATSPermissions lists %s, which accounts.conf does not grant", what, s)
+			t.Errorf("%s: %s lists %s, which accounts.conf does not grant", what, list, s)
 		}
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http/httptrace"
 	"strconv"
 	"sync"
 	"time"
@@ -203,7 +202,7 @@ func (f *Follower) handle(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}
-	st, resp, err := f.cfg.Devices.Device(traced(ctx, f.cfg.Reads, permit), rec.TenantID, rec.ManagedDeviceID)
+	st, resp, err := f.cfg.Devices.Device(ratelimit.WithTrace(ctx, f.cfg.Reads, permit), rec.TenantID, rec.ManagedDeviceID)
 	f.cfg.Observer.Polled(resp.Status)
 	if err != nil {
 		f.readFailed(ctx, msg, rec, err, log)
@@ -292,13 +291,4 @@ func (f *Follower) confirm(ctx context.Context, msg jetstream.Msg, c wire.Confir
 	if err := msg.Ack(); err != nil {
 		log.Warn().Err(err).Msg("ack of the follow record failed; its redelivery finds the confirmation stored")
 	}
-}
-
-// traced reports to the read budget when the read permit let go was
-// written and answered.
-func traced(ctx context.Context, reads Reads, p ratelimit.Permit) context.Context {
-	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		WroteRequest:         func(httptrace.WroteRequestInfo) { reads.Wrote(p, time.Now()) },
-		GotFirstResponseByte: func() { reads.Answered(p, time.Now()) },
-	})
 }

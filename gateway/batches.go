@@ -7,6 +7,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/recoverpasscode/recoverpasscode/batch"
+	"github.com/recoverpasscode/recoverpasscode/scan"
 	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
@@ -53,7 +54,7 @@ func (s *Server) getBatch(w http.ResponseWriter, r *http.Request) {
 	rows := map[string]rowOutcome{}
 	read := 0
 	filter := batch.ResultsFilter(s.names, source, name)
-	err := s.store.read(r.Context(), scan{stream: s.names.ResultsStream(), filter: filter}, func(m jetstream.Msg) bool {
+	err := s.store.read(r.Context(), scan.Range{Stream: s.names.ResultsStream(), Filter: filter}, func(m jetstream.Msg) bool {
 		var res wire.Result
 		if json.Unmarshal(m.Data(), &res) != nil || res.JobID == "" {
 			return true

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/recoverpasscode/recoverpasscode/batch"
+	"github.com/recoverpasscode/recoverpasscode/scan"
 	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
@@ -181,7 +182,7 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 func (s *Server) queuedJobs(ctx context.Context, source string, f listFilter, c cursor, limit int) ([]queued, bool, error) {
 	var recs []request
 	bucket := s.names.RequestsBucket()
-	err := s.store.read(ctx, scan{stream: "KV_" + bucket, filter: "$KV." + bucket + "." + source + ".*"}, func(m jetstream.Msg) bool {
+	err := s.store.read(ctx, scan.Range{Stream: "KV_" + bucket, Filter: "$KV." + bucket + "." + source + ".*"}, func(m jetstream.Msg) bool {
 		var rec request
 		if m.Headers().Get("KV-Operation") != "" || json.Unmarshal(m.Data(), &rec) != nil {
 			return true // a deleted record, or not one
@@ -201,7 +202,7 @@ func (s *Server) queuedJobs(ctx context.Context, source string, f listFilter, c 
 		}
 	}
 	done := map[string]bool{}
-	err = s.store.read(ctx, scan{stream: s.names.ResultsStream(), filter: s.names.Result(source, "*"), startTime: oldest.Add(-time.Minute), headersOnly: true}, func(m jetstream.Msg) bool {
+	err = s.store.read(ctx, scan.Range{Stream: s.names.ResultsStream(), Filter: s.names.Result(source, "*"), StartTime: oldest.Add(-time.Minute), HeadersOnly: true}, func(m jetstream.Msg) bool {
 		subj := m.Subject()
 		done[subj[strings.LastIndexByte(subj, '.')+1:]] = true
 		return true
@@ -236,65 +237,29 @@ func olderThan(rec request, c cursor) bool {
 
 // finishedJobs lists the source's stored results, latest first, stored
 // before sequence before (0: the end), filtered. It reads backwards in
-// growing windows of the results stream, and stops once it has limit
-// results or has examined MaxListScan sequences; next is where the
-// following page starts, 0 at the start of the stream.
+// growing windows of the results stream (scan.Reader.Backward), and stops
+// once it has limit results or has examined MaxListScan sequences; next is
+// where the following page starts, 0 at the start of the stream.
 func (s *Server) finishedJobs(ctx context.Context, source string, f listFilter, before uint64, limit int) (out []wire.Result, next uint64, err error) {
-	stream, err := s.store.resultsStream(ctx)
-	if err != nil {
+	if err := s.store.connected(); err != nil {
 		return nil, 0, err
-	}
-	ictx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
-	info, err := stream.Info(ictx)
-	cancel()
-	if err != nil {
-		return nil, 0, s.store.wrap(err)
-	}
-	first, hi := info.State.FirstSeq, info.State.LastSeq+1
-	if before > 0 && before < hi {
-		hi = before
 	}
 	filter := s.names.Result(source, ">")
 	if f.batch != "" {
 		filter = batch.ResultsFilter(s.names, source, f.batch)
 	}
 	seen := map[string]bool{}
-	window := uint64(1024)
-	for scanned := uint64(0); hi > first && scanned < MaxListScan; window = min(window*4, MaxListScan) {
-		lo := max(first, hi-min(window, hi-first))
-		var chunk []stored
-		err := s.store.read(ctx, scan{stream: s.names.ResultsStream(), filter: filter, startSeq: lo, stopSeq: hi}, func(m jetstream.Msg) bool {
-			var res wire.Result
-			if json.Unmarshal(m.Data(), &res) == nil && res.JobID != "" {
-				meta, _ := m.Metadata()
-				chunk = append(chunk, stored{res, meta.Sequence.Stream})
-			}
+	next, err = s.store.streams().Backward(ctx, s.names.ResultsStream(), filter, before, MaxListScan, func(m jetstream.Msg) bool {
+		var res wire.Result
+		if json.Unmarshal(m.Data(), &res) != nil || res.JobID == "" || seen[res.JobID] || !f.matches(res.Ticket, res.ManagedDeviceID, string(res.Status)) {
 			return true
-		})
-		if err != nil {
-			return nil, 0, err
 		}
-		for i := len(chunk) - 1; i >= 0; i-- {
-			res := chunk[i].res
-			if seen[res.JobID] || !f.matches(res.Ticket, res.ManagedDeviceID, string(res.Status)) {
-				continue
-			}
-			seen[res.JobID] = true
-			out = append(out, res)
-			if len(out) == limit {
-				return out, chunk[i].seq, nil
-			}
-		}
-		scanned += hi - lo
-		hi = lo
+		seen[res.JobID] = true
+		out = append(out, res)
+		return len(out) < limit
+	})
+	if err != nil {
+		return nil, 0, s.store.wrap(err)
 	}
-	if hi > first {
-		return out, hi, nil
-	}
-	return out, 0, nil
-}
-
-type stored struct {
-	res wire.Result
-	seq uint64
+	return out, next, nil
 }

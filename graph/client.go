@@ -155,7 +155,17 @@ func (c *Client) RecoverPasscode(ctx context.Context, t wire.Target) (Response, 
 	if err != nil {
 		return resp, fmt.Errorf("graph: recover passcode: %w", err)
 	}
-	token, err := c.cred.Token(ctx, t.TenantID)
+	return c.do(ctx, http.MethodPost, t.TenantID, path, resp, "recover passcode", c.finish)
+}
+
+// do makes one call of method to pathAndQuery (escaped, relative to the
+// Graph root) with the headers every call carries, and hands the answer to
+// answer. A failure in transport is ErrTransient, or ErrUnknownOutcome for
+// a POST that was written (it may have been acted on); op names the call
+// in errors.
+func (c *Client) do(ctx context.Context, method, tenantID, pathAndQuery string, resp Response, op string,
+	answer func(resp Response, hr *http.Response, start time.Time, token string) (Response, error)) (Response, error) {
+	token, err := c.cred.Token(ctx, tenantID)
 	if err != nil {
 		return resp, credentialFailure(ctx, err)
 	}
@@ -171,9 +181,9 @@ func (c *Client) RecoverPasscode(ctx context.Context, t wire.Target) (Response, 
 			sent.Store(time.Now().UnixNano())
 		},
 	})
-	req, err := http.NewRequestWithContext(actx, http.MethodPost, c.base+path, http.NoBody)
+	req, err := http.NewRequestWithContext(actx, method, c.base+pathAndQuery, http.NoBody)
 	if err != nil {
-		return resp, fmt.Errorf("graph: recover passcode: %w", err)
+		return resp, fmt.Errorf("graph: %s: %w", op, err)
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Accept", "application/json")
@@ -188,14 +198,14 @@ func (c *Client) RecoverPasscode(ctx context.Context, t wire.Target) (Response, 
 	}
 	if err != nil {
 		resp.Duration = time.Since(start)
-		class := ErrUnknownOutcome
-		if !wrote.Load() {
-			class = ErrTransient
+		class := ErrTransient
+		if wrote.Load() && method != http.MethodGet {
+			class = ErrUnknownOutcome
 		}
 		return resp, &APIError{ClientRequestID: resp.ClientRequestID, Err: err, class: class}
 	}
 	defer hr.Body.Close()
-	return c.finish(resp, hr, start, token)
+	return answer(resp, hr, start, token)
 }
 
 // finish reads the response into resp and, for a non-2xx status, into an *APIError.

@@ -7,13 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptrace"
 	"net/url"
 	"strings"
-	"sync/atomic"
 	"time"
-
-	"github.com/google/uuid"
 
 	"github.com/recoverpasscode/recoverpasscode/wire"
 )
@@ -107,37 +103,13 @@ func (c *Client) Device(ctx context.Context, tenantID, deviceID string) (DeviceS
 // get makes one GET of pathAndQuery (escaped, relative to the Graph root)
 // and decodes a 2xx body into into.
 func (c *Client) get(ctx context.Context, tenantID, pathAndQuery string, into any) (Response, error) {
-	var resp Response
-	token, err := c.cred.Token(ctx, tenantID)
-	if err != nil {
-		return resp, credentialFailure(ctx, err)
-	}
-	resp.ClientRequestID = uuid.NewString()
-	actx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	var sent atomic.Int64
-	actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{
-		WroteRequest: func(httptrace.WroteRequestInfo) { sent.Store(time.Now().UnixNano()) },
+	return c.do(ctx, http.MethodGet, tenantID, pathAndQuery, Response{}, "read", func(resp Response, hr *http.Response, start time.Time, token string) (Response, error) {
+		return c.decode(resp, hr, start, token, into)
 	})
-	req, err := http.NewRequestWithContext(actx, http.MethodGet, c.base+pathAndQuery, http.NoBody)
-	if err != nil {
-		return resp, fmt.Errorf("graph: read: %w", err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("client-request-id", resp.ClientRequestID)
-	req.Header.Set("return-client-request-id", "true")
-	req.Header.Set("User-Agent", "recoverpasscode")
-	start := time.Now()
-	hr, err := c.http.Do(req)
-	if at := sent.Load(); at != 0 {
-		resp.Sent = time.Unix(0, at)
-	}
-	if err != nil {
-		resp.Duration = time.Since(start)
-		return resp, &APIError{ClientRequestID: resp.ClientRequestID, Err: err, class: ErrTransient}
-	}
-	defer hr.Body.Close()
+}
+
+// decode reads a 2xx answer's body into into, else the error as finish does.
+func (c *Client) decode(resp Response, hr *http.Response, start time.Time, token string, into any) (Response, error) {
 	if hr.StatusCode < 200 || hr.StatusCode >= 300 {
 		return c.finish(resp, hr, start, token)
 	}

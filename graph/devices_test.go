@@ -65,3 +65,18 @@ func TestDeviceActionOfTheCall(t *testing.T) {
 		t.Error("an action before the call was taken for it")
 	}
 }
+
+// TestReadResetAfterSent: a read whose connection drops after it was sent
+// is transient, not an unknown outcome like a POST's: reading twice is
+// harmless.
+func TestReadResetAfterSent(t *testing.T) {
+	g := newFakeGraph(t, func(w http.ResponseWriter, r *http.Request) {
+		if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+			conn.Close()
+		}
+	})
+	_, _, err := g.client(t, nil, 0).Device(t.Context(), "", "0f8fad5b-d9cb-469f-a165-70867728950e")
+	if !errors.Is(err, graph.ErrTransient) || errors.Is(err, graph.ErrUnknownOutcome) {
+		t.Fatalf("error = %v, want ErrTransient and not ErrUnknownOutcome", err)
+	}
+}

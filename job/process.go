@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net/http/httptrace"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -185,10 +184,7 @@ func (p *process) call(ctx context.Context, st attempt, bo *backoff.ExponentialB
 	var resp graph.Response
 	_, err = p.lease.Call(ctx, wait, func(ctx context.Context) idempotency.Fate {
 		p.res.Attempts++
-		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-			WroteRequest:         func(httptrace.WroteRequestInfo) { cfg.Limiter.Wrote(permit, time.Now()) },
-			GotFirstResponseByte: func() { cfg.Limiter.Answered(permit, time.Now()) },
-		})
+		ctx = ratelimit.WithTrace(ctx, cfg.Limiter, permit)
 		resp, gerr = cfg.Graph.RecoverPasscode(ctx, target)
 		// decide draws from a copy of the backoff; the draw counts only if
 		// the decision used it.

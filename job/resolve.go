@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http/httptrace"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -56,11 +55,7 @@ func (h *Handler) resolve(ctx context.Context, j *wire.Job, res *wire.Result, lo
 	if err != nil {
 		return Outcome{Disposition: Retry, Delay: time.Second}, false
 	}
-	rctx := httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		WroteRequest:         func(httptrace.WroteRequestInfo) { h.cfg.Reads.Wrote(permit, time.Now()) },
-		GotFirstResponseByte: func() { h.cfg.Reads.Answered(permit, time.Now()) },
-	})
-	ids, resp, err := h.cfg.Devices.FindDevices(rctx, j.TenantID, l)
+	ids, resp, err := h.cfg.Devices.FindDevices(ratelimit.WithTrace(ctx, h.cfg.Reads, permit), j.TenantID, l)
 	if err != nil {
 		return h.resolveFailed(ctx, j, res, l, resp, err, log), false
 	}

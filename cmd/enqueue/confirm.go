@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -18,25 +17,10 @@ import (
 // awaitConfirmation waits for a followed job's confirmation on the
 // subscription, or finds it already stored.
 func awaitConfirmation(ctx context.Context, js jetstream.JetStream, names wire.Names, subject string, live <-chan *nats.Msg) (*wire.Confirmation, error) {
-	if c, ok := storedConfirmation(ctx, js, names, subject); ok {
-		return c, nil
+	stored := func(ctx context.Context) (*wire.Confirmation, bool) {
+		return storedConfirmation(ctx, js, names, subject)
 	}
-	select {
-	case m := <-live:
-		var c wire.Confirmation
-		if err := json.Unmarshal(m.Data, &c); err != nil {
-			return nil, fmt.Errorf("the confirmation is not valid JSON: %w", err)
-		}
-		return &c, nil
-	case <-ctx.Done():
-		if c, ok := storedConfirmation(context.WithoutCancel(ctx), js, names, subject); ok {
-			return c, nil
-		}
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return nil, errors.New("no confirmation arrived in time; the workers go on following the device, and its confirmation will be stored on " + subject)
-		}
-		return nil, errors.New("stopped waiting; the workers go on following the device, and its confirmation will be stored on " + subject)
-	}
+	return await(ctx, live, stored, "confirmation", "the workers go on following the device, and its confirmation will be stored on "+subject)
 }
 
 // storedConfirmation reads the confirmation stored on subject through an

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -112,25 +111,8 @@ func publishJob(ctx context.Context, js jetstream.JetStream, subject string, j *
 // awaitResult waits for the result on the subscription, or finds it already
 // stored (a re-sent job whose result exists).
 func awaitResult(ctx context.Context, js jetstream.JetStream, names wire.Names, subject string, live <-chan *nats.Msg) (*wire.Result, error) {
-	if res, ok := storedResult(ctx, js, names, subject); ok {
-		return res, nil
-	}
-	select {
-	case m := <-live:
-		var res wire.Result
-		if err := json.Unmarshal(m.Data, &res); err != nil {
-			return nil, fmt.Errorf("the result is not valid JSON: %w", err)
-		}
-		return &res, nil
-	case <-ctx.Done():
-		if res, ok := storedResult(context.WithoutCancel(ctx), js, names, subject); ok {
-			return res, nil
-		}
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return nil, errors.New("no result arrived in time; the job stays queued and its result will be stored in the results stream")
-		}
-		return nil, errors.New("stopped waiting; the job stays queued and its result will be stored in the results stream")
-	}
+	stored := func(ctx context.Context) (*wire.Result, bool) { return storedResult(ctx, js, names, subject) }
+	return await(ctx, live, stored, "result", "the job stays queued and its result will be stored in the results stream")
 }
 
 // storedResult reads the last result stored on subject through an ordered
