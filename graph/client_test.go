@@ -273,9 +273,18 @@ func TestRecoverPasscodeRetryAfter(t *testing.T) {
 	}
 }
 
+// hangUntilGone answers nothing until the client has gone, then aborts the
+// response. Returning instead would send an empty 200 as the connection
+// closes, and the client's transport, racing its own cancellation, reads
+// that as Graph's answer now and then (1 run in 12 under -race).
+func hangUntilGone(w http.ResponseWriter, r *http.Request) {
+	<-r.Context().Done()
+	panic(http.ErrAbortHandler)
+}
+
 func TestRecoverPasscodeTransportFailures(t *testing.T) {
 	t.Run("hangs past the attempt timeout", func(t *testing.T) {
-		g := newFakeGraph(t, func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
+		g := newFakeGraph(t, hangUntilGone)
 		resp, err := g.client(t, nil, 200*time.Millisecond).RecoverPasscode(context.Background(), wire.Target{ManagedDeviceID: deviceID})
 		if !errors.Is(err, graph.ErrUnknownOutcome) || !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("error = %v, want ErrUnknownOutcome and DeadlineExceeded", err)
@@ -318,7 +327,7 @@ func TestRecoverPasscodeTransportFailures(t *testing.T) {
 	})
 	t.Run("caller cancels", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
-		g := newFakeGraph(t, func(w http.ResponseWriter, r *http.Request) { cancel(); <-r.Context().Done() })
+		g := newFakeGraph(t, func(w http.ResponseWriter, r *http.Request) { cancel(); hangUntilGone(w, r) })
 		_, err := g.client(t, nil, 0).RecoverPasscode(ctx, wire.Target{ManagedDeviceID: deviceID})
 		if !errors.Is(err, context.Canceled) || !errors.Is(err, graph.ErrUnknownOutcome) {
 			t.Fatalf("error = %v, want Canceled and ErrUnknownOutcome (the request was sent)", err)

@@ -85,7 +85,7 @@ func (e *entra) serve(w http.ResponseWriter, r *http.Request) {
 			select {
 			case <-hold:
 			case <-r.Context().Done():
-				return
+				panic(http.ErrAbortHandler) // returning would send an empty 200
 			}
 		}
 		e.token(w, r, parts[0])

@@ -115,6 +115,7 @@ func (f *flaky) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case p < f.hang:
 		<-r.Context().Done()
+		panic(http.ErrAbortHandler) // returning would send an empty 200, a delivery
 	case p < f.hang+f.fail:
 		http.Error(w, "injected failure", http.StatusInternalServerError)
 	default:
@@ -122,7 +123,7 @@ func (f *flaky) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			select {
 			case <-time.After(f.latency):
 			case <-r.Context().Done():
-				return
+				panic(http.ErrAbortHandler) // returning would send an empty 200
 			}
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
