@@ -80,6 +80,9 @@ func (l *Limiter) fetch(t *tenant) {
 			// and the others see that through the watch instead of
 			// colliding.
 			if !r.retryAt.IsZero() {
+				if want > 0 {
+					l.stats.held.Add(1)
+				}
 				l.idle(r.retryAt.Sub(l.now())+l.spread(1), t.wake, pauseWake)
 			}
 		default:

@@ -177,6 +177,7 @@ func sumStats(limiters []*Limiter) Stats {
 		s.Discarded += st.Discarded
 		s.KVOps += st.KVOps
 		s.Conflicts += st.Conflicts
+		s.Held += st.Held
 	}
 	return s
 }
@@ -194,4 +195,34 @@ func eventually(tb testing.TB, d time.Duration, what string, cond func() bool) {
 		}
 		<-tick.C
 	}
+}
+
+// takeAll starts n goroutines at once, spread over limiters in turn, each
+// calling Wait once for tenant, and returns when each Wait returned,
+// sorted. The deadline only ends a stuck Limiter.
+func takeAll(limiters []*Limiter, tenant string, n int) load {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var (
+		mu  sync.Mutex
+		res = load{start: time.Now()}
+		wg  sync.WaitGroup
+	)
+	for i := range n {
+		l := limiters[i%len(limiters)]
+		wg.Go(func() {
+			_, err := l.Wait(ctx, tenant)
+			now := time.Now()
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				res.errs = append(res.errs, err)
+				return
+			}
+			res.starts = append(res.starts, now)
+		})
+	}
+	wg.Wait()
+	slices.SortFunc(res.starts, func(a, b time.Time) int { return a.Compare(b) })
+	return res
 }

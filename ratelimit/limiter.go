@@ -76,11 +76,16 @@ type Stats struct {
 	// Moved is the number of permits whose call was written after the
 	// permit's stamp, and whose stamp was therefore moved (see Wrote).
 	Moved uint64
+	// Held is the number of times calls were waiting and the window or
+	// the pacing had no permit for them yet, so that they waited for time
+	// to pass (not for a KV round trip). An idle tenant's first burst
+	// holds nothing.
+	Held uint64
 }
 
 // counters backs Stats.
 type counters struct {
-	waits, granted, discarded, kvOps, conflicts, moved atomic.Uint64
+	waits, granted, discarded, kvOps, conflicts, moved, held atomic.Uint64
 }
 
 // New returns a Limiter for cfg.App on the bucket kv, which should be
@@ -237,6 +242,7 @@ func (l *Limiter) Stats() Stats {
 		KVOps:     l.stats.kvOps.Load(),
 		Conflicts: l.stats.conflicts.Load(),
 		Moved:     l.stats.moved.Load(),
+		Held:      l.stats.held.Load(),
 	}
 }
 
