@@ -43,6 +43,9 @@ func TestSameKeyFromFiftyJobsAcrossFourWorkersCallsGraphOnce(t *testing.T) {
 }
 
 func TestResubmittedBatchIsAnsweredFromTheRecords(t *testing.T) {
+	// It waits on timers (attempt timeouts, backoff, the rate window), not
+	// the CPU, so it runs beside the package's other slow waiting test.
+	t.Parallel()
 	sys := testsystem.Start(t, graphsim.Config{})
 	cfg := sys.Config("w1")
 	cfg.Concurrency = 32

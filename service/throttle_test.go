@@ -99,6 +99,9 @@ func TestThrottleWithoutRetryAfterBacksOffExponentially(t *testing.T) {
 }
 
 func TestStormOf503sAndTimeoutsStillSucceedsOnce(t *testing.T) {
+	// It waits on timers (attempt timeouts, backoff, the rate window), not
+	// the CPU, so it runs beside the package's other slow waiting test.
+	t.Parallel()
 	sys := testsystem.Start(t, graphsim.Config{Limit: -1})
 	var mu sync.Mutex
 	rnd := rand.New(rand.NewPCG(7, 7))

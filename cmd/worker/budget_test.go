@@ -30,6 +30,11 @@ import (
 // crosses: a fleet that cut its rate to half the real budget, or that
 // paused for most of each window, takes 2×.
 func TestFleetLearnsASharedBudget(t *testing.T) {
+	// Each of the slow rate tests spends its time waiting out 2 s windows
+	// at 20–40 calls per window of its own Graph and NATS, which costs the
+	// CPU next to nothing, so they run side by side (the busy 10- and
+	// 100-tenant test does not).
+	t.Parallel()
 	told, real := ratelimit.Rate{N: 40, Per: 2 * time.Second}, ratelimit.Rate{N: 20, Per: 2 * time.Second}
 	sys := testsystem.Start(t, graphsim.Config{Limit: real.N, Window: real.Per})
 	var children []*testsystem.Buffer

@@ -15,6 +15,11 @@ import (
 // calls in any window, never answers a limit 429, and the fleet keeps to
 // the loose throughput bound (see minSteadyShare).
 func TestThreeProcessesShareTheRateLimit(t *testing.T) {
+	// Each of the slow rate tests spends its time waiting out 2 s windows
+	// at 20–40 calls per window of its own Graph and NATS, which costs the
+	// CPU next to nothing, so they run side by side (the busy 10- and
+	// 100-tenant test does not).
+	t.Parallel()
 	rate := ratelimit.Rate{N: 20, Per: 2 * time.Second}
 	sys := testsystem.Start(t, graphsim.Config{Limit: rate.N, Window: rate.Per})
 	for i := range 3 {
@@ -60,6 +65,11 @@ func TestThreeProcessesShareTheRateLimit(t *testing.T) {
 // flight are not capped by latency. Capped, one call in flight would make
 // 3.3 calls a second of the 10 allowed (33%), far below minSteadyShare.
 func TestOneWorkerReachesTheLimitWithSlowGraph(t *testing.T) {
+	// Each of the slow rate tests spends its time waiting out 2 s windows
+	// at 20–40 calls per window of its own Graph and NATS, which costs the
+	// CPU next to nothing, so they run side by side (the busy 10- and
+	// 100-tenant test does not).
+	t.Parallel()
 	rate := ratelimit.Rate{N: 20, Per: 2 * time.Second}
 	sys := testsystem.Start(t, graphsim.Config{Limit: rate.N, Window: rate.Per, Latency: 300 * time.Millisecond})
 	cfg := sys.Config("slow")
