@@ -173,27 +173,9 @@ func (b *bench) submitHTTP(ctx context.Context, n int, profile bool) (submitRun,
 			return run, err
 		}
 	}
-	cpu0, err := f.cpuTime()
-	if err != nil {
+	if err := postAll(ctx, f, client, url, key, &run); err != nil {
 		return run, err
 	}
-	self0 := selfCPU()
-	run.perSec, err = concurrently(ctx, n, func(ctx context.Context, i int) error {
-		status, body, err := post(ctx, client, url, key, i, "")
-		if err == nil && status != http.StatusAccepted {
-			err = fmt.Errorf("POST: %d %s", status, body)
-		}
-		return err
-	})
-	if err != nil {
-		return run, err
-	}
-	cpu1, err := f.cpuTime()
-	if err != nil {
-		return run, err
-	}
-	run.cpu = (cpu1 - cpu0) / time.Duration(n)
-	run.serverCPU = (selfCPU() - self0) / time.Duration(n)
 	if prof != nil {
 		if err := prof.wait(); err != nil {
 			return run, err
@@ -236,29 +218,39 @@ func (b *bench) submitPlain(ctx context.Context, n int) (submitRun, error) {
 	url := "http://" + f.procs[0].httpAddr + "/v1/jobs"
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: submitClients}}
 	defer client.CloseIdleConnections()
-	cpu0, err := f.cpuTime()
-	if err != nil {
+	if err := postAll(ctx, f, client, url, "not-checked", &run); err != nil {
 		return run, err
 	}
+	f.stop()
+	return run, f.check()
+}
+
+// postAll posts run.jobs jobs to url with key from submitClients clients,
+// each to be answered 202, and fills in run's rate and the CPU per POST of
+// f's processes and of this one.
+func postAll(ctx context.Context, f *fleet, client *http.Client, url, key string, run *submitRun) error {
+	cpu0, err := f.cpuTime()
+	if err != nil {
+		return err
+	}
 	self0 := selfCPU()
-	run.perSec, err = concurrently(ctx, n, func(ctx context.Context, i int) error {
-		status, body, err := post(ctx, client, url, "not-checked", i, "")
+	run.perSec, err = concurrently(ctx, run.jobs, func(ctx context.Context, i int) error {
+		status, body, err := post(ctx, client, url, key, i, "")
 		if err == nil && status != http.StatusAccepted {
 			err = fmt.Errorf("POST: %d %s", status, body)
 		}
 		return err
 	})
 	if err != nil {
-		return run, err
+		return err
 	}
 	cpu1, err := f.cpuTime()
 	if err != nil {
-		return run, err
+		return err
 	}
-	run.cpu = (cpu1 - cpu0) / time.Duration(n)
-	run.serverCPU = (selfCPU() - self0) / time.Duration(n)
-	f.stop()
-	return run, f.check()
+	run.cpu = (cpu1 - cpu0) / time.Duration(run.jobs)
+	run.serverCPU = (selfCPU() - self0) / time.Duration(run.jobs)
+	return nil
 }
 
 // post submits job i to the gateway at url as source bench, with its
