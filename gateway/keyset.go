@@ -83,20 +83,20 @@ func (k *keySet) VerifySignature(ctx context.Context, raw string) ([]byte, error
 	return payload, nil
 }
 
-// verifyWith verifies jws with the keys of id kid (every key when kid is
-// empty), and reports whether there were any: nil and true means the key
-// is known and the signature is not its.
+// verifyWith verifies jws with the keys of id kid, and reports whether
+// kid is among them: nil and true means the signature is not by the key it
+// names. An empty kid tries every key, and is never known.
 func verifyWith(jws *jose.JSONWebSignature, kid string, keys []jose.JSONWebKey) (payload []byte, known bool) {
 	for i := range keys {
 		if kid != "" && keys[i].KeyID != kid {
 			continue
 		}
-		known = true
-		if payload, err := jws.Verify(&keys[i]); err == nil {
-			return payload, true
+		known = kid != ""
+		if p, err := jws.Verify(&keys[i]); err == nil {
+			return p, true
 		}
 	}
-	return nil, known && kid != ""
+	return nil, known
 }
 
 // refresh reads the keys again unless the interval since the last read
