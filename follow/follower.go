@@ -244,13 +244,9 @@ func (f *Follower) handle(ctx context.Context, msg jetstream.Msg) {
 // read budget pauses for the fleet; a device Graph says is gone, or a read
 // refused for good, ends the follow unknown with the reason.
 func (f *Follower) readFailed(ctx context.Context, msg jetstream.Msg, rec Record, err error, log zerolog.Logger) {
-	var apiErr *graph.APIError
 	switch {
 	case errors.Is(err, graph.ErrThrottled):
-		wait := time.Second
-		if errors.As(err, &apiErr) && apiErr.HasRetryAfter {
-			wait = max(apiErr.RetryAfter, wait)
-		}
+		wait := graph.ThrottleWait(err)
 		if perr := f.cfg.Reads.Pause(ctx, rec.TenantID, f.cfg.Now().Add(wait)); perr != nil {
 			log.Warn().Err(perr).Msg("could not share the read pause")
 		}

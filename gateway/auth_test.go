@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -114,6 +115,8 @@ func TestAuthentication(t *testing.T) {
 		if _, err := h.sys.GS.RotateSigningKey(); err != nil {
 			t.Fatal(err)
 		}
+		// The keys were read less than keyRefetch ago; that has passed.
+		h.advanceKeyClock(keyRefetch)
 		if r := h.do(http.MethodGet, "/v1/jobs", nil, bearer(h.token(automationApp, apiURI+"/.default"))); r.status != 200 {
 			t.Fatalf("a token of the new key: %d %s", r.status, r.body)
 		}
@@ -133,6 +136,119 @@ func TestAuthentication(t *testing.T) {
 			t.Errorf("the access log does not name the caller's authentication:\n%s", logs)
 		}
 	})
+}
+
+// TestForgedKeyIDs: tokens naming key ids the tenant never published
+// cost Entra ID at most one read of the keys per keyRefetch, however many
+// arrive; tokens of known keys keep working, and a rotation is picked up
+// once the interval has passed.
+func TestForgedKeyIDs(t *testing.T) {
+	h := newHarness(t)
+	good := h.token(automationApp, apiURI+"/.default")
+	bearer := func(tok string) map[string]string { return map[string]string{"Authorization": "Bearer " + tok} }
+	forged := forgeKids(t, good, 100)
+	flood := func() {
+		t.Helper()
+		var wg sync.WaitGroup
+		for i := range 10 {
+			wg.Go(func() {
+				for _, tok := range forged[i*10 : i*10+10] {
+					if r := h.do(http.MethodGet, "/v1/jobs", nil, bearer(tok)); r.status != http.StatusUnauthorized {
+						t.Errorf("a token of an unknown key: %d %s", r.status, r.body)
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
+	fetches := func() int { return h.sys.GS.JWKSRequests() }
+
+	// From a cold start: the first forged tokens read the keys, once.
+	flood()
+	if n := fetches(); n != 1 {
+		t.Errorf("the keys were read %d times for 100 tokens of unknown keys, want once", n)
+	}
+	if r := h.do(http.MethodGet, "/v1/jobs", nil, bearer(good)); r.status != 200 || fetches() != 1 {
+		t.Fatalf("a valid token after the flood: %d %s, %d reads", r.status, r.body, fetches())
+	}
+
+	// A rotation just after a read waits for the interval.
+	if _, err := h.sys.GS.RotateSigningKey(); err != nil {
+		t.Fatal(err)
+	}
+	rotated := h.token(automationApp, apiURI+"/.default")
+	if r := h.do(http.MethodGet, "/v1/jobs", nil, bearer(rotated)); r.status != http.StatusUnauthorized || fetches() != 1 {
+		t.Fatalf("a token of a key published after the last read, within the interval: %d, %d reads", r.status, fetches())
+	}
+	h.advanceKeyClock(keyRefetch)
+	if r := h.do(http.MethodGet, "/v1/jobs", nil, bearer(rotated)); r.status != 200 || fetches() != 2 {
+		t.Fatalf("a token of the new key after the interval: %d %s, %d reads", r.status, r.body, fetches())
+	}
+
+	// Past the interval again: the flood reads once more, at most, and a
+	// token of a known key id with a wrong signature reads never.
+	h.advanceKeyClock(keyRefetch)
+	if r := h.do(http.MethodGet, "/v1/jobs", nil, bearer(forge(t, good, nil))); r.status != http.StatusUnauthorized || fetches() != 2 {
+		t.Fatalf("a known key id, signed by another key: %d, %d reads", r.status, fetches())
+	}
+	flood()
+	if n := fetches() - 2; n != 1 {
+		t.Errorf("the keys were read %d times for 100 more tokens of unknown keys, past the interval; want once", n)
+	}
+	for _, tok := range []string{good, rotated} {
+		if r := h.do(http.MethodGet, "/v1/jobs", nil, bearer(tok)); r.status != 200 {
+			t.Fatalf("a valid token: %d %s", r.status, r.body)
+		}
+	}
+}
+
+// forgeKids returns n copies of token, each naming a random key id and
+// signed by a key of the test's own.
+func forgeKids(t *testing.T, token string, n int) []string {
+	t.Helper()
+	parts := strings.Split(token, ".")
+	hdr, err := base64.RawURLEncoding.DecodeString(parts[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var header map[string]any
+	if err := json.Unmarshal(hdr, &header); err != nil {
+		t.Fatal(err)
+	}
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := make([]string, n)
+	for i := range tokens {
+		header["kid"] = rand.Text()
+		hdr, _ = json.Marshal(header)
+		signed := base64.RawURLEncoding.EncodeToString(hdr) + "." + parts[1]
+		sum := sha256.Sum256([]byte(signed))
+		sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		tokens[i] = signed + "." + base64.RawURLEncoding.EncodeToString(sig)
+	}
+	return tokens
+}
+
+// advanceKeyClock moves the clock of the gateway's key set d ahead, as
+// if d had passed; the keys must have been read once.
+func (h *harness) advanceKeyClock(d time.Duration) {
+	h.t.Helper()
+	e := h.gw.entra
+	e.mu.Lock()
+	k := e.keys
+	e.mu.Unlock()
+	if k == nil {
+		h.t.Fatal("the gateway has not read the keys yet")
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	prev := k.now
+	k.now = func() time.Time { return prev().Add(d) }
 }
 
 // TestAPIKeyRotation: two keys of one source both work, and a key

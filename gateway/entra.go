@@ -21,7 +21,8 @@ const discoveryRetry = 5 * time.Second
 
 // entra verifies Entra ID access tokens: the signature against the
 // tenant's published keys (found by OpenID Connect discovery, cached, and
-// fetched again when a token names an unknown key, as after a rollover),
+// fetched again when a token names an unknown key, as after a rollover,
+// at most once per keyRefetch: see keySet),
 // the issuer, the audience, the expiry, the tenant and an app role; the
 // calling application then names the source. It is safe for concurrent
 // use.
@@ -35,6 +36,7 @@ type entra struct {
 
 	mu       sync.Mutex
 	verifier *oidc.IDTokenVerifier
+	keys     *keySet
 	failedAt time.Time
 	failure  error
 }
@@ -67,20 +69,40 @@ func (e *entra) ready(ctx context.Context) (*oidc.IDTokenVerifier, error) {
 	if e.failure != nil && time.Since(e.failedAt) < discoveryRetry {
 		return nil, e.failure
 	}
-	// The keys are fetched later, for other requests: their context must
-	// outlive this one, and carry the client.
-	keysCtx := oidc.ClientContext(context.WithoutCancel(ctx), e.client)
-	dctx, cancel := context.WithTimeout(keysCtx, 10*time.Second)
+	// Its failure is remembered for other requests: this one's cancel
+	// must not cause it.
+	dctx, cancel := context.WithTimeout(oidc.ClientContext(context.WithoutCancel(ctx), e.client), 10*time.Second)
 	defer cancel()
-	p, err := oidc.NewProvider(dctx, e.issuer)
+	jwksURL, err := discover(dctx, e.issuer)
 	if err != nil {
 		e.failedAt, e.failure = time.Now(), fmt.Errorf("entra: discovery at %s: %w", e.issuer, err)
 		return nil, e.failure
 	}
+	e.keys = newKeySet(jwksURL, e.client, keyRefetch)
 	// The audience is checked below against every accepted value.
-	e.verifier = p.VerifierContext(keysCtx, &oidc.Config{SkipClientIDCheck: true, SupportedSigningAlgs: []string{oidc.RS256}})
+	e.verifier = oidc.NewVerifier(e.issuer, e.keys, &oidc.Config{SkipClientIDCheck: true, SupportedSigningAlgs: []string{oidc.RS256}})
 	e.failure = nil
 	return e.verifier, nil
+}
+
+// discover reads issuer's discovery document (go-oidc checks that it
+// names issuer) and returns its jwks_uri.
+func discover(ctx context.Context, issuer string) (string, error) {
+	p, err := oidc.NewProvider(ctx, issuer)
+	if err != nil {
+		return "", err
+	}
+	var doc struct {
+		JWKSURL string `json:"jwks_uri"`
+	}
+	if err := p.Claims(&doc); err != nil {
+		return "", err
+	}
+	u, err := url.Parse(doc.JWKSURL)
+	if err != nil || u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
+		return "", fmt.Errorf("the jwks_uri %q is not an HTTP URL", doc.JWKSURL)
+	}
+	return doc.JWKSURL, nil
 }
 
 // problem reports discovery's last failure, for /readyz; nil when it

@@ -41,6 +41,7 @@ const (
 	maxErrorBody    = 64 << 10
 	maxErrorMessage = 1024
 	maxRetryAfter   = time.Hour
+	minThrottleWait = time.Second
 )
 
 // APIError is a failed recoverPasscode call: an HTTP status other than 2xx, or a
@@ -121,6 +122,24 @@ func (e *APIError) Is(target error) bool {
 // Unwrap returns the transport error, if any.
 func (e *APIError) Unwrap() error {
 	return e.Err
+}
+
+// RetryAfter returns the wait that err's response asked for with Retry-After (never
+// negative) and whether it asked for one. It finds an *APIError through wrapping; any
+// other error asks for nothing.
+func RetryAfter(err error) (time.Duration, bool) {
+	var apiErr *APIError
+	if !errors.As(err, &apiErr) || !apiErr.HasRetryAfter {
+		return 0, false
+	}
+	return max(apiErr.RetryAfter, 0), true
+}
+
+// ThrottleWait is how long a throttled call asks its tenant's callers to hold off: the
+// Retry-After, but at least a second, also when there was none.
+func ThrottleWait(err error) time.Duration {
+	wait, _ := RetryAfter(err)
+	return max(wait, minThrottleWait)
 }
 
 // statusClass maps an HTTP status to its class. Graph documents 500, 502 and 504 as

@@ -2,6 +2,7 @@ package graph_test
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -72,6 +73,39 @@ func TestAPIErrorClassFromStatus(t *testing.T) {
 				if got := errors.Is(err, class); got != (class == tt.class) {
 					t.Fatalf("errors.Is(%d, %v) = %v", tt.status, class, got)
 				}
+			}
+		})
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	asked := func(d time.Duration) *graph.APIError {
+		return &graph.APIError{Status: 429, RetryAfter: d, HasRetryAfter: true}
+	}
+	tests := []struct {
+		name     string
+		err      error
+		want     time.Duration
+		ok       bool
+		throttle time.Duration
+	}{
+		{"nil", nil, 0, false, time.Second},
+		{"not an APIError", errors.New("boom"), 0, false, time.Second},
+		{"no header", &graph.APIError{Status: 429}, 0, false, time.Second},
+		{"30s", asked(30 * time.Second), 30 * time.Second, true, 30 * time.Second},
+		{"wrapped", fmt.Errorf("resolve: %w", asked(5*time.Second)), 5 * time.Second, true, 5 * time.Second},
+		{"0s: at least a second's pause", asked(0), 0, true, time.Second},
+		{"sub-second: at least a second's pause", asked(300 * time.Millisecond), 300 * time.Millisecond, true, time.Second},
+		{"negative: none", asked(-time.Minute), 0, true, time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := graph.RetryAfter(tt.err)
+			if got != tt.want || ok != tt.ok {
+				t.Errorf("RetryAfter = %v, %v; want %v, %v", got, ok, tt.want, tt.ok)
+			}
+			if got := graph.ThrottleWait(tt.err); got != tt.throttle {
+				t.Errorf("ThrottleWait = %v; want %v", got, tt.throttle)
 			}
 		})
 	}

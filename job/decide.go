@@ -104,11 +104,11 @@ func decide(err error, a attempt, cfg *Config) decision {
 	if errors.Is(err, graph.ErrUnknownOutcome) {
 		d.Fate, d.Uncertain = idempotency.Unknown, true
 	}
-	retryAfter, hasRetryAfter, answered := serverWait(err)
+	retryAfter, hasRetryAfter := graph.RetryAfter(err)
 	if hasRetryAfter {
 		d.Delay, d.Backoff = min(retryAfter, cfg.Backoff.Max), false
 	}
-	serverSaid := hasRetryAfter && answered
+	serverSaid := hasRetryAfter && responded(err)
 	throttled := errors.Is(err, graph.ErrThrottled)
 	d.Failure = !throttled // being throttled is waiting our turn, not failing
 	d.Learn = throttled
@@ -131,14 +131,11 @@ func decide(err error, a attempt, cfg *Config) decision {
 	return d
 }
 
-// serverWait is the Retry-After that err carries, if any (a 429, 503 or
-// 504), and whether a response came at all.
-func serverWait(err error) (wait time.Duration, ok, answered bool) {
+// responded reports whether err is Graph's answer rather than a call that
+// got none.
+func responded(err error) bool {
 	var apiErr *graph.APIError
-	if !errors.As(err, &apiErr) {
-		return 0, false, false
-	}
-	return max(apiErr.RetryAfter, 0), apiErr.HasRetryAfter, apiErr.Status != 0
+	return errors.As(err, &apiErr) && apiErr.Status != 0
 }
 
 // errorText is the person-readable text of a Graph error.

@@ -149,7 +149,7 @@ func (p *process) pause(ctx context.Context, d decision, gerr error, started tim
 		return p.cfg.Limiter.Pause(ctx, p.job.TenantID, d.Until)
 	}
 	th := ratelimit.Throttle{Started: started, Until: d.Until}
-	th.RetryAfter, th.HasRetryAfter, _ = serverWait(gerr)
+	th.RetryAfter, th.HasRetryAfter = graph.RetryAfter(gerr)
 	return p.cfg.Limiter.Throttled(ctx, p.job.TenantID, th)
 }
 

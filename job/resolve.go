@@ -86,10 +86,7 @@ func (h *Handler) resolveFailed(ctx context.Context, j *wire.Job, res *wire.Resu
 	var apiErr *graph.APIError
 	switch {
 	case errors.Is(err, graph.ErrThrottled):
-		wait := time.Second
-		if errors.As(err, &apiErr) && apiErr.HasRetryAfter {
-			wait = max(apiErr.RetryAfter, wait)
-		}
+		wait := graph.ThrottleWait(err)
 		if perr := h.cfg.Reads.Pause(ctx, j.TenantID, h.cfg.Now().Add(wait)); perr != nil {
 			log.Warn().Err(perr).Msg("could not share the read pause")
 		}

@@ -38,6 +38,13 @@ func NewFollow(reg prometheus.Registerer) *Follow {
 			Help: "Graph reads of followed devices, by HTTP status code (0: no response).",
 		}, []string{"code"}),
 	}
+	// Every state (wire's) is exported from the start, at 0: increase()
+	// over a series that appears at 1 misses that first confirmation, so
+	// after each restart the share of unknown ones
+	// (RecoverPasscodeConfirmationsUnknown) would be read wrong.
+	for _, state := range []string{"done", "failed", "canceled", "notSupported", "unknown"} {
+		f.confirmations.WithLabelValues(state)
+	}
 	reg.MustRegister(f.inProgress, f.confirmations, f.toFinal, f.reads)
 	return f
 }
