@@ -3,11 +3,14 @@ package gateway
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/recoverpasscode/recoverpasscode/internal/testsystem"
@@ -191,5 +194,64 @@ func TestRacePastTheDoorIsHeld(t *testing.T) {
 	overBudget(t, h.post("other", jobBody(device(91)), "Idempotency-Key", "H-3"), "other", "1/1h", 3637)
 	if got := h.jobsStored() - before; got != 0 {
 		t.Errorf("%d jobs stored by a retry (a duplicate within the window) and a refusal, want none", got)
+	}
+}
+
+// TestBudgetUnreadable runs the gateway as a NATS user that may not read
+// the limits bucket (one set up before the gateway looked at budgets): a
+// source over its budget is accepted, and held by the workers, rather
+// than refused or failed, and after the first read that failed the
+// gateway stops looking for a while instead of waiting out a timeout on
+// every POST.
+func TestBudgetUnreadable(t *testing.T) {
+	h := newSystem(t, true)
+	perms := NATSPermissions("", "_INBOX.gateway")
+	perms.Publish = slices.DeleteFunc(perms.Publish, func(s string) bool { return strings.Contains(s, "_limits") })
+	opts := &server.Options{
+		Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
+		JetStream: true, StoreDir: t.TempDir(),
+		Users: []*server.User{
+			{Username: "worker", Password: "w"},
+			{Username: "gateway", Password: "g", Permissions: &server.Permissions{
+				Publish:   &server.SubjectPermission{Allow: perms.Publish, Deny: perms.DenyPublish},
+				Subscribe: &server.SubjectPermission{Allow: perms.Subscribe},
+			}},
+		},
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(ns.Shutdown)
+	cfg := h.sys.Config("w1")
+	cfg.NATS.URL, cfg.NATS.User, cfg.NATS.Password = ns.ClientURL(), "worker", "w"
+	cfg.SourceLimits = quota.Limits{"other": {N: 1, Per: time.Hour}}
+	testsystem.RunWorker(t, cfg, 15*time.Second)
+	h.start(ns.ClientURL(), h.sources, nats.UserInfo("gateway", "g"), nats.CustomInboxPrefix("_INBOX.gateway"))
+	testsystem.WaitReadyz(t, h.url[len("http://"):], http.StatusOK, 20*time.Second)
+
+	if r := h.post("other", jobBody(device(95)), "Idempotency-Key", "U-1"); r.status != http.StatusAccepted {
+		t.Fatalf("the first job: %d %s", r.status, r.body)
+	}
+	if res := h.waitResult("other", JobID("other", "U-1")); res["status"] != "succeeded" {
+		t.Fatalf("the first job: %v", res)
+	}
+	// Over the budget, unseen: accepted, for the workers to hold.
+	if r := h.post("other", jobBody(device(96)), "Idempotency-Key", "U-2"); r.status != http.StatusAccepted {
+		t.Fatalf("over the budget, unreadable: %d %s, want 202", r.status, r.body)
+	}
+	start := time.Now()
+	if r := h.post("other", jobBody(device(97)), "Idempotency-Key", "U-3"); r.status != http.StatusAccepted {
+		t.Fatalf("over the budget, unreadable, again: %d %s, want 202", r.status, r.body)
+	}
+	if took := time.Since(start); took > h.gw.cfg.Timeout/2 {
+		t.Errorf("the POST after a failed read took %s: the gateway waited on the budget again (timeout %s)", took, h.gw.cfg.Timeout)
+	}
+	if n := strings.Count(h.logs.String(), "cannot read the source budgets"); n != 1 {
+		t.Errorf("%d warnings about the budgets, want 1:\n%s", n, h.logs)
 	}
 }
