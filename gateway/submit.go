@@ -74,21 +74,23 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 	ri.jobID = j.ID
 	wait, waitApplied := preferWait(r.Header.Values("Prefer"))
 
-	// A request already accepted gets its job whatever the budget says
-	// now; a new one from a source over its budget is refused with 429,
-	// nothing recorded or published, rather than accepted to be held.
-	known := false
-	if !randomID {
-		var err error
-		if _, known, err = s.store.lookup(r.Context(), ri.source, j.ID); err != nil {
-			outcome = submitUnavailable
-			s.log.Warn().Err(err).Str("request_id", ri.id).Str("job_id", j.ID).Msg("cannot read the request record")
-			writeProblem(w, r, unavailableSubmit(err).p)
-			return
+	// A new request from a source over its budget is refused with 429,
+	// nothing recorded or published, rather than accepted to be held; one
+	// already accepted (its record exists) gets its job whatever the
+	// budget says now. The record is read only when the budget has no
+	// room, so that a POST under its budget costs one read, not two.
+	if perr := s.overBudget(r.Context(), ri.source); perr != nil {
+		known := false
+		if !randomID {
+			var err error
+			if _, known, err = s.store.lookup(r.Context(), ri.source, j.ID); err != nil {
+				outcome = submitUnavailable
+				s.log.Warn().Err(err).Str("request_id", ri.id).Str("job_id", j.ID).Msg("cannot read the request record")
+				writeProblem(w, r, unavailableSubmit(err).p)
+				return
+			}
 		}
-	}
-	if !known {
-		if perr := s.overBudget(r.Context(), ri.source); perr != nil {
+		if !known {
 			outcome = submitOverBudget
 			writeProblem(w, r, perr.p)
 			return
