@@ -143,7 +143,7 @@ func TestBudgetHasRoomAgain(t *testing.T) {
 	}) {
 		t.Fatalf("the budget has no room %s after the refusal: %d %s", 3*per, r.status, r.body)
 	}
-	if waited, said := time.Since(refused), time.Duration(secs)*time.Second; waited > said+2*time.Second {
+	if waited, said := time.Since(refused), time.Duration(secs)*time.Second; waited > said+3*time.Second {
 		t.Errorf("accepted %s after a Retry-After of %s", waited.Round(time.Millisecond), said)
 	}
 	if res := h.waitResult("other", JobID("other", "R-2")); res["status"] != "succeeded" {
