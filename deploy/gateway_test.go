@@ -264,6 +264,14 @@ func gatewayDenials(gw *peer) []denial {
 			subject: "$KV." + keysBucket + ".key", do: publish("$KV." + keysBucket + ".key")},
 		{name: "gateway pauses a tenant in the rate-limit bucket", who: gw, kind: "publish",
 			subject: "$KV." + limitsBucket + ".tenant", do: publish("$KV." + limitsBucket + ".tenant")},
+		// It reads a source's budget window and the held records, no more.
+		{name: "gateway writes a source's budget window", who: gw, kind: "publish",
+			subject: "$KV." + limitsBucket + ".quota.automation", do: publish("$KV." + limitsBucket + ".quota.automation")},
+		{name: "gateway releases a held job", who: gw, kind: "publish",
+			subject: "$KV." + limitsBucket + ".held.automation.j1", do: publish("$KV." + limitsBucket + ".held.automation.j1")},
+		{name: "gateway reads a rate-limit window", who: gw, kind: "publish",
+			subject: "$JS.API.DIRECT.GET.KV_" + limitsBucket + ".$KV." + limitsBucket + ".window.app.tenant",
+			do:      request("$JS.API.DIRECT.GET.KV_"+limitsBucket+".$KV."+limitsBucket+".window.app.tenant", "")},
 
 		// Streams, buckets, consumers and stored messages stay as they are.
 		{name: "gateway creates the requests bucket", who: gw, kind: "publish",

@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/recoverpasscode/recoverpasscode/ratelimit"
 	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
@@ -22,6 +23,11 @@ import (
 // run: go test -run '^$' -bench Submit ./gateway.
 func BenchmarkSubmit(b *testing.B) {
 	h := newHarness(b)
+	// The workers' limits bucket, as a worker creates it: each POST reads
+	// the source's budget window there.
+	if _, err := h.sys.JS.CreateKeyValue(context.Background(), ratelimit.BucketConfig(h.sys.Names.LimitsBucket(), 1)); err != nil {
+		b.Fatal(err)
+	}
 	var n atomic.Int64
 	b.Run("http", func(b *testing.B) {
 		b.SetParallelism(64 / runtime.GOMAXPROCS(0))

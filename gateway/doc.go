@@ -52,6 +52,12 @@
 //   - $JS.API.CONSUMER.CREATE.KV_<prefix>_requests.<name>.$KV.<prefix>_requests.<source>.*,
 //     with the same MSG.NEXT and DELETE on KV_<prefix>_requests: the
 //     source's records, for the queued jobs of a list.
+//   - $JS.API.STREAM.INFO.KV_<prefix>_limits, and
+//     $JS.API.DIRECT.GET.KV_<prefix>_limits.$KV.<prefix>_limits.quota.> and
+//     ….held.>: the workers' limits bucket, read only (quota.Store.Room
+//     and HeldJob): a source's budget window, so that POST answers 429
+//     to a source over its budget, and a queued job's held record, so
+//     that GET says "held". It writes nothing there.
 //
 // Subscribes:
 //   - <prefix>.results.<source>.*: the results of a source's jobs, for its

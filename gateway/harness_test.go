@@ -297,7 +297,8 @@ func (h *harness) waitResult(source, id string) map[string]any {
 	var last reply
 	ok := testsystem.Eventually(30*time.Second, func() bool {
 		last = h.get(source, jobPath(id))
-		return last.status == 200 && last.json(h.t)["status"] != statusQueued
+		st := last.json(h.t)["status"]
+		return last.status == 200 && st != statusQueued && st != statusHeld
 	})
 	if !ok {
 		h.t.Fatalf("job %s has no result: last answer %d %s", id, last.status, last.body)

@@ -20,6 +20,9 @@ const (
 	submitConflict = "conflict"
 	// submitUnavailable: NATS did not answer (503).
 	submitUnavailable = "unavailable"
+	// submitOverBudget: the source is over its budget (429); nothing
+	// published.
+	submitOverBudget = "over_budget"
 )
 
 // Wait outcomes, the outcome label of recoverpasscode_gateway_waits_total.
@@ -52,7 +55,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"route"}),
 		submissions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "recoverpasscode_gateway_submissions_total",
-			Help: "POST /v1/jobs by source and outcome (accepted, repeated, invalid, conflict, unavailable).",
+			Help: "POST /v1/jobs by source and outcome (accepted, repeated, invalid, conflict, unavailable, over_budget).",
 		}, []string{"source", "outcome"}),
 		waits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "recoverpasscode_gateway_waits_total",

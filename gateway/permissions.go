@@ -48,7 +48,8 @@ func union(a, b []string) []string {
 }
 
 // doorPermissions are the HTTP door's own: jobs in, results, confirmations
-// and request records read.
+// and request records read, and the source budgets and held records of
+// the limits bucket read.
 func doorPermissions(prefix, inboxPrefix string) Permissions {
 	n := wire.Names{Prefix: prefix}
 	p := prefix
@@ -61,6 +62,7 @@ func doorPermissions(prefix, inboxPrefix string) Permissions {
 	kvStream := "KV_" + n.RequestsBucket()
 	kvSubjects := "$KV." + n.RequestsBucket()
 	results, confirmations := n.ResultsStream(), n.ConfirmationsStream()
+	limitsStream, limitsSubjects := "KV_"+n.LimitsBucket(), "$KV."+n.LimitsBucket()
 	return Permissions{
 		Publish: []string{
 			n.JobsWildcard(),
@@ -78,6 +80,11 @@ func doorPermissions(prefix, inboxPrefix string) Permissions {
 			// A followed job's confirmation, read by subject.
 			"$JS.API.STREAM.INFO." + confirmations,
 			"$JS.API.STREAM.MSG.GET." + confirmations,
+			// The workers' limits bucket, read only: a source's budget
+			// window (429 at the door) and a job's held record ("held").
+			"$JS.API.STREAM.INFO." + limitsStream,
+			"$JS.API.DIRECT.GET." + limitsStream + "." + limitsSubjects + ".quota.>",
+			"$JS.API.DIRECT.GET." + limitsStream + "." + limitsSubjects + ".held.>",
 		},
 		Subscribe: []string{
 			p + ".results.*.*",

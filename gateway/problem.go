@@ -35,8 +35,9 @@ const (
 	ProblemMethodNotAllowed ProblemType = "urn:recoverpasscode:problem:method-not-allowed"
 	// ProblemTooLarge: the body is larger than a job may be (413).
 	ProblemTooLarge ProblemType = "urn:recoverpasscode:problem:too-large"
-	// ProblemOverBudget: the source is over its budget (429 with
-	// Retry-After). Reserved for source budgets (RECOVER_SOURCE_LIMITS).
+	// ProblemOverBudget: the source is over its budget, the workers'
+	// RECOVER_SOURCE_LIMITS (429 with Retry-After, the whole seconds until
+	// the budget has room). Nothing was recorded or published.
 	ProblemOverBudget ProblemType = "urn:recoverpasscode:problem:over-budget"
 	// ProblemUnavailable: NATS did not answer (503 with Retry-After).
 	// Nothing was accepted; the same request may be retried.

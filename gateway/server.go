@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -37,6 +38,9 @@ type Server struct {
 	reg     *prometheus.Registry
 	log     zerolog.Logger
 	handler http.Handler
+	// budgetPause is when (unix ns) to read the source budgets again after
+	// a read failed; see budgetBackoff.
+	budgetPause atomic.Int64
 }
 
 // New checks cfg and returns a gateway ready to serve. It makes no

@@ -8,8 +8,9 @@ import (
 
 // getJob serves GET /v1/jobs/{id}: the job's result once it exists (with
 // its confirmation, for a followed job that has one), else "queued" while
-// the gateway's record of it lives. The subjects read hold the caller's
-// source, so another source's job is simply not found.
+// the gateway's record of it lives ("held" while the workers hold it, its
+// source over its budget). The subjects read hold the caller's source, so
+// another source's job is simply not found.
 func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 	ri := infoOf(r.Context())
 	id := r.PathValue("id")
@@ -44,8 +45,12 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, notFound("source %s has no job %s: no result is stored for it (results are kept 30 days) and the gateway did not submit it within its record's lifetime", ri.source, id).p)
 		return
 	}
+	view := queuedOf(rec)
+	if until, held := s.heldJob(r.Context(), ri.source, id); held {
+		view.Status, view.HeldUntil = statusHeld, until.UTC()
+	}
 	w.Header().Set("Retry-After", s.retryAfter())
-	writeJSON(w, http.StatusOK, queuedOf(rec))
+	writeJSON(w, http.StatusOK, view)
 }
 
 // jobView is a job's result with, for a followed job, its confirmation

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/recoverpasscode/recoverpasscode/quota"
 	"github.com/recoverpasscode/recoverpasscode/wire"
 )
 
@@ -32,6 +33,7 @@ type store struct {
 	requests      jetstream.KeyValue
 	results       jetstream.Stream
 	confirmations jetstream.Stream
+	budgets       *quota.Store // on the workers' limits bucket, read only
 }
 
 func newStore(nc *nats.Conn, names wire.Names, timeout time.Duration) (*store, error) {
@@ -93,6 +95,26 @@ func (st *store) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	}
 	st.requests = kv
 	return kv, nil
+}
+
+// budgetStore returns a quota.Store on the workers' limits bucket, which
+// the gateway only reads (quota.Store.Room and HeldJob): the source
+// budgets and held jobs. It enforces no limits of its own.
+func (st *store) budgetStore(ctx context.Context) (*quota.Store, error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.budgets != nil {
+		return st.budgets, nil
+	}
+	if err := st.connected(); err != nil {
+		return nil, err
+	}
+	kv, err := st.js.KeyValue(ctx, st.names.LimitsBucket())
+	if err != nil {
+		return nil, st.wrap(err)
+	}
+	st.budgets = quota.New(st.js, kv, nil)
+	return st.budgets, nil
 }
 
 // resultsStream returns the results stream.

@@ -35,6 +35,9 @@ type queued struct {
 	Ticket          string    `json:"ticket,omitempty"`
 	RequestedBy     string    `json:"requestedBy,omitempty"`
 	SubmittedAt     time.Time `json:"submittedAt,omitzero"`
+	// HeldUntil is, for a held job, when the workers expect its source's
+	// budget to have room (an operator may release it sooner).
+	HeldUntil time.Time `json:"heldUntil,omitzero"`
 }
 
 const statusQueued = "queued"
@@ -70,6 +73,29 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 	}
 	ri.jobID = j.ID
 	wait, waitApplied := preferWait(r.Header.Values("Prefer"))
+
+	// A new request from a source over its budget is refused with 429,
+	// nothing recorded or published, rather than accepted to be held; one
+	// already accepted (its record exists) gets its job whatever the
+	// budget says now. The record is read only when the budget has no
+	// room, so that a POST under its budget costs one read, not two.
+	if perr := s.overBudget(r.Context(), ri.source); perr != nil {
+		known := false
+		if !randomID {
+			var err error
+			if _, known, err = s.store.lookup(r.Context(), ri.source, j.ID); err != nil {
+				outcome = submitUnavailable
+				s.log.Warn().Err(err).Str("request_id", ri.id).Str("job_id", j.ID).Msg("cannot read the request record")
+				writeProblem(w, r, unavailableSubmit(err).p)
+				return
+			}
+		}
+		if !known {
+			outcome = submitOverBudget
+			writeProblem(w, r, perr.p)
+			return
+		}
+	}
 
 	// Wait before anything is published, so that a result published at
 	// once is not missed.

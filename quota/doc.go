@@ -17,7 +17,12 @@
 //   - "quota.<source>": the source's window log, the admissions whose
 //     time is still inside the window, as [unix ms, count] pairs rounded up
 //     to a hundredth of the window so that the value stays small for long
-//     windows (an admission counts up to that much longer, never shorter).
+//     windows (an admission counts up to that much longer, never shorter),
+//     and the budget they were taken under (the rate, as ParseLimits reads
+//     it), written by each worker that takes a unit. The gateway reads it
+//     (Room, read-only) to answer 429 to a source over its budget instead
+//     of accepting a job the workers would hold; a window without a rate
+//     is no budget known to it.
 //   - "admitted.<source>.<job>": the job was admitted; its redeliveries (a
 //     retry, a worker that died) pass without taking another unit. It ages
 //     out with the bucket's TTL (24 h).

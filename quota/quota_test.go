@@ -201,3 +201,74 @@ func TestAdmitOnTheServersClock(t *testing.T) {
 		t.Errorf("the window stamps %s, want the server's time %s, not the host's", at, time.Now())
 	}
 }
+
+// TestRoom reads a source's window as the gateway does, with a Store that
+// enforces nothing: it judges the window by the rate the worker wrote
+// into it, takes no unit, and knows no budget without a window or a rate.
+func TestRoom(t *testing.T) {
+	js, kv := bucket(t)
+	ctx := t.Context()
+	worker := New(js, kv, Limits{"judge": {N: 2, Per: time.Hour}})
+	door := New(js, kv, nil)
+	room := func(want bool, wantRate string) time.Time {
+		t.Helper()
+		ok, retryAt, rate, err := door.Room(ctx, "judge")
+		if err != nil || ok != want || (wantRate != "" && rate.String() != wantRate) || (wantRate == "" && rate != (ratelimit.Rate{})) {
+			t.Fatalf("Room = %t, %s, %v, %v; want %t, rate %q", ok, retryAt, rate, err, want, wantRate)
+		}
+		return retryAt
+	}
+	room(true, "") // no window yet: no budget known
+	for i := range 2 {
+		if a, err := worker.Admit(ctx, "judge", &wire.Job{ID: fmt.Sprintf("j-%d", i)}); err != nil || !a.Admitted {
+			t.Fatalf("Admit %d = %+v, %v", i, a, err)
+		}
+		if i == 0 {
+			room(true, "2/1h")
+		}
+	}
+	before, err := kv.Get(ctx, "quota.judge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	retryAt := room(false, "2/1h")
+	if d := time.Until(retryAt); d < 59*time.Minute || d > 61*time.Minute {
+		t.Errorf("retryAt in %s, want about the window's hour", d)
+	}
+	if after, err := kv.Get(ctx, "quota.judge"); err != nil || after.Revision() != before.Revision() {
+		t.Fatalf("Room wrote the window: revision %d -> %v, %v", before.Revision(), after, err)
+	}
+	a, err := worker.Admit(ctx, "judge", &wire.Job{ID: "j-2"})
+	if err != nil || a.Admitted || !a.RetryAt.Equal(retryAt) {
+		t.Fatalf("the 3rd job = %+v, %v; want held until Room's %s", a, err, retryAt)
+	}
+	if h, held, err := door.HeldJob(ctx, "judge", "j-2"); err != nil || !held || h.Budget != "2/1h" {
+		t.Fatalf("HeldJob = %+v, %t, %v; want held under 2/1h", h, held, err)
+	}
+	if _, held, err := door.HeldJob(ctx, "judge", "j-0"); err != nil || held {
+		t.Fatalf("HeldJob of an admitted job = %t, %v", held, err)
+	}
+	if _, err := door.Release(ctx, "judge", "j-2", "ops"); err != nil {
+		t.Fatal(err)
+	}
+	if _, held, err := door.HeldJob(ctx, "judge", "j-2"); err != nil || held {
+		t.Fatalf("HeldJob of a released job = %t, %v; want not held", held, err)
+	}
+
+	// An hour on, the window has room again.
+	door.now = func() time.Time { return time.Now().Add(time.Hour + time.Minute) }
+	room(true, "2/1h")
+	door.now = time.Now
+
+	// A window an older worker wrote, without its rate: no budget known.
+	value, _ := json.Marshal(window{Grants: [][2]int64{{time.Now().UnixMilli(), 100}}})
+	if _, err := kv.Put(ctx, "quota.legacy", value); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _, rate, err := door.Room(ctx, "legacy"); err != nil || !ok || rate != (ratelimit.Rate{}) {
+		t.Errorf("Room of a window without a rate = %t, %v, %v; want room, no rate", ok, rate, err)
+	}
+	if _, _, _, err := door.Room(ctx, "not.a.token"); err == nil {
+		t.Error("Room of a source that is no subject token: no error")
+	}
+}

@@ -219,6 +219,61 @@ func (s *Store) take(ctx context.Context, source string, rate ratelimit.Rate) (t
 	}
 }
 
+// Room says whether the window of source has room for one more job now,
+// without taking it: a read-only look for a door in front of the workers
+// (the gateway, which answers 429 rather than publish a job the workers
+// would hold). It reads the window's value at "quota.<source>" and judges
+// it by the rate written into it by the worker that last took a unit of
+// it (window.Rate), not by the Store's limits: the workers own the
+// budgets. A source with no window, or a window without a rate (written
+// by a worker that recorded none) or whose rate cannot be read, has no
+// budget known: ok, with the zero rate. Otherwise retryAt (on the local
+// clock, as Admit's) is when the window will have room, for ok false.
+//
+// The window is judged on the Store's clock (WithClock, else the local
+// one): a clock off by d lets a job in up to d early, which the workers
+// then hold for up to d, or refuses one up to d too long.
+func (s *Store) Room(ctx context.Context, source string) (ok bool, retryAt time.Time, rate ratelimit.Rate, err error) {
+	if !wire.ValidToken(source) {
+		return false, time.Time{}, rate, fmt.Errorf("quota: the source %q cannot name a key", source)
+	}
+	key := windowPrefix + source
+	entry, err := s.kv.Get(ctx, key)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return true, time.Time{}, rate, nil
+	case err != nil:
+		return false, time.Time{}, rate, fmt.Errorf("quota: read %s: %w", key, err)
+	}
+	var w window
+	if err := json.Unmarshal(entry.Value(), &w); err != nil {
+		return false, time.Time{}, rate, fmt.Errorf("quota: read %s: %w", key, err)
+	}
+	if w.Rate == "" {
+		return true, time.Time{}, rate, nil
+	}
+	r, err := ratelimit.ParseRate(w.Rate)
+	if err != nil || r.Unlimited() || r.N <= 0 || r.Per <= 0 {
+		return true, time.Time{}, ratelimit.Rate{}, nil
+	}
+	grants, used := live(w.Grants, s.now(), r.Per)
+	if used < r.N {
+		return true, time.Time{}, r, nil
+	}
+	return false, s.toLocal(freeAt(grants, used-r.N+1, r.Per)), r, nil
+}
+
+// HeldJob returns the held record of job id of source, and whether the job
+// is held now (a record that an operator has released is returned with
+// false: the job goes on at its next delivery).
+func (s *Store) HeldJob(ctx context.Context, source, id string) (Held, bool, error) {
+	if !wire.ValidToken(source) || !wire.ValidID(id) {
+		return Held{}, false, fmt.Errorf("quota: source %q or job id %q cannot name a key", source, id)
+	}
+	h, rev, err := s.getHeld(ctx, source, id)
+	return h, err == nil && rev != 0 && !h.Released, err
+}
+
 // live keeps the grants still inside the window ending at now, and counts
 // their jobs.
 func live(grants [][2]int64, now time.Time, per time.Duration) ([][2]int64, int) {
