@@ -56,4 +56,7 @@ func TestOperatorReleasesHeldJobs(t *testing.T) {
 		t.Errorf("held list after the release: %s", r)
 	}
 	expectNoWorkerDenials(t, logs)
+	if l := logs.String(); strings.Contains(l, "could not write the source budgets") {
+		t.Errorf("the worker could not announce its budgets as its NATS user:\n%s", l)
+	}
 }

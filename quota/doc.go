@@ -19,7 +19,9 @@
 //     to a hundredth of the window so that the value stays small for long
 //     windows (an admission counts up to that much longer, never shorter),
 //     and the budget they were taken under (the rate, as ParseLimits reads
-//     it), written by each worker that takes a unit. The gateway reads it
+//     it), written by each worker that takes a unit and by every worker
+//     at start (Announce), so that a changed budget shows at once. The
+//     gateway reads it
 //     (Room, read-only) to answer 429 to a source over its budget instead
 //     of accepting a job the workers would hold; a window without a rate
 //     is no budget known to it.

@@ -272,3 +272,47 @@ func TestRoom(t *testing.T) {
 		t.Error("Room of a source that is no subject token: no error")
 	}
 }
+
+func TestAnnounce(t *testing.T) {
+	js, kv := bucket(t)
+	ctx := t.Context()
+	door := New(js, kv, nil)
+	room := func(want bool, wantRate string) {
+		t.Helper()
+		ok, _, rate, err := door.Room(ctx, "judge")
+		if err != nil || ok != want || (wantRate != "" && rate.String() != wantRate) {
+			t.Fatalf("Room = %t, %v, %v; want %t, rate %q", ok, rate, err, want, wantRate)
+		}
+	}
+	old := New(js, kv, Limits{"judge": {N: 1, Per: time.Hour}, "other": {N: 1, Per: time.Hour}})
+	for _, source := range []string{"judge", "other"} {
+		if a, err := old.Admit(ctx, source, &wire.Job{ID: "j-" + source}); err != nil || !a.Admitted {
+			t.Fatalf("Admit = %+v, %v", a, err)
+		}
+	}
+	room(false, "1/1h")
+
+	// Restarted with judge's budget raised: the door sees the new rate
+	// before any job is admitted under it.
+	if err := New(js, kv, Limits{"judge": {N: 5, Per: time.Hour}, "other": {N: 1, Per: time.Hour}}).Announce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	room(true, "5/1h")
+	// Lifted: no budget known at the door; other's window is left as it is.
+	other, err := kv.Get(ctx, "quota.other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := New(js, kv, Limits{"judge": ratelimit.Unlimited, "other": {N: 1, Per: time.Hour}}).Announce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	room(true, "")
+	if after, err := kv.Get(ctx, "quota.other"); err != nil || after.Revision() != other.Revision() {
+		t.Fatalf("Announce rewrote an unchanged window: revision %d -> %v, %v", other.Revision(), after, err)
+	}
+	// Lowered again: full at once.
+	if err := old.Announce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	room(false, "1/1h")
+}

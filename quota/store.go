@@ -219,6 +219,66 @@ func (s *Store) take(ctx context.Context, source string, rate ratelimit.Rate) (t
 	}
 }
 
+// Announce writes the Store's limits into the source windows already in
+// the bucket: the rate of a window whose source the limits now budget
+// differently, and no rate in the window of a source they no longer
+// budget. A door that judges the windows by their rate (Room) then sees a
+// raised, lowered or lifted budget as soon as a worker starts under it,
+// rather than once a worker takes a unit under it, which for a lifted
+// budget never happens. A source budgeted without a window needs nothing:
+// Room finds room. Workers still running an older configuration write
+// their rate back at their next take; the last writer wins. The service
+// calls it at start; it lists the windows with ListKeysFiltered, whose
+// watch the worker's NATS user may create and delete.
+func (s *Store) Announce(ctx context.Context) error {
+	lister, err := s.kv.ListKeysFiltered(ctx, windowPrefix+"*")
+	if err != nil {
+		return fmt.Errorf("quota: list the source windows: %w", err)
+	}
+	defer func() { _ = lister.Stop() }()
+	for key := range lister.Keys() {
+		if err := s.announce(ctx, key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// announce sets the rate of the window at key to the Store's limit of its
+// source, with a compare-and-set.
+func (s *Store) announce(ctx context.Context, key string) error {
+	want := ""
+	if r, ok := s.limits.Of(strings.TrimPrefix(key, windowPrefix)); ok {
+		want = r.String()
+	}
+	for conflicts := 0; ; conflicts++ {
+		entry, err := s.kv.Get(ctx, key)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			return nil
+		case err != nil:
+			return fmt.Errorf("quota: read %s: %w", key, err)
+		}
+		var w window
+		if json.Unmarshal(entry.Value(), &w) != nil || w.Rate == want {
+			return nil // a window take cannot read reports itself there
+		}
+		w.Rate = want
+		value, err := json.Marshal(w)
+		if err != nil {
+			return err
+		}
+		err = s.write(ctx, key, value, entry.Revision())
+		switch {
+		case errors.Is(err, errConflict) && conflicts < maxConflicts:
+			continue
+		case err != nil:
+			return fmt.Errorf("quota: write %s: %w", key, err)
+		}
+		return nil
+	}
+}
+
 // Room says whether the window of source has room for one more job now,
 // without taking it: a read-only look for a door in front of the workers
 // (the gateway, which answers 429 rather than publish a job the workers
@@ -378,7 +438,7 @@ func (s *Store) heldKeys(ctx context.Context, source string) ([]string, error) {
 		HeadersOnly:    true,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("quota: list held jobs: %w", err)
+		return nil, err
 	}
 	info := cons.CachedInfo()
 	if info == nil || info.NumPending == 0 {
@@ -386,7 +446,7 @@ func (s *Store) heldKeys(ctx context.Context, source string) ([]string, error) {
 	}
 	it, err := cons.Messages()
 	if err != nil {
-		return nil, fmt.Errorf("quota: list held jobs: %w", err)
+		return nil, err
 	}
 	defer it.Stop()
 	stop := context.AfterFunc(ctx, it.Stop)
@@ -395,7 +455,7 @@ func (s *Store) heldKeys(ctx context.Context, source string) ([]string, error) {
 	for range info.NumPending {
 		msg, err := it.Next()
 		if err != nil {
-			return nil, fmt.Errorf("quota: list held jobs: %w", err)
+			return nil, err
 		}
 		switch msg.Headers().Get("KV-Operation") {
 		case "DEL", "PURGE":

@@ -102,6 +102,9 @@ func Run(ctx, hard context.Context, cfg Config, logOut io.Writer) error {
 	defer limiter.Close()
 
 	budgets := quota.New(js, kvLimits, cfg.SourceLimits).WithClock(clk)
+	if err := budgets.Announce(ctx); err != nil {
+		log.Warn().Err(err).Msg("could not write the source budgets into the limits bucket: the gateway judges them by the rates last written until a job is admitted under each")
+	}
 	m.OnScrape(sampleHeld(budgets, m))
 	telemetry := worker.NewTelemetry(js, names, m, log)
 	m.OnScrape(telemetry.SampleConsumer(cons))
