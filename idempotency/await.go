@@ -18,7 +18,9 @@ import (
 // package documentation), makes it claim the key for c's job as Acquire
 // does. If that claim finds the key Busy again, because another waiter won
 // it, Await keeps waiting on the new holder. Renewals by the holder only
-// move the lease timer.
+// move the lease timer. A record that turns out bound to another source or
+// target than c's claim asked for (AcquireFor) ends the wait with a
+// *BoundError.
 //
 // Await costs one Watch, plus one claim each time the key is freed. It
 // returns promptly, with an error wrapping ctx.Err(), when ctx ends. It is
@@ -65,6 +67,8 @@ func (s *Store) Await(ctx context.Context, c Claim) (Claim, error) {
 				return Claim{}, fmt.Errorf("idempotency: await: %w", err)
 			case rec == nil:
 				free = true
+			case c.binding.refuses(rec):
+				return Claim{}, fmt.Errorf("idempotency: await: %w", boundError(rec, c.binding))
 			case rec.Phase == phaseDone:
 				return doneClaim(*rec, c.requester), nil
 			case !rec.live(s.now()):
@@ -76,7 +80,7 @@ func (s *Store) Await(ctx context.Context, c Claim) (Claim, error) {
 		if !free {
 			continue
 		}
-		next, err := s.claim(ctx, key, c.requester, c.arm)
+		next, err := s.claim(ctx, key, c.requester, c.binding, c.arm)
 		if err != nil {
 			return Claim{}, fmt.Errorf("idempotency: await: %w", err)
 		}

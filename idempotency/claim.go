@@ -81,10 +81,12 @@ type Claim struct {
 	// Lease is the key's lease for an Acquired claim, nil otherwise.
 	Lease *Lease
 
-	// requester is the job that asked, and arm whether the claim is to be
-	// marked calling, so that Await can claim for it the same way.
+	// requester is the job that asked, arm whether the claim is to be
+	// marked calling, and binding what it binds the key to, so that Await
+	// can claim for it the same way.
 	requester string
 	arm       bool
+	binding   Binding
 }
 
 // acquiredClaim is the claim on a record just written as ours. armed says

@@ -44,6 +44,11 @@ type record struct {
 	Phase   string `json:"phase"`
 	Owner   string `json:"owner"`
 	JobID   string `json:"jobId"`
+	// Source and Target are the key's Binding, set by its first job and
+	// kept by every later owner; absent from records written before keys
+	// were bound (an older worker keeps no binding either).
+	Source string `json:"source,omitempty"`
+	Target string `json:"target,omitempty"`
 	// Token identifies one acquisition, so that an owner can recognise its
 	// own write when the reply to it was lost (an owner name alone cannot:
 	// the same worker may take the key again after losing it).

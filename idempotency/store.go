@@ -16,6 +16,10 @@
 // compare-and-set on the key's revision (kv.Create, kv.Update, a delete at a
 // revision), so two workers can never both believe they own a key.
 //
+// AcquireFor also binds the key to its first job's source and target
+// (Binding): a later claim that asks for another is refused (ErrBound), so
+// a key names one action, not merely one call.
+//
 // Clocks: leases are instants written into the record by the owner and
 // judged by the reader. With Config.Clock (as the worker runs), both read
 // the NATS server's clock (see package clock), so a reader whose own clock
@@ -178,10 +182,19 @@ var (
 // Acquire returns promptly when ctx is cancelled and is safe for
 // concurrent use.
 func (s *Store) Acquire(ctx context.Context, key, jobID string) (Claim, error) {
-	return s.claim(ctx, key, jobID, true)
+	return s.claim(ctx, key, jobID, Binding{}, true)
 }
 
-func (s *Store) claim(ctx context.Context, key, jobID string, arm bool) (Claim, error) {
+// AcquireFor is Acquire for a job that binds the key to b: a new record
+// stores b, and a record bound to another source or target is neither
+// answered from nor taken over: AcquireFor writes nothing and returns a
+// *BoundError (errors.Is(err, ErrBound)). A record without a binding is
+// treated as Acquire treats it, and a takeover of one stores b.
+func (s *Store) AcquireFor(ctx context.Context, key, jobID string, b Binding) (Claim, error) {
+	return s.claim(ctx, key, jobID, b, true)
+}
+
+func (s *Store) claim(ctx context.Context, key, jobID string, b Binding, arm bool) (Claim, error) {
 	if err := ValidateKey(key); err != nil {
 		return Claim{}, err
 	}
@@ -198,7 +211,7 @@ func (s *Store) claim(ctx context.Context, key, jobID string, arm bool) (Claim, 
 		if err := ctx.Err(); err != nil {
 			return Claim{}, fmt.Errorf("idempotency: claim: %w", err)
 		}
-		c, err := s.claimRound(ctx, key, kvKey, jobID, tryCreate, arm)
+		c, err := s.claimRound(ctx, key, kvKey, jobID, b, tryCreate, arm)
 		if errors.Is(err, errConflict) || errors.Is(err, errGone) {
 			s.conflicts.Add(1)
 			tryCreate = errors.Is(err, errGone)
@@ -213,11 +226,13 @@ func (s *Store) claim(ctx context.Context, key, jobID string, arm bool) (Claim, 
 }
 
 // claimRound makes one attempt: create the record, else read it and answer
-// from it or take it over. arm marks an acquired record calling.
-func (s *Store) claimRound(ctx context.Context, key, kvKey, jobID string, tryCreate, arm bool) (Claim, error) {
+// from it or take it over, unless it is bound elsewhere. arm marks an
+// acquired record calling.
+func (s *Store) claimRound(ctx context.Context, key, kvKey, jobID string, b Binding, tryCreate, arm bool) (Claim, error) {
 	now := s.now()
 	if tryCreate {
 		rec := s.newRecord(key, jobID, now)
+		b.bind(&rec, nil)
 		if arm {
 			rec.Calling = true
 			rec.Attempts = 1
@@ -237,15 +252,18 @@ func (s *Store) claimRound(ctx context.Context, key, kvKey, jobID string, tryCre
 	if cur.Key != key {
 		return Claim{}, fmt.Errorf("record %s holds another key", kvKey)
 	}
+	if b.refuses(&cur) {
+		return Claim{}, boundError(&cur, b)
+	}
 	if cur.Phase == phaseDone {
 		return doneClaim(cur, jobID), nil
 	}
 	if cur.live(s.now()) {
 		c := busyClaim(cur, jobID)
-		c.arm = arm
+		c.arm, c.binding = arm, b
 		return c, nil
 	}
-	return s.takeOver(ctx, kvKey, rev, cur, jobID, arm)
+	return s.takeOver(ctx, kvKey, rev, cur, jobID, b, arm)
 }
 
 func (s *Store) newRecord(key, jobID string, now time.Time) record {
@@ -280,10 +298,12 @@ func (s *Store) create(ctx context.Context, kvKey string, rec record, armed bool
 }
 
 // takeOver replaces an expired or released claim with ours, keeping the
-// attempt count and the sticky calling flag; arm marks it calling too.
-func (s *Store) takeOver(ctx context.Context, kvKey string, rev uint64, prev record, jobID string, arm bool) (Claim, error) {
+// attempt count, the sticky calling flag and the binding (b's if prev has
+// none); arm marks it calling too.
+func (s *Store) takeOver(ctx context.Context, kvKey string, rev uint64, prev record, jobID string, b Binding, arm bool) (Claim, error) {
 	now := s.now()
 	rec := s.newRecord(prev.Key, jobID, now)
+	b.bind(&rec, &prev)
 	rec.Attempts = prev.Attempts
 	rec.Calling = prev.Calling
 	if arm {

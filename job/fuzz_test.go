@@ -192,7 +192,7 @@ func (u unreachable) PausedUntil(string) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-func (u unreachable) Acquire(context.Context, string, string) (idempotency.Claim, error) {
+func (u unreachable) AcquireFor(context.Context, string, string, idempotency.Binding) (idempotency.Claim, error) {
 	u.t.Fatal("idempotency key acquired")
 	return idempotency.Claim{}, nil
 }

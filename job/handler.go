@@ -56,9 +56,10 @@ var _ Quota = (*quota.Store)(nil)
 
 // Ledger grants each key's idempotency lease; the lease
 // (idempotency.Lease) carries the at-most-once protocol of the calls made
-// under it. *idempotency.Store implements it.
+// under it, and the key stays bound to its first job's source and target
+// (LedgerBinding). *idempotency.Store implements it.
 type Ledger interface {
-	Acquire(ctx context.Context, key, jobID string) (idempotency.Claim, error)
+	AcquireFor(ctx context.Context, key, jobID string, b idempotency.Binding) (idempotency.Claim, error)
 	Await(ctx context.Context, c idempotency.Claim) (idempotency.Claim, error)
 }
 

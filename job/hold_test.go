@@ -74,7 +74,7 @@ func (o *heldObserver) Held(_ context.Context, e wire.AuditEvent) { o.events = a
 // ends at its key.
 type failingLedger struct{ calls int }
 
-func (l *failingLedger) Acquire(context.Context, string, string) (idempotency.Claim, error) {
+func (l *failingLedger) AcquireFor(context.Context, string, string, idempotency.Binding) (idempotency.Claim, error) {
 	l.calls++
 	return idempotency.Claim{}, errors.New("no key today")
 }

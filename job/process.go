@@ -33,7 +33,10 @@ type process struct {
 func (p *process) run(ctx context.Context) Outcome {
 	cfg := p.cfg
 	key := LedgerKey(p.job)
-	claim, err := cfg.Ledger.Acquire(ctx, key, p.job.ID)
+	claim, err := cfg.Ledger.AcquireFor(ctx, key, p.job.ID, LedgerBinding(p.job, p.d.Meta.Source))
+	if errors.Is(err, idempotency.ErrBound) {
+		return p.h.rejectBound(p.job, p.res, err, p.log)
+	}
 	if err != nil {
 		return p.handBack(ctx, time.Second, fmt.Errorf("claim idempotency key: %w", err))
 	}
@@ -43,6 +46,9 @@ func (p *process) run(ctx context.Context) Outcome {
 		claim, err = cfg.Ledger.Await(waitCtx, claim)
 		stop()
 		cancel()
+		if errors.Is(err, idempotency.ErrBound) {
+			return p.h.rejectBound(p.job, p.res, err, p.log)
+		}
 		if err != nil || claim.State == idempotency.Busy {
 			// Another worker still holds the key: come back when its lease
 			// ends rather than hold this slot.

@@ -1,7 +1,9 @@
 package service_test
 
 import (
+	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -50,10 +52,11 @@ func TestResubmittedBatchIsAnsweredFromTheRecords(t *testing.T) {
 	cfg := sys.Config("w1")
 	cfg.Concurrency = 32
 	sys.StartWorker(cfg)
-	// The two rounds come from two sources, so each has its own subjects.
+	// Both rounds come from one source, as a batch run again does: a key
+	// is bound to the source that first used it.
 	submitBatch := func(round string) {
 		for i := range 200 {
-			sys.Submit(round, wire.Job{
+			sys.Submit("batch", wire.Job{
 				ID:              fmt.Sprintf("%s-%03d", round, i),
 				IdempotencyKey:  fmt.Sprintf("batch-7/%03d", i),
 				ManagedDeviceID: testsystem.DeviceN(i),
@@ -61,13 +64,18 @@ func TestResubmittedBatchIsAnsweredFromTheRecords(t *testing.T) {
 		}
 	}
 	submitBatch("first")
-	first := sys.Results("recoverpasscode.results.first.*", 200, 60*time.Second)
+	first := sys.Results("recoverpasscode.results.batch.*", 200, 60*time.Second)
 	calls := len(sys.GS.Calls())
 	if calls != 200 {
 		t.Fatalf("first round: %d graph calls, want 200", calls)
 	}
 	submitBatch("again")
-	again := sys.Results("recoverpasscode.results.again.*", 200, 60*time.Second)
+	// The stream holds both rounds' results; the second's are those of
+	// the again- jobs.
+	again := sys.Results("recoverpasscode.results.batch.*", 400, 60*time.Second)
+	for id := range first {
+		delete(again, id)
+	}
 	if n := len(sys.GS.Calls()) - calls; n != 0 {
 		t.Errorf("re-submission made %d new graph calls", n)
 	}
@@ -92,5 +100,38 @@ func TestKeyReusedForAnotherDeviceIsRejected(t *testing.T) {
 	r := sys.Results("recoverpasscode.results.ticketing.two", 1, 20*time.Second)["two"]
 	if r.Status != wire.Rejected || len(sys.GS.Calls()) != 1 {
 		t.Fatalf("result %+v after %d calls", r, len(sys.GS.Calls()))
+	}
+}
+
+// A key belongs to the source that first used it: automation reusing
+// ticketing's key is rejected, not answered from ticketing's record; the
+// rejection is dead-lettered and audited as every rejection is.
+func TestKeyReusedByAnotherSourceIsRejected(t *testing.T) {
+	sys := testsystem.Start(t, graphsim.Config{})
+	sys.StartWorker(sys.Config("w1"))
+	sys.Submit("ticketing", wire.Job{ID: "one", IdempotencyKey: "INC0012345", ManagedDeviceID: testsystem.Device})
+	if r := sys.Results("recoverpasscode.results.ticketing.one", 1, 20*time.Second)["one"]; r.Status != wire.Succeeded {
+		t.Fatalf("first job: %+v", r)
+	}
+	sys.Submit("automation", wire.Job{ID: "two", IdempotencyKey: "INC0012345", ManagedDeviceID: testsystem.Device})
+	r := sys.Results("recoverpasscode.results.automation.two", 1, 20*time.Second)["two"]
+	if r.Status != wire.Rejected || r.Replayed || !strings.Contains(r.Error, "first used by job one (source ticketing)") {
+		t.Fatalf("result %+v", r)
+	}
+	if n := len(sys.GS.Calls()); n != 1 {
+		t.Errorf("graph called %d times, want once", n)
+	}
+	if d, ok := sys.DeadLetters(1, 20*time.Second)["two"]; !ok || !strings.HasPrefix(d.Reason, "rejected: ") {
+		t.Errorf("dead letter %+v", d)
+	}
+	events := testsystem.ReadStream(t, sys.JS, sys.Names.AuditStream(), "recoverpasscode.audit.automation.>", 1, 20*time.Second, func(data []byte) (string, wire.AuditEvent) {
+		var e wire.AuditEvent
+		if err := json.Unmarshal(data, &e); err != nil {
+			t.Fatalf("audit event is not JSON: %v", err)
+		}
+		return e.JobID + "/" + e.Kind, e
+	})
+	if e, ok := events["two/"+wire.KindDecision]; !ok || e.Status != wire.Rejected {
+		t.Errorf("audit events %+v; want the rejection's decision", events)
 	}
 }
