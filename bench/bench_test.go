@@ -238,6 +238,7 @@ func TestFillRate(t *testing.T) {
 		{"steady 1 per ms", fill{at: []time.Time{at(0), at(50), at(100)}, n: []uint64{0, 50, 100}}, 1000},
 		{"start-up excluded", fill{at: []time.Time{at(0), at(500), at(510), at(600)}, n: []uint64{0, 0, 10, 100}}, 1000},
 		{"first poll past 10%", fill{at: []time.Time{at(0), at(40)}, n: []uint64{50, 90}}, 1000},
+		{"first poll after the fleet past 90%: timed from the count before it", fill{at: []time.Time{at(0), at(100)}, n: []uint64{0, 100}}, 1000},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -364,7 +364,20 @@ type fill struct {
 // awaitResults polls the results stream every 10ms until it
 // holds want results, and returns the record of it.
 func (s *stack) awaitResults(ctx context.Context, want uint64, exited <-chan error) (fill, error) {
-	var f fill
+	return s.awaitMore(ctx, fill{}, want, exited)
+}
+
+// sample is a fill of one poll of the results stream now.
+func (s *stack) sample(ctx context.Context) (fill, error) {
+	n, err := s.resultCount(ctx)
+	if err != nil {
+		return fill{}, err
+	}
+	return fill{at: []time.Time{time.Now()}, n: []uint64{n}}, nil
+}
+
+// awaitMore is awaitResults adding its polls to f.
+func (s *stack) awaitMore(ctx context.Context, f fill, want uint64, exited <-chan error) (fill, error) {
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -406,7 +419,10 @@ func (f fill) crossing(k float64) (time.Time, bool) {
 // rate is the jobs per second while the count went from 10% to 90% of
 // total: the steady state, without process start-up and the last
 // stragglers. If the first poll already saw more than 10%, the window
-// starts there.
+// starts there; a fill that begins with the count before the fleet
+// started (throughput's) is then timed from that count, so that a poll
+// starved on a loaded machine until most results were in still times
+// the run, start-up included, rather than fail.
 func (f fill) rate(total int) (float64, error) {
 	if len(f.n) == 0 {
 		return 0, errors.New("no results")
