@@ -42,9 +42,9 @@ type Limiter struct {
 	// sendGap tracks the recent worst time from Wait letting a call go to
 	// the call being written (see Sent).
 	sendGap atomic.Int64
-	// answerRTT tracks the recent least time from a call being written to
-	// its answer (see Answered).
-	answerRTT atomic.Int64
+	// least tracks the least time from a call being written to its
+	// answer over the last leastSpan (see Answered).
+	least leastFilter
 	// answerMean tracks the mean time from a call being written to its
 	// answer (a moving average), for a cold tenant's slow start.
 	answerMean atomic.Int64

@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"slices"
+	"sync"
 	"time"
 )
 
@@ -11,9 +12,9 @@ import (
 // window after the stamp. Wrote and Answered move the stamp of such a call
 // in the shared log, before any grant could rely on the old one: that
 // grant comes a whole window after the stamp, the move within a KV round
-// trip of the write (or of the answer). Only a process that stalls for a
-// whole window between writing a call and that update can still break the
-// bound.
+// trip of the write (or of the answer). Only a call answered a whole
+// window after its stamp, or a process that stalls that long before the
+// update, can still break the bound.
 
 // Wrote tells the Limiter that the call p let go was written to the
 // network at sent, read on the local clock (that of Config.Clock). A call
@@ -42,14 +43,15 @@ func (l *Limiter) Wrote(p Permit, sent time.Time) {
 }
 
 // Answered tells the Limiter that the answer to the call p let go began
-// to arrive at at (local clock), after Wrote. How long the call took
-// beyond the least such time seen recently bounds how much later than it
-// was written it may have reached Graph: a Graph (or a network, or a
-// stand-in on a loaded host) that is slow to read a call is also slow to
-// answer it. A call answered later than that by more than half the Margin
-// has its stamp moved by the rest of the excess (up to a tenth of the
-// window less half the Margin). Call it from the GotFirstResponseByte
-// trace hook; it does not block. It is safe for concurrent use.
+// to arrive at at (local clock), after Wrote. The call reached Graph
+// before that, and no later than at less the least write-to-answer time
+// seen over the last leastSpan: a Graph (or a network, or a stand-in on a
+// loaded host) that is slow to read a call is not faster than that to
+// answer it. A call answered so late that its stamp is earlier than that,
+// less half the Margin, has its stamp moved there, however far: a call
+// Graph read 300 ms late counts 300 ms late. Call it from the
+// GotFirstResponseByte trace hook; it does not block. It is safe for
+// concurrent use.
 func (l *Limiter) Answered(p Permit, at time.Time) {
 	u := p.use
 	if u == nil || at.IsZero() {
@@ -62,37 +64,70 @@ func (l *Limiter) Answered(p Permit, at time.Time) {
 	}
 	u.done = true
 	rtt := at.Sub(u.sent)
-	least := l.noteAnswer(rtt)
+	least := l.least.note(at, rtt)
 	l.noteMean(rtt)
 	// Half the Margin is left for the least answer's own way in; the
 	// other half is what any call may be late by without a move.
-	excess := min(rtt-least, l.cfg.Rate.Per/10) - l.cfg.Margin/2
-	if excess <= 0 {
-		return
-	}
-	l.move(u, l.clock.ToServer(u.sent).Add(excess))
+	l.move(u, l.clock.ToServer(at).Add(-least-l.cfg.Margin/2))
 }
 
-// noteAnswer folds one write-to-answer time into answerRTT, the least
-// recently seen: a faster answer counts at once, slower ones raise it by
-// a quarter of the difference, so that it follows a Graph whose latency
-// grew. It starts from zero, not from the first answer: the first calls of
-// a process (new connections, every worker starting at once) are the
-// slowest, and taking one of them as the least would let the others pass
-// for prompt. From zero, the first ten or so answers of a process count as
-// late, and move their stamps, by at most a tenth of the window each.
-// It returns the new value.
-func (l *Limiter) noteAnswer(d time.Duration) time.Duration {
-	for {
-		old := l.answerRTT.Load()
-		next := int64(max(d, 0))
-		if next > old {
-			next = old + (next-old)/4
-		}
-		if l.answerRTT.CompareAndSwap(old, next) {
-			return time.Duration(next)
-		}
+// leastSpan is how long a write-to-answer time counts towards the least:
+// like the minimum-RTT filter of TCP BBR, long enough that a spell of slow
+// answers (a loaded host, every worker starting at once) does not pass for
+// Graph's own latency, short enough to follow a Graph whose latency grew.
+// An overestimate would let late calls pass for prompt and break the
+// bound; an underestimate only moves more stamps than needed.
+const leastSpan = 10 * time.Second
+
+// leastSlots is the number of parts of leastSpan the filter keeps a least
+// for.
+const leastSlots = 10
+
+// leastFilter is the least write-to-answer time over the last leastSpan
+// in which answers came: the least of each of the parts of leastSpan that
+// saw an answer, the current one and the leastSlots before it. A Limiter
+// idle for a while thus keeps what it knew; its first answers after the
+// idle spell are judged by it.
+// It starts from zero (as if every part had seen an instant answer): the
+// first calls of a process (new connections, every worker starting at
+// once) are its slowest, and taking them for the least would let the
+// others pass for prompt, so for its first leastSpan of answers they move
+// their stamps to their answers. The zero value is ready to use; it is
+// safe for concurrent use.
+type leastFilter struct {
+	mu    sync.Mutex
+	slots [leastSlots + 1]leastSlot // a ring; next is the oldest
+	next  int
+}
+
+// leastSlot is the least time answered in the part epoch of leastSpan.
+type leastSlot struct {
+	epoch int64 // at.UnixNano() / (leastSpan/leastSlots); 0 before any
+	least time.Duration
+}
+
+// note folds one write-to-answer time d, answered at at (local clock),
+// into f and returns the least over the filter, d included.
+func (f *leastFilter) note(at time.Time, d time.Duration) time.Duration {
+	d = max(d, 0)
+	epoch := at.UnixNano() / int64(leastSpan/leastSlots)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	newest := &f.slots[(f.next+len(f.slots)-1)%len(f.slots)]
+	if epoch > newest.epoch {
+		// A new part: it replaces the oldest.
+		f.slots[f.next] = leastSlot{epoch: epoch, least: d}
+		f.next = (f.next + 1) % len(f.slots)
+	} else {
+		// This part, or an answer told late: either way the newest
+		// part holds it.
+		newest.least = min(newest.least, d)
 	}
+	least := d
+	for _, s := range f.slots {
+		least = min(least, s.least)
+	}
+	return least
 }
 
 // noteMean folds one write-to-answer time into answerMean, a moving
