@@ -75,10 +75,14 @@
 // that a spell of slow answers could raise (to 35–45 ms where the fastest
 // took 1 ms), or a move capped at a tenth of the window, let a 21st call
 // into a window in 5 runs of 10, a windowed minimum and no cap in none of
-// 10. The move is made in the shared log by the tenant's fetch goroutine
-// within a KV round trip, and a grant that could rely on the old stamp
-// comes a whole window after it, so the bound holds unless a call is
-// answered, or a process stalls, for a whole window in between.
+// 10. A call still unanswered half a window after its stamp may reach
+// Graph at any moment: its stamp is moved to the present then, and every
+// half window until it is answered or the caller reports it Ended (a
+// minute at most). A move is made in the shared log by the tenant's
+// fetch goroutine within a KV round trip, and a grant that could rely on
+// the old stamp comes a whole window after it, at least half a window
+// after the move was due, so the bound holds unless a process stalls for
+// half a window in between.
 // The Limiter also stamps later permits by the recent worst gap between
 // permit and write (up to a tenth of the window), so that few calls need
 // moving: a host that writes late costs throughput, not the bound. It adds

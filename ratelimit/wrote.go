@@ -12,14 +12,18 @@ import (
 // window after the stamp. Wrote and Answered move the stamp of such a call
 // in the shared log, before any grant could rely on the old one: that
 // grant comes a whole window after the stamp, the move within a KV round
-// trip of the write (or of the answer). Only a call answered a whole
-// window after its stamp, or a process that stalls that long before the
-// update, can still break the bound.
+// trip of the write (or of the answer). A call still in flight half a
+// window after its stamp has it moved to the present, and again every
+// half window, until it is answered or Ended (see keepInFlight). Only a
+// process that stalls for half a window before such an update can still
+// break the bound.
 
 // Wrote tells the Limiter that the call p let go was written to the
 // network at sent, read on the local clock (that of Config.Clock). A call
 // written after its permit's stamp (behind a new TLS connection, on a
 // host starved of CPU, after a lease renewal) has its stamp moved to sent.
+// Until Answered or Ended, the call counts as in flight (see
+// keepInFlight).
 //
 // Wrote also tracks the recent worst gap from Take to the write (as Sent
 // does), so that later permits are stamped that much later and few calls
@@ -40,6 +44,75 @@ func (l *Limiter) Wrote(p Permit, sent time.Time) {
 	u.sent = sent
 	l.Sent(sent.Sub(u.given))
 	l.move(u, l.clock.ToServer(sent))
+	l.keepInFlight(u)
+}
+
+// maxInFlight is how long after its write a call unanswered and not
+// Ended is still taken to be in flight: the Graph client gives up on a
+// call after 30 s.
+const maxInFlight = time.Minute
+
+// keepInFlight arms u's timer to move its stamp half a window after the
+// stamp, or after now if that is later, unless the call has been in
+// flight for maxInFlight by then. An unanswered call may reach Graph at
+// any moment, and a grant relying on its stamp comes a whole window
+// after it: moving the stamp to now every half window, while the call
+// is in flight, keeps that grant from coming before the answer can move
+// the stamp to where the call arrived. Only calls slower than half a
+// window need it. Guarded by u.mu.
+func (l *Limiter) keepInFlight(u *permitUse) {
+	now := time.Now()
+	at := l.clock.ToLocal(time.UnixMilli(u.stamp))
+	if at.Before(now) {
+		at = now
+	}
+	at = at.Add(l.window / 2)
+	if at.Sub(u.sent) > maxInFlight {
+		return
+	}
+	u.keep = time.AfterFunc(at.Sub(now), func() { l.stillInFlight(u) })
+}
+
+// stillInFlight moves the stamp of a call still unanswered to now, and
+// arms the next move.
+func (l *Limiter) stillInFlight(u *permitUse) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.done || l.ctx.Err() != nil {
+		return
+	}
+	l.moveStamp(u, l.now())
+	l.keepInFlight(u)
+}
+
+// stopKeeping ends the moves of keepInFlight. Guarded by u.mu.
+func (u *permitUse) stopKeeping() {
+	if u.keep != nil {
+		u.keep.Stop()
+	}
+}
+
+// Ended tells the Limiter that the call p let go is over at at (local
+// clock): answered, failed, timed out or given up. A call that was
+// written but never answered may have reached Graph until then, so its
+// stamp is moved there, less half the Margin; one that was answered has
+// been accounted for by Answered. Either way its stamp is no longer
+// moved along (see Wrote). Call it once the Graph call has returned; it
+// does not block. A call not Ended is taken to be over a minute after it
+// was written. It is safe for concurrent use.
+func (l *Limiter) Ended(p Permit, at time.Time) {
+	u := p.use
+	if u == nil || at.IsZero() {
+		return
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.sent.IsZero() || u.done {
+		return
+	}
+	u.done = true
+	u.stopKeeping()
+	l.move(u, l.clock.ToServer(at).Add(-l.cfg.Margin/2))
 }
 
 // Answered tells the Limiter that the answer to the call p let go began
@@ -63,6 +136,7 @@ func (l *Limiter) Answered(p Permit, at time.Time) {
 		return
 	}
 	u.done = true
+	u.stopKeeping()
 	rtt := at.Sub(u.sent)
 	least := l.least.note(at, rtt)
 	l.noteMean(rtt)
@@ -145,30 +219,39 @@ func (l *Limiter) noteMean(d time.Duration) {
 	}
 }
 
-// move queues the stamp of u to move to arrived (server clock) plus the
-// clock's error, if that is later than the stamp, and wakes the tenant's
-// fetch goroutine to write it. Guarded by u.mu.
+// move moves the stamp of a call that arrived late (see moveStamp) and
+// counts it in Stats.Moved. Guarded by u.mu.
 func (l *Limiter) move(u *permitUse, arrived time.Time) {
+	if l.moveStamp(u, arrived) {
+		l.stats.moved.Add(1)
+	}
+}
+
+// moveStamp queues the stamp of u to move to arrived (server clock) plus
+// the clock's error, if that is later than the stamp, and wakes the
+// tenant's fetch goroutine to write it. It reports whether it did.
+// Guarded by u.mu.
+func (l *Limiter) moveStamp(u *permitUse, arrived time.Time) bool {
 	need := untilMillis(arrived.Add(l.skew()))
 	if need <= u.stamp {
-		return
+		return false
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
-		return
+		return false
 	}
 	t := u.t
 	t.fixes = append(t.fixes, fix{from: u.stamp, to: need})
 	u.stamp = need
-	l.stats.moved.Add(1)
 	if t.fetching {
 		t.signal()
-		return
+		return true
 	}
 	t.fetching = true
 	l.wg.Add(1)
 	go l.fetch(t)
+	return true
 }
 
 // takeFixes removes and returns t's pending fixes, dropping those that no

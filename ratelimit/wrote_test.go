@@ -19,6 +19,9 @@ func TestLateCallsMoveTheirStamps(t *testing.T) {
 		{"written late", func(l *Limiter, p Permit) time.Time {
 			sent := time.Now().Add(300 * time.Millisecond) // a TLS handshake on a starved host
 			l.Wrote(p, sent)
+			// Answered at once, so that it is not moved along as a call
+			// in flight (see TestUnansweredCallsKeepTheirStamps).
+			l.Answered(p, sent)
 			return sent
 		}},
 		{"answered late", func(l *Limiter, p Permit) time.Time {
@@ -165,5 +168,58 @@ func TestLeastFilter(t *testing.T) {
 	// An hour idle, then a slow answer: judged by what was known.
 	if got := f.note(at.Add(time.Hour), 300*time.Millisecond); got != 50*time.Millisecond {
 		t.Errorf("after an idle hour: least %s, want the 50ms known before", got)
+	}
+}
+
+// A call still unanswered long after its stamp may reach Graph at any
+// moment: its stamp is moved along while it is in flight, so that no
+// other process grants a permit on the old stamp, and once it is answered
+// (or ends without an answer) the next permit comes a window after that.
+func TestUnansweredCallsKeepTheirStamps(t *testing.T) {
+	rate := Rate{N: 1, Per: time.Second}
+	for _, tc := range []struct {
+		name string
+		end  func(l *Limiter, p Permit, at time.Time)
+	}{
+		{"answered", func(l *Limiter, p Permit, at time.Time) { l.Answered(p, at) }},
+		{"ended unanswered", func(l *Limiter, p Permit, at time.Time) { l.Ended(p, at) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFleet(t, 2, Config{App: testApp, Rate: rate})
+			first, second := f.limiters[0], f.limiters[1]
+			p, err := first.Take(t.Context(), tenantA)
+			if err != nil {
+				t.Fatalf("Take: %v", err)
+			}
+			written := time.Now()
+			first.Wrote(p, written)
+			granted := make(chan time.Time, 1)
+			go func() {
+				if _, err := second.Wait(t.Context(), tenantA); err != nil {
+					t.Errorf("Wait: %v", err)
+				}
+				granted <- time.Now()
+			}()
+			// Graph holds the call for two and a half windows.
+			select {
+			case at := <-granted:
+				t.Fatalf("another permit came %s after the write, while the call was in flight", at.Sub(written))
+			case <-time.After(5 * rate.Per / 2):
+			}
+			ended := time.Now()
+			tc.end(first, p, ended)
+			at := <-granted
+			// The call may have reached Graph until it ended, less the
+			// half of the Margin any call may be late by.
+			if got, want := at.Sub(ended), rate.Per-first.cfg.Margin/2; got < want {
+				t.Errorf("the next permit came %s after the call ended, want at least %s", got, want)
+			}
+			// Ending again changes nothing.
+			moved := first.Stats().Moved
+			first.Ended(p, time.Now())
+			if m := first.Stats().Moved; m != moved {
+				t.Errorf("Moved = %d after a second end, want %d", m, moved)
+			}
+		})
 	}
 }
