@@ -162,6 +162,7 @@ const leastSlots = 10
 // saw an answer, the current one and the leastSlots before it. A Limiter
 // idle for a while thus keeps what it knew; its first answers after the
 // idle spell are judged by it.
+//
 // It starts from zero (as if every part had seen an instant answer): the
 // first calls of a process (new connections, every worker starting at
 // once) are its slowest, and taking them for the least would let the
