@@ -167,6 +167,10 @@ func (u unreachable) Answered(ratelimit.Permit, time.Time) {
 	u.t.Fatal("answer noted")
 }
 
+func (u unreachable) Ended(ratelimit.Permit, time.Time) {
+	u.t.Fatal("end noted")
+}
+
 func (u unreachable) Refresh(context.Context, string) (string, error) {
 	u.t.Fatal("token refreshed")
 	return "", nil

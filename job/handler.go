@@ -42,6 +42,9 @@ type Limiter interface {
 	// Answered tells it when the answer began to arrive, which bounds
 	// how late the call may have reached Graph.
 	Answered(p ratelimit.Permit, at time.Time)
+	// Ended tells it when the call was over, answered or not: one never
+	// answered may have reached Graph until then.
+	Ended(p ratelimit.Permit, at time.Time)
 }
 
 var _ Limiter = (*ratelimit.Limiter)(nil)

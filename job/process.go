@@ -192,6 +192,7 @@ func (p *process) call(ctx context.Context, st attempt, bo *backoff.ExponentialB
 		p.res.Attempts++
 		ctx = ratelimit.WithTrace(ctx, cfg.Limiter, permit)
 		resp, gerr = cfg.Graph.RecoverPasscode(ctx, target)
+		cfg.Limiter.Ended(permit, time.Now())
 		// decide draws from a copy of the backoff; the draw counts only if
 		// the decision used it.
 		next := *bo

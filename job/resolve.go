@@ -31,6 +31,7 @@ type Reads interface {
 	// counts arrivals) is counted where it arrived.
 	Wrote(p ratelimit.Permit, sent time.Time)
 	Answered(p ratelimit.Permit, at time.Time)
+	Ended(p ratelimit.Permit, at time.Time)
 }
 
 var _ Reads = (*ratelimit.Limiter)(nil)
@@ -56,6 +57,7 @@ func (h *Handler) resolve(ctx context.Context, j *wire.Job, res *wire.Result, lo
 		return Outcome{Disposition: Retry, Delay: time.Second}, false
 	}
 	ids, resp, err := h.cfg.Devices.FindDevices(ratelimit.WithTrace(ctx, h.cfg.Reads, permit), j.TenantID, l)
+	h.cfg.Reads.Ended(permit, time.Now())
 	if err != nil {
 		return h.resolveFailed(ctx, j, res, l, resp, err, log), false
 	}

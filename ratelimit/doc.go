@@ -65,13 +65,24 @@
 // the HTTP write follows it) and report what still happened, from the
 // HTTP client's trace hooks: Wrote, when the request was written, and
 // Answered, when the answer began to arrive. A call written after its
-// permit's stamp has its stamp moved to the write; a call answered later
-// than the least recent write-to-answer time by more than half the Margin
-// may have been read that much late, and has its stamp moved by the
-// excess (up to a tenth of the window). The move is made in the shared
-// log by the tenant's fetch goroutine within a KV round trip, and a grant
-// that could rely on the old stamp comes a whole window after it, so the
-// bound holds unless a process stalls for a whole window in between.
+// permit's stamp has its stamp moved to the write. A call reached Graph
+// no later than its answer less the least write-to-answer time of the
+// last ten seconds of answers (zero for a process's first ten seconds of
+// them): a call whose stamp is earlier than that, less half the Margin,
+// has its stamp moved there, however far. Measured with ten tenants at
+// 20/2s and the stand-in under the race detector beside six busy loops on
+// 2 cores, it read calls up to 356 ms after they were written; a least
+// that a spell of slow answers could raise (to 35–45 ms where the fastest
+// took 1 ms), or a move capped at a tenth of the window, let a 21st call
+// into a window in 5 runs of 10, a windowed minimum and no cap in none of
+// 10. A call still unanswered half a window after its stamp may reach
+// Graph at any moment: its stamp is moved to the present then, and every
+// half window until it is answered or the caller reports it Ended (a
+// minute at most). A move is made in the shared log by the tenant's
+// fetch goroutine within a KV round trip, and a grant that could rely on
+// the old stamp comes a whole window after it, at least half a window
+// after the move was due, so the bound holds unless a process stalls for
+// half a window in between.
 // The Limiter also stamps later permits by the recent worst gap between
 // permit and write (up to a tenth of the window), so that few calls need
 // moving: a host that writes late costs throughput, not the bound. It adds

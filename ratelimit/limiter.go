@@ -42,9 +42,9 @@ type Limiter struct {
 	// sendGap tracks the recent worst time from Wait letting a call go to
 	// the call being written (see Sent).
 	sendGap atomic.Int64
-	// answerRTT tracks the recent least time from a call being written to
-	// its answer (see Answered).
-	answerRTT atomic.Int64
+	// least tracks the least time from a call being written to its
+	// answer over the last leastSpan (see Answered).
+	least leastFilter
 	// answerMean tracks the mean time from a call being written to its
 	// answer (a moving average), for a cold tenant's slow start.
 	answerMean atomic.Int64
@@ -167,7 +167,8 @@ func (l *Limiter) Wait(ctx context.Context, tenantID string) (waited time.Durati
 }
 
 // Permit is one call that Take let go. Pass it to Wrote once the call
-// has been written to the network.
+// has been written to the network, to Answered when its answer begins to
+// arrive, and to Ended when the call is over (see WithTrace).
 type Permit struct {
 	// Waited is how long Take blocked.
 	Waited time.Duration
@@ -181,9 +182,10 @@ type permitUse struct {
 	given time.Time // local clock, when Take returned
 
 	mu    sync.Mutex
-	stamp int64     // the Until the window log holds for it, once moved
-	sent  time.Time // local clock, when Wrote was told; zero before
-	done  bool      // Answered was told
+	stamp int64       // the Until the window log holds for it, once moved
+	sent  time.Time   // local clock, when Wrote was told; zero before
+	done  bool        // Answered or Ended was told
+	keep  *time.Timer // moves the stamp along while the call is unanswered
 }
 
 // Take blocks until this process may start one call for (App,

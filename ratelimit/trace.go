@@ -17,7 +17,8 @@ var _ Tracer = (*Limiter)(nil)
 
 // WithTrace returns ctx with an HTTP client trace that tells t when the
 // call p let go is written (Wrote) and when its answer begins to arrive
-// (Answered): pass it to the one Graph call of the permit.
+// (Answered): pass it to the one Graph call of the permit, and call the
+// Limiter's Ended once that call returns.
 func WithTrace(ctx context.Context, t Tracer, p Permit) context.Context {
 	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		WroteRequest:         func(httptrace.WroteRequestInfo) { t.Wrote(p, time.Now()) },
