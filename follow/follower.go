@@ -34,9 +34,12 @@ type Reads interface {
 	Pause(ctx context.Context, tenantID string, until time.Time) error
 	// Wrote and Answered tell the budget when the read a permit let go was
 	// written and answered, so that a read that arrived late (Graph
-	// counts arrivals) is counted where it arrived.
+	// counts arrivals) is counted where it arrived; Ended when it was
+	// over, answered or not, so that one never answered stops counting
+	// as in flight.
 	Wrote(p ratelimit.Permit, sent time.Time)
 	Answered(p ratelimit.Permit, at time.Time)
+	Ended(p ratelimit.Permit, at time.Time)
 }
 
 var _ Reads = (*ratelimit.Limiter)(nil)
@@ -203,6 +206,7 @@ func (f *Follower) handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	st, resp, err := f.cfg.Devices.Device(ratelimit.WithTrace(ctx, f.cfg.Reads, permit), rec.TenantID, rec.ManagedDeviceID)
+	f.cfg.Reads.Ended(permit, time.Now())
 	f.cfg.Observer.Polled(resp.Status)
 	if err != nil {
 		f.readFailed(ctx, msg, rec, err, log)
