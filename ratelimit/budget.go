@@ -23,10 +23,10 @@ const (
 	// holdWindows is how many windows of use the rate holds at a wall that
 	// Graph confirmed before it probes above it. A probe that meets the
 	// wall pauses the tenant for a Graph answer and a Retry-After of whole
-	// seconds: measured at 20/2s with Graph at 300 ms, 0.4 to 0.9 s, a
-	// fifth to a half of a window. Probing once per holdWindows + 1
-	// windows costs 2–4% of the budget, and a budget that grew (the other
-	// app stopped) is still found within 12 windows of the last cut (see
+	// seconds: measured at 20/2s with Graph at 300 ms, 0.2 to 0.9 s, a
+	// tenth to a half of a window. Probing about once per ten windows
+	// costs 1–5% of the budget, and a budget that grew (the other app
+	// stopped) is still found within 12 windows of the last cut (see
 	// curve), 24 s at 20/2s.
 	holdWindows = 9
 	// idleWindows is how long without a grant, in windows, makes a probe

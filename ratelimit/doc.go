@@ -142,7 +142,7 @@
 //     back to the wall.
 //   - It probes above a wall Graph confirmed rarely, and then fast. A probe
 //     that meets the wall costs more than the call: the tenant pauses for
-//     Graph's answer and a Retry-After of whole seconds (0.4 to 0.9 s at
+//     Graph's answer and a Retry-After of whole seconds (0.2 to 0.9 s at
 //     20/2s with Graph at 300 ms), and the cubic we had, one call over the
 //     wall five windows after a cut, spent 4–8% of the budget on those
 //     pauses. But a cubic slow to its first probe is slow to find a budget
@@ -151,7 +151,7 @@
 //     for 9 windows of use (holdWindows), then goes one call over it, and
 //     while Graph accepts, the excess doubles at each growth step, twice a
 //     window (1, 3, 7, 15, ...), like TCP's slow start: a wall still there
-//     costs one 429 every ten windows (2–4% of the budget), and when the
+//     costs one 429 every ten windows (1–5% of the budget), and when the
 //     other app stops a fleet at half of N is back at 95% of it 11.1 windows
 //     after its last cut at worst (22 s at 20/2s). An overshoot costs
 //     little, since the 429 that ends it says how much Graph accepted.
