@@ -122,7 +122,7 @@ func TestBudgetGrowth(t *testing.T) {
 		}{
 			// The acceptance's 30 s at 20/2s is 15 windows; measured from a
 			// cut, the worst case, with a window more to fill one at Graph.
-			{Rate{N: 40, Per: 2 * time.Second}, 20, 12},
+			{Rate{N: 40, Per: 2 * time.Second}, 20, 13},
 			{Rate{N: 40, Per: 2 * time.Second}, 38, holdWindows + 1},
 			{Rate{N: 200, Per: 20 * time.Second}, 100, holdWindows + 4},
 			{Rate{N: 200, Per: 20 * time.Second}, 10, holdWindows + 4},
@@ -136,7 +136,7 @@ func TestBudgetGrowth(t *testing.T) {
 			if took < 0 || took > tc.most {
 				t.Errorf("%s from a wall of %d: %d calls after %v windows of use, want at most %v", tc.r, tc.wall, want, took, tc.most)
 			}
-			if full, _ := windowsUntil(t, tc.r, end, tc.r.N, 10); full < 0 {
+			if full, _ := windowsUntil(t, tc.r, end, tc.r.N, holdWindows+5); full < 0 {
 				t.Errorf("%s: never back to N", tc.r)
 			}
 		}

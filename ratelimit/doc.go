@@ -148,12 +148,12 @@
 //     pauses. But a cubic slow to its first probe is slow to find a budget
 //     that grew too: its time to one call over the wall is cbrt(1/C), to 18
 //     over it only 2.6 times that. So after a cut the rate holds at the wall
-//     for 9 windows of use (holdWindows), then goes one call over it, and
+//     for 10 windows of use (holdWindows), then goes one call over it, and
 //     while Graph accepts, the excess doubles at each growth step, twice a
 //     window (1, 3, 7, 15, ...), like TCP's slow start: a wall still there
-//     costs one 429 every ten windows (1–5% of the budget), and when the
-//     other app stops a fleet at half of N is back at 95% of it 11.1 windows
-//     after its last cut at worst (22 s at 20/2s). An overshoot costs
+//     costs one 429 every eleven windows (1–4% of the budget), and when the
+//     other app stops a fleet at half of N is back at 95% of it 12.1 windows
+//     after its last cut at worst (24 s at 20/2s). An overshoot costs
 //     little, since the 429 that ends it says how much Graph accepted.
 //   - Growth is clocked by windows of use, not by wall time: a tenant idle
 //     overnight does not wake up at N and burst into the wall it learned.
