@@ -120,8 +120,9 @@ func TestBudgetGrowth(t *testing.T) {
 			wall int
 			most float64 // windows of use from the cut to 95% of N
 		}{
-			// The acceptance's 30 s at 20/2s is 15 windows; measured from a
-			// cut, the worst case, with a window more to fill one at Graph.
+			// Issue 16's 30 s at 20/2s is 15 windows. From a cut, the worst
+			// case, 13 leaves a window to fill one at Graph and one for
+			// growth lagging its half-window steps.
 			{Rate{N: 40, Per: 2 * time.Second}, 20, 13},
 			{Rate{N: 40, Per: 2 * time.Second}, 38, holdWindows + 1},
 			{Rate{N: 200, Per: 20 * time.Second}, 100, holdWindows + 4},
