@@ -67,43 +67,96 @@ func TestBudgetEpisode(t *testing.T) {
 	}
 }
 
-// TestBudgetGrowth is CUBIC's curve, clocked by windows of use.
+// windowsUntil grows b by a grant every half window of r until its
+// budget allows calls, and returns the windows of use that took (-1: not
+// within limit windows) and the budget then. It fails the test if the
+// learned rate ever leaves [minLearned, N].
+func windowsUntil(t *testing.T, r Rate, b budget, calls int, limit float64) (float64, budget) {
+	t.Helper()
+	now := b.GrownAt
+	for w := 0.0; w <= limit; w += 0.5 {
+		if b.calls(r) >= calls {
+			return w, b
+		}
+		now = now.Add(r.Per / 2)
+		b, _ = b.grow(r, now)
+		if b.Learned > float64(r.N) || b.Learned < minLearned {
+			t.Fatalf("learned %v after %v windows, want within [%v, %d]", b.Learned, w, minLearned, r.N)
+		}
+	}
+	return -1, b
+}
+
+// TestBudgetGrowth is the curve, clocked by windows of use: at a wall
+// Graph confirmed, a single call over it after holdWindows and a half;
+// a grown budget found within a few windows more; never above N.
 func TestBudgetGrowth(t *testing.T) {
-	r := Rate{N: 40, Per: 2 * time.Second}
 	cutAt := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
-	t.Run("from an estimate: flat near the wall, then up to N within 15 windows", func(t *testing.T) {
-		b := fullBudget(r).cut(r, cutAt, 20, cutAt)
-		now := cutAt
-		var calls []int
-		for range 16 {
-			now = now.Add(r.Per)
-			next, ok := b.grow(r, now)
-			if !ok && b.Learned < 40 {
-				t.Fatalf("no growth after a window at %v", b.Learned)
+	t.Run("at a confirmed wall: hold, then probe by one call", func(t *testing.T) {
+		for _, r := range []Rate{{N: 40, Per: 2 * time.Second}, {N: 200, Per: 20 * time.Second}, {N: 5, Per: time.Second}} {
+			wall := r.N / 2
+			b := fullBudget(r).cut(r, cutAt, wall, cutAt)
+			for probe := range 3 {
+				held, next := windowsUntil(t, r, b, wall+1, 20)
+				if held != holdWindows+0.5 {
+					t.Errorf("%s, probe %d: one call over the wall of %d after %v windows of use, want %v", r, probe, wall, held, holdWindows+0.5)
+				}
+				if got := next.calls(r); got != wall+1 {
+					t.Errorf("%s, probe %d: the probe allows %d calls, want the wall's %d and one", r, probe, got, wall)
+				}
+				// Graph says no to the probe, counting the wall's calls.
+				b = next.cut(r, next.GrownAt, wall, next.GrownAt)
+				if b.calls(r) != wall {
+					t.Fatalf("%s: the probe's cut allows %d calls, want the wall's %d", r, b.calls(r), wall)
+				}
 			}
-			b = next
-			calls = append(calls, b.calls(r))
 		}
-		t.Logf("calls per window after each window of use: %v", calls)
-		if calls[3] != 20 {
-			t.Errorf("after 4 windows the budget allows %d calls, want still the wall's 20", calls[3])
+	})
+
+	t.Run("the budget grew: 95% of N soon after the hold", func(t *testing.T) {
+		for _, tc := range []struct {
+			r    Rate
+			wall int
+			most float64 // windows of use from the cut to 95% of N
+		}{
+			// Issue 16's 30 s at 20/2s is 15 windows. From a cut, the worst
+			// case, 13 leaves a window to fill one at Graph and one for
+			// growth lagging its half-window steps.
+			{Rate{N: 40, Per: 2 * time.Second}, 20, 13},
+			{Rate{N: 40, Per: 2 * time.Second}, 38, holdWindows + 1},
+			{Rate{N: 200, Per: 20 * time.Second}, 100, holdWindows + 4},
+			{Rate{N: 200, Per: 20 * time.Second}, 10, holdWindows + 4},
+			{Rate{N: 5, Per: time.Second}, 1, holdWindows + 1.5},
+		} {
+			b := fullBudget(tc.r).cut(tc.r, cutAt, tc.wall, cutAt)
+			b.Learned, b.Wall, b.Start = float64(tc.wall), float64(tc.wall), float64(tc.wall) // not limited by deepestCut
+			want := (tc.r.N*95 + 99) / 100
+			took, end := windowsUntil(t, tc.r, b, want, 40)
+			t.Logf("%s from a wall of %d: %d calls after %v windows of use", tc.r, tc.wall, want, took)
+			if took < 0 || took > tc.most {
+				t.Errorf("%s from a wall of %d: %d calls after %v windows of use, want at most %v", tc.r, tc.wall, want, took, tc.most)
+			}
+			if full, _ := windowsUntil(t, tc.r, end, tc.r.N, holdWindows+5); full < 0 {
+				t.Errorf("%s: never back to N", tc.r)
+			}
 		}
-		if calls[6] < 21 {
-			t.Errorf("after 7 windows the budget allows %d calls, want a probe above the wall", calls[6])
+	})
+
+	t.Run("reaching N: full again, the wall forgotten", func(t *testing.T) {
+		r := Rate{N: 40, Per: 2 * time.Second}
+		b := fullBudget(r).cut(r, cutAt, 20, cutAt)
+		_, b = windowsUntil(t, r, b, 40, 30)
+		if b.Learned != 40 || b.Wall != 40 {
+			t.Fatalf("at N: learned %v, wall %v; want both 40", b.Learned, b.Wall)
 		}
-		if calls[13] < 38 {
-			t.Errorf("after 14 windows the budget allows %d calls, want 95%% of 40", calls[13])
-		}
-		if b.Learned != 40 {
-			t.Errorf("learned %v after 16 windows, want capped at N", b.Learned)
-		}
-		if _, ok := b.grow(r, now.Add(time.Hour)); ok {
+		if _, ok := b.grow(r, b.GrownAt.Add(time.Hour)); ok {
 			t.Error("a full budget grew")
 		}
 	})
 
 	t.Run("without an estimate: concave back to the wall", func(t *testing.T) {
+		r := Rate{N: 40, Per: 2 * time.Second}
 		b := fullBudget(r).cut(r, cutAt, -1, cutAt)
 		if got := b.curve(40); math.Abs(got-28) > 1e-9 {
 			t.Errorf("curve at the cut = %v, want the cut's 28", got)
@@ -112,9 +165,13 @@ func TestBudgetGrowth(t *testing.T) {
 		if got := b.curve(40); math.Abs(got-40) > 1e-9 {
 			t.Errorf("curve after K windows = %v, want the wall 40", got)
 		}
+		if took, _ := windowsUntil(t, r, fullBudget(r).cut(r, cutAt, -1, cutAt), 38, 20); took < 0 || took > 8 {
+			t.Errorf("from 28 back to 38 of 40 after %v windows, want at most 8", took)
+		}
 	})
 
 	t.Run("half a window at most twice per window; idle time does not count", func(t *testing.T) {
+		r := Rate{N: 40, Per: 2 * time.Second}
 		b := fullBudget(r).cut(r, cutAt, 20, cutAt)
 		if _, ok := b.grow(r, cutAt.Add(r.Per/2-time.Millisecond)); ok {
 			t.Error("grew within half a window")
@@ -122,6 +179,22 @@ func TestBudgetGrowth(t *testing.T) {
 		b, ok := b.grow(r, cutAt.Add(time.Hour))
 		if !ok || b.Active != 1 {
 			t.Errorf("after an idle hour the growth clock is at %v windows, want 1", b.Active)
+		}
+	})
+
+	t.Run("a probe gone idle starts again from the wall", func(t *testing.T) {
+		r := Rate{N: 40, Per: 2 * time.Second}
+		_, b := windowsUntil(t, r, fullBudget(r).cut(r, cutAt, 20, cutAt), 27, 20)
+		short, _ := b.grow(r, b.GrownAt.Add(r.Per))
+		if short.Learned <= b.Learned {
+			t.Errorf("a window between grants: learned %v from %v, want the probe going on", short.Learned, b.Learned)
+		}
+		idle, ok := b.grow(r, b.GrownAt.Add(idleWindows*r.Per))
+		if !ok || idle.Learned != 20 {
+			t.Fatalf("after %d windows idle: learned %v (written %t), want the wall's 20", idleWindows, idle.Learned, ok)
+		}
+		if again, _ := windowsUntil(t, r, idle, 21, 5); again != 0.5 {
+			t.Errorf("after the idle reset, one call over the wall after %v windows, want half a window", again)
 		}
 	})
 }

@@ -127,8 +127,9 @@
 // that a throttling answer cuts multiplicatively (their beta, 0.7) and that
 // success grows back along a CUBIC curve (concave up to the rate of the
 // last throttle, flat near it, then convex beyond), so that the rate stays
-// near the wall and probes above it slowly at first; and a token bucket in
-// front of the calls. From the SRE book's client-side throttling: throttle
+// near the wall and probes above it slowly at first (we keep its concave
+// climb back to the wall, not its probing above it: see below); and a
+// token bucket in front of the calls. From the SRE book's client-side throttling: throttle
 // before the server has to, and decide from what the server accepted, not
 // from what was asked. Where this does better:
 //
@@ -145,12 +146,32 @@
 //     oldest call Graph counted leaves its window, hence which calls it
 //     counted: Per less Retry-After (less a second, as Retry-After is
 //     rounded up to whole seconds) before the 429. The cut goes to that
-//     count (at most halving the rate at once), and the wall of the CUBIC
-//     curve is put there, so the fleet resumes at the budget it found and
-//     probes above it a call at a time. Without that estimate (no log, or
-//     a Retry-After longer than the window) the cut is the plain 0.7.
+//     count (at most halving the rate at once), and the wall of the curve
+//     is put there, so the fleet resumes at the budget it found. Without
+//     that estimate (no log, or a Retry-After longer than the window) the
+//     cut is the plain 0.7, and CUBIC's concave climb brings the rate
+//     back to the wall.
+//   - It probes above a wall Graph confirmed rarely, and then fast. A probe
+//     that meets the wall costs more than the call: the tenant pauses for
+//     Graph's answer and a Retry-After of whole seconds (0.2 to 0.9 s at
+//     20/2s with Graph at 300 ms), and the cubic we had, one call over the
+//     wall five windows after a cut, spent 4–8% of the budget on those
+//     pauses. But a cubic slow to its first probe is slow to find a budget
+//     that grew too: its time to one call over the wall is cbrt(1/C), to 18
+//     over it only 2.6 times that. So after a cut the rate holds at the wall
+//     for 10 windows of use (holdWindows), then goes one call over it, and
+//     while Graph accepts, the excess doubles at each growth step, twice a
+//     window (1, 3, 7, 15, ...), like TCP's slow start: a wall still there
+//     costs one 429 every eleven windows (1–4% of the budget), and when the
+//     other app stops a fleet at half of N is back at 95% of it 12.1 windows
+//     after its last cut at worst (24 s at 20/2s). An overshoot costs
+//     little, since the 429 that ends it says how much Graph accepted.
 //   - Growth is clocked by windows of use, not by wall time: a tenant idle
 //     overnight does not wake up at N and burst into the wall it learned.
+//     Nor does it resume above the wall in the middle of a probe: a probe
+//     gone two windows without a grant starts again from the wall (as TCP
+//     validates its window after idle, RFC 7661), so a fleet restarted
+//     from the bucket begins at the last budget Graph confirmed.
 //   - Pacing (Config.Burst, a GCRA cell kept in the window log, so also
 //     fleet-wide) spreads a backlog's first window: after the burst,
 //     permits come one by one at the learned rate. A budget lower than
