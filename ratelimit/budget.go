@@ -75,6 +75,11 @@ type budget struct {
 	// Estimate is what the last cut estimated Graph accepted in one
 	// window (-1: no estimate), for people.
 	Estimate int `json:"estimate"`
+	// Unsure is how many calls of the throttled call's own band (permits
+	// granted with it, see Limiter.estimate) the estimate counted as
+	// accepted without knowing: each 429 of the episode to another call
+	// of that band says one was not, and takes one call off (refused).
+	Unsure int `json:"unsure,omitempty"`
 	// Cuts counts the cuts since the key was created.
 	Cuts int `json:"cuts"`
 	// Logged is the learned rate at the last log line about it.
@@ -134,6 +139,34 @@ func (b budget) cut(r Rate, now time.Time, estimate int, episodeUntil time.Time)
 // (within deepestCut of the cut's, and never below minLearned) and
 // reports whether that changed the rate. The episode, its pause and the
 // growth clock stay as they are.
+// refused is the budget after a 429 of the cut's own episode to another
+// call of the band the cut's estimate counted as accepted (Unsure): Graph
+// accepted one call fewer than the estimate said. It reports false when
+// the estimate counted no call it was unsure of, or none is left.
+func (b budget) refused() (budget, bool) {
+	if b.Unsure <= 0 {
+		return b, false
+	}
+	b.Unsure--
+	next := max(minLearned, b.Learned-1)
+	if next >= b.Learned {
+		return b, false
+	}
+	b.Learned, b.Start, b.Wall = next, next, next
+	b.Estimate--
+	return b, true
+}
+
+// inBand reports whether a call let go at started was granted in the same
+// band as the call the cut estimated from (CutFrom), within tolerance.
+func (b budget) inBand(started time.Time, tolerance time.Duration) bool {
+	if b.CutFrom.IsZero() {
+		return false
+	}
+	d := started.Sub(b.CutFrom)
+	return d <= tolerance && d >= -tolerance
+}
+
 func (b budget) refine(started time.Time, estimate int) (budget, bool) {
 	if b.CutFrom.IsZero() || !started.Before(b.CutFrom) || estimate < 0 {
 		return b, false

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -62,21 +63,36 @@ func (l *Limiter) Throttled(ctx context.Context, tenantID string, th Throttle) e
 		now := l.now()
 		var next budget
 		estimate := -1
-		if current.sameEpisode(th.Started) {
+		switch {
+		case current.sameEpisode(th.Started) && current.inBand(th.Started, l.validity()+l.lateness()):
+			// Another call of the band the cut counted as accepted
+			// without knowing: one fewer was.
+			var changed bool
+			if next, changed = current.refused(); !changed {
+				return nil
+			}
+			estimate = next.Estimate
+		case current.sameEpisode(th.Started):
 			// Part of the last cut's episode: only an earlier call can
 			// tell more about what Graph accepted.
 			if !th.Started.Before(current.CutFrom) {
 				return nil
 			}
-			estimate = l.estimate(t, th)
 			var changed bool
+			estimate, _ = l.estimate(t, th)
 			if next, changed = current.refine(th.Started, estimate); !changed {
 				return nil
 			}
-		} else {
-			estimate = l.estimate(t, th)
+		default:
+			var unsure int
+			estimate, unsure = l.estimate(t, th)
 			next = current.cut(l.cfg.Rate, now, estimate, later(th.Until, now.Add(l.cfg.Margin)))
 			next.CutFrom = th.Started
+			if estimate >= 0 && next.Learned <= float64(estimate) {
+				// The cut went to the estimate, or below it by the least
+				// cut of a call: that much of the doubt is spent.
+				next.Unsure = max(0, unsure-int(math.Ceil(float64(estimate)-next.Learned-1e-9)))
+			}
 		}
 		logIt := next.worthLogging()
 		if logIt {
@@ -149,29 +165,33 @@ func (l *Limiter) allowance(token string) (calls, burst int) {
 // The throttled call's own grant is stamped between Started (plus the
 // lateness) and Validity after that: grants stamped before it came before
 // the call; of those in that band one is its own, the others (permits of
-// the same grant, or granted within Validity of it) may or may not have
-// been accepted, and are counted as accepted. A band larger than two
-// grants (a burst, unpaced) cannot be told apart, and is not counted.
-func (l *Limiter) estimate(t *tenant, th Throttle) int {
+// the same grant, or granted within Validity of it, as the burst after a
+// pause) may or may not have been accepted. They are counted as accepted,
+// and unsure says how many: the 429s of the same band that follow take
+// them off one by one (budget.refused), so that the cut ends at what
+// Graph accepted either way. Not counting them would cut by the whole
+// burst: with a fifth of the window let go at once after a pause, a wall
+// of 20 was learned as 15 and held there.
+func (l *Limiter) estimate(t *tenant, th Throttle) (estimate, unsure int) {
 	from := th.Started.Add(-l.cfg.Rate.Per)
 	if th.HasRetryAfter {
 		wait := th.RetryAfter - time.Second
 		if wait >= l.cfg.Rate.Per {
-			return -1 // a penalty longer than the window says nothing about it
+			return -1, 0 // a penalty longer than the window says nothing about it
 		}
 		if wait > 0 {
 			from = from.Add(wait)
 		}
 	}
 	edge := th.Started.Add(l.lateness())
-	to := edge.Add(l.validity())
+	to := edge.Add(l.validity() + time.Millisecond) // stamps are whole milliseconds, rounded up
 	l.mu.Lock()
 	known, grants := t.known, t.grants
 	l.mu.Unlock()
 	if !known {
 		_, w, err := l.load(t)
 		if err != nil {
-			return -1
+			return -1, 0
 		}
 		grants = w.Grants
 	}
@@ -185,14 +205,11 @@ func (l *Limiter) estimate(t *tenant, th Throttle) int {
 			band += g.N
 		}
 	}
-	estimate := before
-	if band <= 2*l.cfg.Batch {
-		estimate += max(band-1, 0)
+	unsure = max(band-1, 0)
+	if before+unsure == 0 {
+		return -1, 0
 	}
-	if estimate == 0 {
-		return -1
-	}
-	return estimate
+	return before + unsure, unsure
 }
 
 // grow advances the tenant's learned budget after a grant, if it is below

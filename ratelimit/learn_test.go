@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"encoding/json"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -124,5 +125,58 @@ func TestPacedBurst(t *testing.T) {
 	}
 	if len(res.starts) < rate.N || maxInWindow(res.starts, rate.Per) > rate.N {
 		t.Errorf("%d calls in two windows (busiest %d), want at least %d and never more than %d in one", len(res.starts), maxInWindow(res.starts, rate.Per), rate.N, rate.N)
+	}
+}
+
+// TestThrottledBurstEndsAtWhatGraphAccepted: 8 calls, then a burst of 7
+// granted at once (as after a pause) of which Graph refused 2. The cut
+// cannot tell which calls of the burst Graph accepted; it counts them all
+// but the throttled one (14), and the burst's second 429 takes one off:
+// 13, what Graph accepted. Counting none of the burst would cut to 8 and
+// hold there; a 429 of the same episode outside the burst changes nothing.
+func TestThrottledBurstEndsAtWhatGraphAccepted(t *testing.T) {
+	rate := Rate{N: 20, Per: time.Second}
+	cfg := Config{App: testApp, Rate: rate, Burst: 20, Batch: 8}
+	f := newFleet(t, 2, cfg)
+	ctx := t.Context()
+	for range 8 {
+		if _, err := f.limiters[0].Wait(ctx, tenantA); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Past the band of the last of them (Validity is 25 ms at 20/1s).
+	<-time.After(100 * time.Millisecond)
+	var wg sync.WaitGroup
+	for range 7 {
+		wg.Go(func() {
+			if _, err := f.limiters[0].Wait(ctx, tenantA); err != nil {
+				t.Errorf("Wait: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	started := time.Now()
+	th := Throttle{Started: started, RetryAfter: time.Second, HasRetryAfter: true, Until: started.Add(300 * time.Millisecond)}
+	learned := func(l *Limiter, want float64) {
+		t.Helper()
+		eventually(t, 2*time.Second, fmt.Sprintf("the learned rate %v", want), func() bool { return l.LearnedRate(tenantA) == want })
+	}
+	if err := f.limiters[0].Throttled(ctx, tenantA, th); err != nil {
+		t.Fatal(err)
+	}
+	learned(f.limiters[1], 14)
+	second := th
+	second.Started = started.Add(-time.Millisecond)
+	if err := f.limiters[1].Throttled(ctx, tenantA, second); err != nil {
+		t.Fatal(err)
+	}
+	learned(f.limiters[0], 13)
+	outside := th
+	outside.Started = started.Add(200 * time.Millisecond)
+	if err := f.limiters[0].Throttled(ctx, tenantA, outside); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.limiters[0].LearnedRate(tenantA); got != 13 {
+		t.Errorf("after a 429 outside the burst: learned %v, want 13", got)
 	}
 }
