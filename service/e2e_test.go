@@ -11,6 +11,7 @@ import (
 )
 
 func TestEachPathFormSucceeds(t *testing.T) {
+	t.Parallel()
 	sys := testsystem.Start(t, graphsim.Config{})
 	sys.StartWorker(sys.Config("w1"))
 	jobs := []wire.Job{
@@ -52,6 +53,7 @@ func TestEachPathFormSucceeds(t *testing.T) {
 }
 
 func TestInvalidJobsAreRejectedWithoutCallingGraph(t *testing.T) {
+	t.Parallel()
 	sys := testsystem.Start(t, graphsim.Config{})
 	sys.StartWorker(sys.Config("w1"))
 	cases := []struct {
@@ -91,6 +93,7 @@ func TestInvalidJobsAreRejectedWithoutCallingGraph(t *testing.T) {
 }
 
 func TestGraphNotFoundFailsWithGraphsCode(t *testing.T) {
+	t.Parallel()
 	sys := testsystem.Start(t, graphsim.Config{})
 	missing := "0e0e0e0e-0e0e-4e0e-8e0e-0e0e0e0e0e0e"
 	sys.GS.SetDeviceMissing(missing)
@@ -109,6 +112,7 @@ func TestGraphNotFoundFailsWithGraphsCode(t *testing.T) {
 }
 
 func TestExpiredJobIsNotSentToGraph(t *testing.T) {
+	t.Parallel()
 	sys := testsystem.Start(t, graphsim.Config{})
 	sys.StartWorker(sys.Config("w1"))
 	past := time.Now().Add(-time.Minute)
@@ -123,6 +127,7 @@ func TestExpiredJobIsNotSentToGraph(t *testing.T) {
 }
 
 func TestBareJobFromAnyClientGetsAResultOnTheDefaultSubject(t *testing.T) {
+	t.Parallel()
 	sys := testsystem.Start(t, graphsim.Config{})
 	sys.StartWorker(sys.Config("w1"))
 	// As `nats pub` sends it: no id, no header.
@@ -136,6 +141,7 @@ func TestBareJobFromAnyClientGetsAResultOnTheDefaultSubject(t *testing.T) {
 }
 
 func TestReplyToInboxAlsoStoresTheResult(t *testing.T) {
+	t.Parallel()
 	sys := testsystem.Start(t, graphsim.Config{})
 	sys.StartWorker(sys.Config("w1"))
 	inbox := sys.NC.NewRespInbox()

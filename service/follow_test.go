@@ -30,6 +30,7 @@ func confirmations(t *testing.T, sys *testsystem.System, n int, timeout time.Dur
 // before the deadline; a job not followed, and one that failed, get none.
 // Following makes no POST.
 func TestFollowedJobsAreConfirmedOnceWithTheDevicesState(t *testing.T) {
+	t.Parallel()
 	sys := testsystem.Start(t, graphsim.Config{CheckInDelay: 300 * time.Millisecond})
 	failing, silent, missing := testsystem.DeviceN(11), testsystem.DeviceN(12), testsystem.DeviceN(13)
 	sys.GS.SetDeviceCheckIn(failing, 200*time.Millisecond, "failed")

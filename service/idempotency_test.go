@@ -14,6 +14,7 @@ import (
 )
 
 func TestSameKeyFromFiftyJobsAcrossFourWorkersCallsGraphOnce(t *testing.T) {
+	t.Parallel()
 	// Graph is slow, so the 50 jobs are all in flight while the first call runs.
 	sys := testsystem.Start(t, graphsim.Config{Latency: 300 * time.Millisecond})
 	for i := range 4 {
@@ -46,7 +47,7 @@ func TestSameKeyFromFiftyJobsAcrossFourWorkersCallsGraphOnce(t *testing.T) {
 
 func TestResubmittedBatchIsAnsweredFromTheRecords(t *testing.T) {
 	// It waits on timers (attempt timeouts, backoff, the rate window), not
-	// the CPU, so it runs beside the package's other slow waiting test.
+	// the CPU, so it runs beside the package's other waiting tests.
 	t.Parallel()
 	sys := testsystem.Start(t, graphsim.Config{})
 	cfg := sys.Config("w1")
@@ -92,6 +93,7 @@ func TestResubmittedBatchIsAnsweredFromTheRecords(t *testing.T) {
 }
 
 func TestKeyReusedForAnotherDeviceIsRejected(t *testing.T) {
+	t.Parallel()
 	sys := testsystem.Start(t, graphsim.Config{})
 	sys.StartWorker(sys.Config("w1"))
 	sys.Submit("ticketing", wire.Job{ID: "one", IdempotencyKey: "INC9", ManagedDeviceID: testsystem.Device})

@@ -36,6 +36,7 @@ func (r *tokenRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 func TestMetricsAuditTraceAndNoSecretsInLogs(t *testing.T) {
+	t.Parallel()
 	sys := testsystem.Start(t, graphsim.Config{})
 	missing := testsystem.DeviceN(404)
 	sys.GS.SetDeviceMissing(missing)

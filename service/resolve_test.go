@@ -16,6 +16,7 @@ import (
 // or several, is rejected with the count and no POST; a value that could
 // change the filter is rejected before any read.
 func TestJobsNamingDevicesByOtherIDsAreResolvedWithOneRead(t *testing.T) {
+	t.Parallel()
 	sys := testsystem.Start(t, graphsim.Config{})
 	const (
 		entraID    = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"

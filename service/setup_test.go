@@ -20,6 +20,7 @@ import (
 // the log, starts once the server is there, and a stop while it waits
 // returns at once with the context's error.
 func TestWorkerStartedBeforeNATSWaitsForIt(t *testing.T) {
+	t.Parallel()
 	s := testsystem.Start(t, graphsim.Config{}) // for the Graph double; its NATS is not this worker's
 	addr := testsystem.FreeAddr(t)
 	_, portText, err := net.SplitHostPort(addr)

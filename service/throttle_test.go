@@ -14,6 +14,8 @@ import (
 )
 
 func TestThrottledTenantIsPausedForEveryWorkerAndOthersFlow(t *testing.T) {
+	// Not parallel: it allows calls 250 ms of grace to reach Graph after the
+	// 429, which another test's load on the CPUs could stretch.
 	sys := testsystem.Start(t, graphsim.Config{})
 	sys.StartWorker(sys.Config("w1"))
 	sys.StartWorker(sys.Config("w2"))
@@ -71,6 +73,7 @@ func TestThrottledTenantIsPausedForEveryWorkerAndOthersFlow(t *testing.T) {
 }
 
 func TestThrottleWithoutRetryAfterBacksOffExponentially(t *testing.T) {
+	t.Parallel()
 	sys := testsystem.Start(t, graphsim.Config{})
 	sys.StartWorker(sys.Config("w1"))
 	sys.Submit("ticketing", wire.Job{ID: "warm", ManagedDeviceID: testsystem.DeviceN(900)})
@@ -100,7 +103,7 @@ func TestThrottleWithoutRetryAfterBacksOffExponentially(t *testing.T) {
 
 func TestStormOf503sAndTimeoutsStillSucceedsOnce(t *testing.T) {
 	// It waits on timers (attempt timeouts, backoff, the rate window), not
-	// the CPU, so it runs beside the package's other slow waiting test.
+	// the CPU, so it runs beside the package's other waiting tests.
 	t.Parallel()
 	sys := testsystem.Start(t, graphsim.Config{Limit: -1})
 	var mu sync.Mutex
@@ -157,6 +160,7 @@ func TestStormOf503sAndTimeoutsStillSucceedsOnce(t *testing.T) {
 // A broken secret stops the worker from taking jobs; none fails; fixing the
 // secret resumes processing without a restart.
 func TestBrokenSecretKeepsJobsQueuedUntilFixed(t *testing.T) {
+	t.Parallel()
 	sys := testsystem.Start(t, graphsim.Config{})
 	cfg := sys.Config("w1")
 	cfg.Credential.ClientSecret = "rotated-by-someone-else"
@@ -188,6 +192,7 @@ func TestBrokenSecretKeepsJobsQueuedUntilFixed(t *testing.T) {
 // A secret revoked while running: Graph's 401 leads to one refresh, which
 // fails; the job goes back to the queue and the worker waits for a token.
 func TestSecretRevokedWhileRunningHandsTheJobBack(t *testing.T) {
+	t.Parallel()
 	sys := testsystem.Start(t, graphsim.Config{})
 	cfg := sys.Config("w1")
 	cfg.HTTPAddr = testsystem.FreeAddr(t)

@@ -190,6 +190,9 @@ func checkDeliveries(t *testing.T, got []receiver.Delivery, prefix string, n int
 // Every result is delivered, every signature the receiver saw is valid,
 // and a result delivered twice always had the same webhook-id.
 func TestThousandResultsThroughAFlakyReceiver(t *testing.T) {
+	// Half of it is the receiver's outage, waited out: the package's other
+	// tests run meanwhile.
+	t.Parallel()
 	const n, outage = 1000, 20 * time.Second
 	h := newHarness(t)
 	secret := mustNewSecret(t)
@@ -254,6 +257,7 @@ func TestThousandResultsThroughAFlakyReceiver(t *testing.T) {
 // lost), the other is stopped and both are started again, and every
 // result is still delivered, duplicates only with the same webhook-id.
 func TestRestartsLoseNoDelivery(t *testing.T) {
+	t.Parallel()
 	const n = 600
 	h := newHarness(t)
 	secret := mustNewSecret(t)

@@ -18,6 +18,7 @@ import (
 // source's webhook as its result does, signed, with webhook-id
 // <jobId>/confirmation; another source's confirmation does not.
 func TestConfirmationsAreDelivered(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	secret := mustNewSecret(t)
 	rcv := newReceiver(t, secret)
@@ -67,6 +68,7 @@ func TestConfirmationsAreDelivered(t *testing.T) {
 // key, webhook-id <jobId>/confirmation), listed by the job's id, and a
 // redelivery reads it again from its stream and delivers it.
 func TestFailedConfirmationsAreKeptAndRedelivered(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	sent, held := mustNewSecret(t), mustNewSecret(t)
 	sw := &switchable{}

@@ -21,6 +21,7 @@ import (
 // plain HTTP, a webhook to it with a fresh secret, and writeback.Run; the
 // receiver logs the verified delivery.
 func TestDevReceiver(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	secret, err := writeback.NewSecret()
 	if err != nil {
@@ -80,6 +81,7 @@ func TestDevReceiver(t *testing.T) {
 // answer 503 and 500 at first get their work note and comment once, when
 // they recover.
 func TestTicketAdaptersRetry(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	snow := servicenowsim.New(servicenowsim.Config{User: "u", Password: "password-0123"})
 	t.Cleanup(snow.Close)

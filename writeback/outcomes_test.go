@@ -22,6 +22,7 @@ import (
 // redelivering each delivers it, and the endpoint 410 disabled takes its
 // waiting results again.
 func TestFailedDeliveriesAreKeptAndRedelivered(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	sent, held := mustNewSecret(t), mustNewSecret(t)
 
@@ -149,6 +150,7 @@ func TestFailedDeliveriesAreKeptAndRedelivered(t *testing.T) {
 // every request, another gets every result long before the first attempt
 // at the hanging one has even timed out.
 func TestADownEndpointDelaysNoOther(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	secret := mustNewSecret(t)
 	hang := httptest.NewTLSServer(http.HandlerFunc(hangUp))

@@ -29,6 +29,7 @@ import (
 // metrics are sampled, and the operator lists and redelivers the failure;
 // the server refuses nothing along the way.
 func TestLeastPrivilege(t *testing.T) {
+	t.Parallel()
 	gw := writeback.NATSPermissions("", "_INBOX.gateway")
 	op := writeback.OperatorPermissions("", "_INBOX.operator")
 	url := startServer(t, map[string]writeback.Permissions{"gateway": gw, "operator": op})

@@ -15,6 +15,7 @@ import (
 // fresh listing, says a redelivery is under way, and from a stale one,
 // that it changed.
 func TestRedeliverOnce(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	kv, err := h.js.KeyValue(t.Context(), h.names.DeliveriesBucket())
 	if err != nil {

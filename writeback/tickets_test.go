@@ -15,6 +15,7 @@ import (
 // that record and none on any other, through basic auth and through OAuth
 // client credentials.
 func TestServiceNowWorkNote(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	snow := servicenowsim.New(servicenowsim.Config{User: "svc-recover", Password: "basic-pw-0123", ClientID: "recover-app", ClientSecret: "client-secret-0123"})
 	t.Cleanup(snow.Close)
@@ -67,6 +68,7 @@ func TestServiceNowWorkNote(t *testing.T) {
 // number (an encoded-query operator included) or not an issue key ends as
 // its own failed delivery, and nothing reaches the instance or the site.
 func TestTicketsThatNameNoRecord(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	snow := servicenowsim.New(servicenowsim.Config{User: "u", Password: "password-0123"})
 	t.Cleanup(snow.Close)
@@ -125,6 +127,7 @@ func TestTicketsThatNameNoRecord(t *testing.T) {
 // that issue, in Atlassian Document Format, through an API token and
 // through a bearer token.
 func TestJiraComment(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	jira := jirasim.New(jirasim.Config{Email: "svc@example.com", APIToken: "api-token-0123", Bearer: "bearer-token-0123"})
 	t.Cleanup(jira.Close)
@@ -175,6 +178,7 @@ func TestJiraComment(t *testing.T) {
 // error gets, as a rejected delivery with the status, and no failure
 // holds the credential.
 func TestWrongCredentials(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	snow := servicenowsim.New(servicenowsim.Config{User: "svc", Password: "right-password", ClientID: "app", ClientSecret: "right-secret"})
 	t.Cleanup(snow.Close)
@@ -213,6 +217,7 @@ func TestWrongCredentials(t *testing.T) {
 // result's: the device did it, failed, or it is not known, with the
 // device's name and last check-in.
 func TestTicketsGetTheConfirmation(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	snow := servicenowsim.New(servicenowsim.Config{User: "u", Password: "password-0123"})
 	t.Cleanup(snow.Close)

@@ -29,6 +29,7 @@ import (
 // reason, `deliveries redeliver` after the causes are fixed delivers
 // both, and the list is then empty.
 func TestDeliveriesListAndRedeliver(t *testing.T) {
+	t.Parallel()
 	sys := testsystem.Start(t, graphsim.Config{})
 	sent, _ := writeback.NewSecret()
 	held, _ := writeback.NewSecret()
@@ -177,6 +178,7 @@ func trust(hook *httptest.Server, snow *servicenowsim.Server) *tls.Config {
 // webhook does not take is kept next to its result's failure, listed as
 // JOB/confirmation, and redelivered by the job's id with the result.
 func TestDeliveriesOfConfirmations(t *testing.T) {
+	t.Parallel()
 	sys := testsystem.Start(t, graphsim.Config{})
 	sent, _ := writeback.NewSecret()
 	held, _ := writeback.NewSecret()

@@ -21,6 +21,7 @@ var replayedLine = regexp.MustCompile(`(?m)^replayed #\d+ job \S+ as (\S+) on `)
 // devices exist recovers each exactly once. A rejected row is never
 // replayed without --include-rejected.
 func TestFailuresResultsAndReplay(t *testing.T) {
+	t.Parallel()
 	sys := testsystem.Start(t, graphsim.Config{Limit: -1})
 	sys.StartWorker(fastWorker(sys, "w1"))
 	missing := map[string]bool{testsystem.DeviceN(2): true, testsystem.DeviceN(3): true}

@@ -17,6 +17,7 @@ import (
 // device named by its serial number is resolved; a confirmation other
 // than done exits 2.
 func TestFollowWait(t *testing.T) {
+	t.Parallel()
 	sys := testsystem.Start(t, graphsim.Config{CheckInDelay: 200 * time.Millisecond})
 	serialDevice := testsystem.DeviceN(21)
 	sys.GS.AddDevice(graphsim.Device{ID: serialDevice, SerialNumber: "C02XL0GRJGH5", DeviceName: "MAC-0042"})

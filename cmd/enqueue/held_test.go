@@ -22,6 +22,7 @@ import (
 // failed nor dead-lettered), listed by `enqueue held list` and audited;
 // released with `enqueue held release`, they finish with one result each.
 func TestSourceBudgetHoldsAndReleases(t *testing.T) {
+	t.Parallel()
 	sys := testsystem.Start(t, graphsim.Config{Limit: -1})
 	cfg := fastWorker(sys, "w1")
 	limits, err := quota.ParseLimits("judge=50/1h")
@@ -94,6 +95,7 @@ func TestSourceBudgetHoldsAndReleases(t *testing.T) {
 
 // TestHeldUsage checks the subcommand's refusals.
 func TestHeldUsage(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		args []string
 		want string

@@ -15,6 +15,7 @@ import (
 // and the same id sent again is stored once and answered with the stored
 // result.
 func TestOneJob(t *testing.T) {
+	t.Parallel()
 	sys := testsystem.Start(t, graphsim.Config{})
 	sys.StartWorker(sys.Config("w1"))
 	id := uuid.NewString()

@@ -28,6 +28,7 @@ var badLines = []string{
 // name every bad row's line and reason, exit non-zero, and publish
 // nothing; --skip-invalid lists them and submits the rest.
 func TestBadRowsPublishNothing(t *testing.T) {
+	t.Parallel()
 	sys := testsystem.Start(t, graphsim.Config{})
 	file := writeFile(t, "devices.csv", badFile)
 	for _, tc := range []struct {
@@ -72,6 +73,7 @@ func TestBadRowsPublishNothing(t *testing.T) {
 // TestFileErrors: problems with the file as a whole, or with the flags,
 // stop the command before it connects anywhere.
 func TestFileErrors(t *testing.T) {
+	t.Parallel()
 	dev := testsystem.DeviceN(1)
 	for _, tc := range []struct {
 		name, file string
@@ -108,6 +110,7 @@ func TestFileErrors(t *testing.T) {
 // TestDuplicateRowsAreSubmittedOnce: two rows naming one device (in any
 // case, through any path form) are one job, and the second is reported.
 func TestDuplicateRowsAreSubmittedOnce(t *testing.T) {
+	t.Parallel()
 	sys := testsystem.Start(t, graphsim.Config{})
 	dev := testsystem.DeviceN(7)
 	file := writeFile(t, "devices.csv", "managedDeviceId,userId\n"+dev+",\n"+testsystem.DeviceN(8)+",\n"+strings.ToUpper(dev)+",user@contoso.com\n")
@@ -123,6 +126,7 @@ func TestDuplicateRowsAreSubmittedOnce(t *testing.T) {
 
 // TestStandardInput: --file - reads JSON Lines (or CSV) from standard input.
 func TestStandardInput(t *testing.T) {
+	// Not parallel: it replaces the package's stdin.
 	defer func(r io.Reader) { stdin = r }(stdin)
 	stdin = strings.NewReader(`{"managedDeviceId":"` + testsystem.DeviceN(1) + `","ticket":"INC1"}` + "\n" +
 		`{"managedDeviceId":"` + testsystem.DeviceN(2) + `","userId":"adele@contoso.com"}` + "\n")

@@ -13,6 +13,7 @@ import (
 // TestProgressOutput: off a terminal the progress is plain lines and no
 // output holds a control character; --progress bar redraws one line.
 func TestProgressOutput(t *testing.T) {
+	t.Parallel()
 	sys := testsystem.Start(t, graphsim.Config{Limit: -1})
 	sys.StartWorker(fastWorker(sys, "w1"))
 	for _, tc := range []struct {
@@ -54,6 +55,7 @@ func TestProgressOutput(t *testing.T) {
 // going and says how to follow it again; running the same command again
 // collects every result, and no device is recovered twice.
 func TestInterruptAndResume(t *testing.T) {
+	t.Parallel()
 	const rows = 60
 	sys := testsystem.Start(t, graphsim.Config{Limit: -1, Latency: 20 * time.Millisecond})
 	cfg := fastWorker(sys, "w1")
@@ -94,6 +96,7 @@ func TestInterruptAndResume(t *testing.T) {
 
 // TestTimeout: --timeout ends the wait with exit 1 and the same advice.
 func TestTimeout(t *testing.T) {
+	t.Parallel()
 	sys := testsystem.Start(t, graphsim.Config{}) // no worker: nothing finishes
 	file := writeFile(t, "devices.csv", devicesCSV(300, 3))
 	inv := enqueue(t.Context(), t, sys, "--file", file, "--wait", "--timeout", "300ms")

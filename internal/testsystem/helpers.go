@@ -14,9 +14,14 @@ import (
 // the test ends; its log is kept in the returned buffer. At the end it is
 // stopped softly, and a stop that fails or takes longer than stopWithin
 // fails the test.
+//
+// The stop begins when the test's context ends, just before its cleanups
+// run, so that all of a test's workers stop at once: a soft stop waits out
+// the worker's pending pull (up to a second), which one worker after the
+// other would pay in turn.
 func RunWorker(t testing.TB, cfg service.Config, stopWithin time.Duration) *Buffer {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	logs := &Buffer{}
 	done := make(chan error, 1)
 	go func() { done <- service.Run(ctx, ctx, cfg, logs) }()
