@@ -67,8 +67,8 @@
 // Answered, when the answer began to arrive. A call written after its
 // permit's stamp has its stamp moved to the write. A call reached Graph
 // no later than its answer less the least write-to-answer time of the
-// last ten seconds of answers (zero for a process's first ten seconds of
-// them): a call whose stamp is earlier than that, less half the Margin,
+// last ten seconds of answers (zero for a process's first three seconds
+// of them): a call whose stamp is earlier than that, less half the Margin,
 // has its stamp moved there, however far. Measured with ten tenants at
 // 20/2s and the stand-in under the race detector beside six busy loops on
 // 2 cores, it read calls up to 356 ms after they were written; a least
