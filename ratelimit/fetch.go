@@ -290,7 +290,7 @@ func (l *Limiter) reserve(t *tenant, want int) (reservation, error) {
 	}
 	l.log.Debug().Str("tenant_id", t.id).Int("permits", n).Int("used", calls-free+n).Int("learned", calls).Msg("permits granted")
 	if calls < l.cfg.Rate.N {
-		l.grow(t)
+		l.grow(t, calls-free+n >= calls)
 	}
 	return reservation{n: n, until: until, stamp: stamp, rev: rev}, nil
 }

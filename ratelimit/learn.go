@@ -213,10 +213,18 @@ func (l *Limiter) estimate(t *tenant, th Throttle) (estimate, unsure int) {
 }
 
 // grow advances the tenant's learned budget after a grant, if it is below
-// the configured rate and half a window has passed since it last grew.
-// Losing the write to another Limiter is fine: that one grew it.
-func (l *Limiter) grow(t *tenant) {
+// the configured rate and half a window has passed since it last grew;
+// full says the grant filled the window to the learned rate. At or above
+// the wall only a full window advances it, as TCP grows its window only
+// while it limits the sender (RFC 7661): a window that used less than the
+// rate said nothing about more, and a probe step counted on it would make
+// the next step, several calls over the wall at once, the first real
+// test. Losing the write to another Limiter is fine: that one grew it.
+func (l *Limiter) grow(t *tenant, full bool) {
 	current, rev := l.budgetOf(t.token)
+	if !full && current.Learned >= current.Wall {
+		return
+	}
 	next, ok := current.grow(l.cfg.Rate, l.now())
 	if !ok {
 		return

@@ -180,3 +180,46 @@ func TestThrottledBurstEndsAtWhatGraphAccepted(t *testing.T) {
 		t.Errorf("after a 429 outside the burst: learned %v, want 13", got)
 	}
 }
+
+// TestGrowsOnlyOnFullWindows: at the wall, windows that use less than the
+// learned rate do not advance the hold or the probe (they say nothing
+// about whether Graph would take more), windows used in full do.
+func TestGrowsOnlyOnFullWindows(t *testing.T) {
+	rate := Rate{N: 20, Per: 200 * time.Millisecond}
+	f := newFleet(t, 1, Config{App: testApp, Rate: rate, Burst: 1})
+	l, ctx := f.limiters[0], t.Context()
+	for range 12 {
+		if _, err := l.Wait(ctx, tenantA); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	if err := l.Throttled(ctx, tenantA, Throttle{Started: now, Until: now.Add(10 * time.Millisecond)}); err != nil {
+		t.Fatal(err)
+	}
+	wall := l.LearnedRate(tenantA)
+	if wall >= 12 {
+		t.Fatalf("learned %v after the cut, want below 12", wall)
+	}
+	// Light use: one call per half window for 3 s, 15 windows, past the
+	// hold of holdWindows.
+	tick := time.NewTicker(rate.Per / 2)
+	defer tick.Stop()
+	for range int(3 * time.Second / (rate.Per / 2)) {
+		<-tick.C
+		if _, err := l.Wait(ctx, tenantA); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := l.LearnedRate(tenantA); got != wall {
+		t.Fatalf("learned %v after 15 windows of light use, want the wall %v", got, wall)
+	}
+	// Full use: the hold passes and the probe begins.
+	res := runLoad(f.limiters, tenantA, 8, time.Duration(holdWindows+4)*rate.Per)
+	for _, err := range res.errs {
+		t.Errorf("Wait: %v", err)
+	}
+	if got := l.LearnedRate(tenantA); got <= wall {
+		t.Errorf("learned %v after %d windows of full use, want above the wall %v", got, holdWindows+4, wall)
+	}
+}
