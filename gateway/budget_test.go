@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -207,26 +206,7 @@ func TestBudgetUnreadable(t *testing.T) {
 	h := newSystem(t, true)
 	perms := NATSPermissions("", "_INBOX.gateway")
 	perms.Publish = slices.DeleteFunc(perms.Publish, func(s string) bool { return strings.Contains(s, "_limits") })
-	opts := &server.Options{
-		Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
-		JetStream: true, StoreDir: t.TempDir(),
-		Users: []*server.User{
-			{Username: "worker", Password: "w"},
-			{Username: "gateway", Password: "g", Permissions: &server.Permissions{
-				Publish:   &server.SubjectPermission{Allow: perms.Publish, Deny: perms.DenyPublish},
-				Subscribe: &server.SubjectPermission{Allow: perms.Subscribe},
-			}},
-		},
-	}
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(ns.Shutdown)
+	ns := restrictedServer(t, perms)
 	cfg := h.sys.Config("w1")
 	cfg.NATS.URL, cfg.NATS.User, cfg.NATS.Password = ns.ClientURL(), "worker", "w"
 	cfg.SourceLimits = quota.Limits{"other": {N: 1, Per: time.Hour}}

@@ -22,27 +22,7 @@ import (
 // missing permission fails a request or shows as a permissions violation.
 func TestLeastPrivilege(t *testing.T) {
 	h := newSystem(t, true)
-	perms := NATSPermissions("", "_INBOX.gateway")
-	opts := &server.Options{
-		Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
-		JetStream: true, StoreDir: t.TempDir(),
-		Users: []*server.User{
-			{Username: "worker", Password: "w"},
-			{Username: "gateway", Password: "g", Permissions: &server.Permissions{
-				Publish:   &server.SubjectPermission{Allow: perms.Publish, Deny: perms.DenyPublish},
-				Subscribe: &server.SubjectPermission{Allow: perms.Subscribe},
-			}},
-		},
-	}
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(ns.Shutdown)
+	ns := restrictedServer(t, NATSPermissions("", "_INBOX.gateway"))
 
 	cfg := h.sys.Config("w1")
 	cfg.NATS.URL, cfg.NATS.User, cfg.NATS.Password = ns.ClientURL(), "worker", "w"
@@ -102,4 +82,32 @@ func TestLeastPrivilege(t *testing.T) {
 			t.Errorf("the gateway was refused: %v", err)
 		}
 	}
+}
+
+// restrictedServer starts a nats-server with JetStream and two users:
+// "worker" (password "w"), allowed everything, and "gateway" (password
+// "g"), allowed exactly perms.
+func restrictedServer(t *testing.T, perms Permissions) *server.Server {
+	t.Helper()
+	opts := &server.Options{
+		Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
+		JetStream: true, StoreDir: t.TempDir(),
+		Users: []*server.User{
+			{Username: "worker", Password: "w"},
+			{Username: "gateway", Password: "g", Permissions: &server.Permissions{
+				Publish:   &server.SubjectPermission{Allow: perms.Publish, Deny: perms.DenyPublish},
+				Subscribe: &server.SubjectPermission{Allow: perms.Subscribe},
+			}},
+		},
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(ns.Shutdown)
+	return ns
 }
