@@ -212,27 +212,42 @@ func TestTenantsAreSeparate(t *testing.T) {
 }
 
 // TestWatchKeepsWindowsFresh checks that a Limiter learns of another's
-// grants from its watch, without reading the key.
+// grants from its watch, without reading the key: b knows a's first grant
+// before it makes any KV call, takes its own permit with the one write,
+// and follows a's next grants with no call at all.
 func TestWatchKeepsWindowsFresh(t *testing.T) {
 	f := newFleet(t, 2, Config{App: testApp, Rate: Rate{N: 100, Per: time.Minute}})
 	a, b := f.limiters[0], f.limiters[1]
-	for _, l := range []*Limiter{a, b, a, a} {
+	ta, _ := a.tenant(tenantA)
+	tb, _ := b.tenant(tenantA)
+	caughtUp := func(what string, grants int) {
+		t.Helper()
+		eventually(t, 2*time.Second, what, func() bool {
+			a.mu.Lock()
+			want := ta.rev
+			a.mu.Unlock()
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			return tb.known && tb.rev == want && permits(tb.grants) == grants
+		})
+	}
+	wait := func(l *Limiter) {
+		t.Helper()
 		if _, err := l.Wait(t.Context(), tenantA); err != nil {
 			t.Fatalf("Wait: %v", err)
 		}
 	}
-	ta, _ := a.tenant(tenantA)
-	tb, _ := b.tenant(tenantA)
-	eventually(t, 2*time.Second, "b's cache to catch up with a's writes", func() bool {
-		a.mu.Lock()
-		want := ta.rev
-		a.mu.Unlock()
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		return tb.known && tb.rev == want && permits(tb.grants) == 4
-	})
-	if st := b.Stats(); st.KVOps != 2 {
-		t.Errorf("b made %d KV calls for one permit, want a read and a write", st.KVOps)
+	wait(a)
+	caughtUp("b's cache to learn a's first grant", 1)
+	if st := b.Stats(); st.KVOps != 0 {
+		t.Errorf("b made %d KV calls to learn a's grant, want none", st.KVOps)
+	}
+	wait(b)
+	wait(a)
+	wait(a)
+	caughtUp("b's cache to catch up with a's writes", 4)
+	if st := b.Stats(); st.KVOps != 1 {
+		t.Errorf("b made %d KV calls for one permit, want its one write", st.KVOps)
 	}
 }
 
